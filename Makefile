@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine (python3 >= 3.11 and pip access only):
+#   make demo   -> builds .venv, runs the offline demo benchmark end to end
+#   make test   -> builds .venv, runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= 2
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint dryrun clean-demo benchmarks
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests workflow benchmarks
+	$(BIN)/snakemake --lint --configfile config/demo.yaml --replace-workflow-config
+
+dryrun: setup
+	$(BIN)/snakemake -n --cores $(CORES)
+
+benchmarks: setup
+	$(BIN)/python benchmarks/run_all.py

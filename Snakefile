@@ -1,0 +1,28 @@
+# D-MMVAE benchmark: datasets x scenarios x models x seeds -> metrics, tables, report.
+# Run:  snakemake --cores 2 --configfile config/demo.yaml --replace-workflow-config   (offline demo)
+#       snakemake --cores 8                                                          (full benchmark)
+#       snakemake --profile workflow/profiles/slurm                                   (cluster)
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        "results/summary/metrics.csv",
+        "results/summary/summary.md",
+        "results/summary/report.html",
+    default_target: True

@@ -1,0 +1,3 @@
+"""dmmvae: benchmark of multimodal single-cell integration models."""
+
+__version__ = "0.1.0"

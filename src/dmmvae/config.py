@@ -1,0 +1,149 @@
+"""Config resolution shared by the Snakefile and the tests.
+
+The JSON schema (``workflow/schemas/config.schema.yaml``) checks shapes and fills defaults;
+this module checks what a schema cannot: names that refer to other sections, model
+parameters against the model registry, and sweep expansion into named variants.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SWEEP_SEP = "__"
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    scenario: str
+    model: str
+    seed: int
+
+
+def _fmt(value: Any) -> str:
+    return str(value).replace(".", "p").replace("-", "m").replace(" ", "")
+
+
+def expand_models(models: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Expand ``sweep`` entries: ``dmmvae`` with ``sweep: {w: [0, 5]}`` -> ``dmmvae__w-0``, ``dmmvae__w-5``."""
+    out: dict[str, dict] = {}
+    for name, spec in models.items():
+        base = {
+            "model": spec["model"],
+            "params": dict(spec.get("params") or {}),
+            "training": dict(spec.get("training") or {}),
+        }
+        sweep = spec.get("sweep") or {}
+        if not sweep:
+            out[name] = base
+            continue
+        keys = list(sweep)
+        for values in itertools.product(*(sweep[k] for k in keys)):
+            suffix = SWEEP_SEP.join(f"{k}-{_fmt(v)}" for k, v in zip(keys, values, strict=True))
+            variant = {**base, "params": {**base["params"], **dict(zip(keys, values, strict=True))}}
+            out[f"{name}{SWEEP_SEP}{suffix}"] = variant
+    return out
+
+
+def _select(config: Mapping, section: str, available: Iterable[str]) -> list[str]:
+    available = list(available)
+    chosen = (config.get("run") or {}).get(section)
+    if chosen is None:
+        return available
+    unknown = [c for c in chosen if c not in available]
+    if unknown:
+        raise ConfigError(
+            f"config 'run.{section}' names {unknown}, which are not defined under '{section}'; "
+            f"defined {section}: {sorted(available)}"
+        )
+    return list(chosen)
+
+
+def check_models(models: Mapping[str, Mapping]) -> None:
+    """Every model entry names a registry model and only parameters that model accepts."""
+    from .models import MODELS
+
+    for name, spec in models.items():
+        if spec["model"] not in MODELS:
+            raise ConfigError(
+                f"config 'models.{name}.model' is '{spec['model']}', not a known model; "
+                f"valid models are {sorted(MODELS)}"
+            )
+        try:
+            MODELS[spec["model"]].validate_params(spec.get("params") or {})
+        except ValueError as err:
+            raise ConfigError(f"config 'models.{name}.params': {err}") from None
+
+
+def dataset_modalities(spec: Mapping) -> list[str] | None:
+    """Modalities a dataset entry declares (None when only known after reading the data)."""
+    if spec.get("modalities"):
+        return list(spec["modalities"])
+    if spec["source"] == "synthetic":
+        from .data.synthetic import DEFAULT_MODALITIES
+
+        return list((spec.get("params") or {}).get("modalities") or DEFAULT_MODALITIES)
+    if spec["source"] == "pbmc68k_genesplit":
+        from .data.demo import HALF_A, HALF_B
+
+        return [HALF_A, HALF_B]
+    return None
+
+
+def resolve_runs(config: Mapping) -> list[Run]:
+    """The grid datasets x scenarios x models x seeds selected by ``run`` (minus exclusions).
+
+    Methods that need paired train cells (``needs_pairs``, e.g. CCA) are left out of scenarios
+    with no paired train cells (diagonal), where they are not applicable.
+    """
+    from .models import MODELS
+
+    models = expand_models(config["models"])
+    check_models(models)
+    datasets = _select(config, "datasets", config["datasets"])
+    scenarios = _select(config, "scenarios", config["scenarios"])
+    base_names = _select(config, "models", config["models"])
+    chosen_models = [m for m in models if m.split(SWEEP_SEP)[0] in base_names]
+    excludes = (config.get("run") or {}).get("exclude") or []
+    runs = []
+    for ds, sc, mo, seed in itertools.product(datasets, scenarios, chosen_models, config["seeds"]):
+        if any(
+            all(ex.get(k) in (None, v) for k, v in (("dataset", ds), ("scenario", sc), ("model", mo)))
+            for ex in excludes
+        ):
+            continue
+        scen = config["scenarios"][sc]
+        unpaired = scen["kind"] == "diagonal" and not scen.get("patterns")
+        if unpaired and MODELS[models[mo]["model"]].needs_pairs:
+            continue
+        runs.append(Run(ds, sc, mo, int(seed)))
+    if not runs:
+        raise ConfigError("the config selects no run: check 'run', 'datasets', 'scenarios', 'models'")
+    return runs
+
+
+def check_scenarios(config: Mapping) -> None:
+    """Custom patterns must only name modalities the dataset has (when known up front)."""
+    for ds in _select(config, "datasets", config["datasets"]):
+        mods = dataset_modalities(config["datasets"][ds])
+        if mods is None:
+            continue
+        for sc in _select(config, "scenarios", config["scenarios"]):
+            for p in config["scenarios"][sc].get("patterns") or []:
+                missing = sorted(set(p["modalities"]) - set(mods))
+                if missing:
+                    raise ConfigError(
+                        f"config 'scenarios.{sc}.patterns' names modalities {missing} that dataset "
+                        f"'{ds}' lacks (it has {mods}); exclude the pair under 'run.exclude'"
+                    )
+
+
+def merged(defaults: Mapping | None, override: Mapping | None) -> dict:
+    return {**(defaults or {}), **(override or {})}

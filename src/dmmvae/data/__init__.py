@@ -1,0 +1,1 @@
+"""Data layer: sources -> raw MuData -> preprocessed MuData (the contract) -> scenarios."""

@@ -1,0 +1,21 @@
+rule aggregate_results:
+    input:
+        metrics=run_paths(f"results/metrics/{RUN_DIR}/metrics.csv"),
+        train_benchmarks=run_paths(f"results/benchmarks/train_model/{RUN_DIR}.tsv"),
+        eval_benchmarks=run_paths(f"results/benchmarks/evaluate_model/{RUN_DIR}.tsv"),
+        histories=run_paths(f"results/models/{RUN_DIR}/history.csv"),
+        predictions=run_paths(f"results/models/{RUN_DIR}/predictions.h5"),
+        scenarios=[f"results/data/{d}/{s}/scenario.h5mu" for d, s in SCENARIOS],
+    output:
+        metrics=report("results/summary/metrics.csv", category="Tables"),
+        summary=report("results/summary/summary.md", category="Tables"),
+        report=report("results/summary/report.html", category="Report"),
+    params:
+        runs=[vars(r) for r in RUNS],
+        config=config,
+    log:
+        "results/logs/aggregate_results.log",
+    conda:
+        "../../envs/eval.yaml"
+    script:
+        "../scripts/aggregate_results.py"

@@ -1,0 +1,102 @@
+# Helper functions for the rules (no lambdas inside rules). All logic lives in src/dmmvae.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from dmmvae.config import (  # noqa: E402
+    ConfigError,
+    check_scenarios,
+    expand_models,
+    merged,
+    resolve_runs,
+)
+
+try:
+    RUNS = resolve_runs(config)
+    check_scenarios(config)
+except ConfigError as err:
+    raise WorkflowError(f"Invalid configuration: {err}") from None
+
+MODELS = expand_models(config["models"])
+DATASETS = sorted({r.dataset for r in RUNS})
+SCENARIOS = sorted({(r.dataset, r.scenario) for r in RUNS})
+RUN_DIR = "{dataset}/{scenario}/{model}/seed{seed}"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.\-]+",
+    scenario=r"[A-Za-z0-9_.\-]+",
+    model=r"[A-Za-z0-9_.\-]+",
+    seed=r"\d+",
+
+
+def run_paths(pattern):
+    """Expand a path pattern over every selected run."""
+    return [
+        pattern.format(dataset=r.dataset, scenario=r.scenario, model=r.model, seed=r.seed)
+        for r in RUNS
+    ]
+
+
+def dataset_spec(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def download_files(dataset):
+    """Cached source files of a 'download' dataset (empty for other sources)."""
+    spec = config["datasets"][dataset]
+    if spec["source"] != "download":
+        return []
+    return [
+        f"{config['download_dir']}/{dataset}/{Path(f['url']).name if 'filename' not in f else f['filename']}"
+        for f in spec["files"].values()
+    ]
+
+
+def get_prepare_inputs(wildcards):
+    """Download cache for 'download' datasets, the user's files for 'local' ones."""
+    spec = config["datasets"][wildcards.dataset]
+    if spec["source"] == "download":
+        return download_files(wildcards.dataset)
+    if spec["source"] == "local":
+        paths = [f["path"] if isinstance(f, dict) else f for f in spec["files"].values()]
+        labels = (spec.get("labels") or {}).get("path")
+        return paths + ([labels] if labels else [])
+    return []
+
+
+def get_preprocessing(wildcards):
+    return merged(config["preprocessing"], dataset_spec(wildcards).get("preprocessing"))
+
+
+def get_scenario(wildcards):
+    return config["scenarios"][wildcards.scenario]
+
+
+def get_model_spec(wildcards):
+    return MODELS[wildcards.model]
+
+
+def get_training(wildcards):
+    return merged(config["training"], MODELS[wildcards.model]["training"])
+
+
+def _dataset_cells(wildcards):
+    spec = config["datasets"][wildcards.dataset]
+    return spec.get("size") or (spec.get("params") or {}).get("n_cells") or 10_000
+
+
+def get_train_mem_mb(wildcards, attempt):
+    """Memory for a training job: scales with dataset size; doubles on each retry (OOM)."""
+    base = 2000 + _dataset_cells(wildcards) // 20
+    return base * 2 ** (attempt - 1)
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes for a training job (SLURM time limit); grows on retry."""
+    return (30 + _dataset_cells(wildcards) // 1000) * attempt
+
+
+def get_eval_mem_mb(wildcards, attempt):
+    return (2000 + _dataset_cells(wildcards) // 50) * attempt
