@@ -1,0 +1,86 @@
+"""Config validation: schema (shapes, defaults) + cross-references (names, model params, sweeps)."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from dmmvae.config import ConfigError, expand_models, resolve_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def load(name):
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate(cfg, SCHEMA)
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml"])
+def test_shipped_configs_are_valid_and_resolve(name):
+    cfg = load(name)
+    runs = resolve_runs(cfg)
+    assert runs
+    assert {r.dataset for r in runs} <= set(cfg["datasets"])
+
+
+def test_schema_fills_defaults():
+    cfg = load("test.yaml")
+    assert cfg["data_mirror"] is None
+    assert cfg["scenarios"]["paired"]["paired_fraction"] == 0.2
+    assert cfg["run"] == {"exclude": []}
+
+
+def test_unknown_top_level_key_is_rejected():
+    cfg = load("test.yaml")
+    cfg["trainig"] = {}
+    with pytest.raises(Exception, match="trainig"):
+        validate(cfg, SCHEMA)
+
+
+def test_unknown_model_lists_valid_names():
+    cfg = load("test.yaml")
+    cfg["models"]["x"] = {"model": "mvea"}
+    with pytest.raises(ConfigError, match=r"models\.x\.model.*valid models are \[.*'pca_cca'"):
+        resolve_runs(cfg)
+
+
+def test_unknown_model_parameter_is_named():
+    cfg = load("test.yaml")
+    cfg["models"]["random"]["params"] = {"n_dim": 3}
+    with pytest.raises(ConfigError, match=r"n_dim.*valid parameters are \['n_dims'\]"):
+        resolve_runs(cfg)
+
+
+def test_run_selection_with_unknown_dataset_lists_defined_ones():
+    cfg = load("test.yaml")
+    cfg["run"] = {"datasets": ["tinny"]}
+    with pytest.raises(ConfigError, match=r"run\.datasets.*tinny.*defined datasets: \['tiny'\]"):
+        resolve_runs(cfg)
+
+
+def test_sweep_expands_into_named_variants():
+    models = expand_models(
+        {"rnd": {"model": "random", "params": {}, "sweep": {"n_dims": [2, 8]}}}
+    )
+    assert models == {
+        "rnd__n_dims-2": {"model": "random", "params": {"n_dims": 2}, "training": {}},
+        "rnd__n_dims-8": {"model": "random", "params": {"n_dims": 8}, "training": {}},
+    }
+
+
+def test_exclusions_and_pair_methods_skip_diagonal():
+    cfg = copy.deepcopy(load("test.yaml"))
+    cfg["scenarios"]["diagonal"] = {"kind": "diagonal"}
+    cfg["seeds"] = [0, 1]
+    cfg["run"] = {"exclude": [{"model": "random", "scenario": "paired"}]}
+    runs = resolve_runs(cfg)
+    combos = {(r.scenario, r.model) for r in runs}
+    assert ("paired", "random") not in combos
+    assert ("diagonal", "random") in combos
+    assert ("diagonal", "pca_cca") not in combos  # CCA needs paired train cells
+    assert ("paired", "pca_cca") in combos
+    assert {r.seed for r in runs} == {0, 1}
