@@ -87,3 +87,13 @@ def test_bad_patterns_are_rejected_with_the_reason(mdata):
 def test_assign_patterns_sizes_follow_fractions():
     which = assign_patterns(10, [(("a",), 1 / 3), (("b",), 1 / 3), (("c",), 1 / 3)], seed=0)
     assert sorted(np.bincount(which).tolist()) == [3, 3, 4]
+
+
+def test_scenario_round_trips_through_h5mu(mdata, tmp_path):
+    import mudata as md
+
+    s = make_scenario(mdata, "mosaic", paired_fraction=0.5)
+    s.write(tmp_path / "s.h5mu")
+    back = md.read_h5mu(tmp_path / "s.h5mu")
+    assert (back.obs[visible_key("adt")].to_numpy() == s.obs[visible_key("adt")].to_numpy()).all()
+    assert back.uns["scenario"]["patterns"]["rna+atac+adt"] == 0.5

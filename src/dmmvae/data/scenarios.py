@@ -137,7 +137,8 @@ def make_scenario(
     out.uns["scenario"] = {
         "kind": kind,
         "seed": seed,
-        "patterns": [{"modalities": list(p), "fraction": f} for p, f in pats],
+        # {"rna+atac": 0.2, "rna": 0.4, ...}: h5-serialisable
+        "patterns": {"+".join(p): float(f) for p, f in pats},
         "extra_genes": int(extra_genes),
     }
     return out
