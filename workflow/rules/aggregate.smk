@@ -11,7 +11,6 @@ rule aggregate_results:
         summary=report("results/summary/summary.md", category="Tables"),
         report=report("results/summary/report.html", category="Report"),
     params:
-        runs=[vars(r) for r in RUNS],
         config=config,
     log:
         "results/logs/aggregate_results.log",

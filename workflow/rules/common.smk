@@ -1,9 +1,13 @@
 # Helper functions for the rules (no lambdas inside rules). All logic lives in src/dmmvae.
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# envs/*.post-deploy.sh install this checkout's package into each conda env
+os.environ.setdefault("DMMVAE_ROOT", str(Path(workflow.basedir)))
 
+from dmmvae.data.prepare import download_filenames, local_input_paths  # noqa: E402
 from dmmvae.config import (  # noqa: E402
     ConfigError,
     check_scenarios,
@@ -43,27 +47,14 @@ def dataset_spec(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
-def download_files(dataset):
-    """Cached source files of a 'download' dataset (empty for other sources)."""
-    spec = config["datasets"][dataset]
-    if spec["source"] != "download":
-        return []
-    return [
-        f"{config['download_dir']}/{dataset}/{Path(f['url']).name if 'filename' not in f else f['filename']}"
-        for f in spec["files"].values()
-    ]
-
-
 def get_prepare_inputs(wildcards):
     """Download cache for 'download' datasets, the user's files for 'local' ones."""
     spec = config["datasets"][wildcards.dataset]
-    if spec["source"] == "download":
-        return download_files(wildcards.dataset)
-    if spec["source"] == "local":
-        paths = [f["path"] if isinstance(f, dict) else f for f in spec["files"].values()]
-        labels = (spec.get("labels") or {}).get("path")
-        return paths + ([labels] if labels else [])
-    return []
+    cached = [
+        f"{config['download_dir']}/{wildcards.dataset}/{name}"
+        for name in download_filenames(spec)
+    ]
+    return cached + local_input_paths(spec)
 
 
 def get_preprocessing(wildcards):
@@ -100,3 +91,10 @@ def get_train_runtime(wildcards, attempt):
 
 def get_eval_mem_mb(wildcards, attempt):
     return (2000 + _dataset_cells(wildcards) // 50) * attempt
+
+
+def get_torch_env(wildcards):
+    """train_model's conda env: CUDA torch (runs on CPU too) unless torch_build is cpu."""
+    if config["torch_build"] == "cpu":
+        return "../../envs/torch.yaml"
+    return "../../envs/torch-gpu.yaml"

@@ -16,10 +16,9 @@ rule train_model:
         f"results/benchmarks/train_model/{RUN_DIR}.tsv"
     threads: 2
     resources:
-        gpu=config["gpu_per_training_job"],
         mem_mb=get_train_mem_mb,
         runtime=get_train_runtime,
     conda:
-        "../../envs/torch.yaml"
+        get_torch_env
     script:
         "../scripts/train_model.py"

@@ -9,6 +9,7 @@ with job_log(snakemake.log[0]):
         snakemake.wildcards.dataset,
         snakemake.params.spec,
         cache_dir=snakemake.params.download_dir,
+        mirror=snakemake.params.mirror,
     )
     with atomic_path(snakemake.output[0]) as tmp:
         mdata.write(tmp)
