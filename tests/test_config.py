@@ -84,3 +84,31 @@ def test_exclusions_and_pair_methods_skip_diagonal():
     assert ("diagonal", "pca_cca") not in combos  # CCA needs paired train cells
     assert ("paired", "pca_cca") in combos
     assert {r.seed for r in runs} == {0, 1}
+
+
+def test_patterns_naming_a_missing_modality_fail_unless_excluded():
+    from dmmvae.config import check_scenarios
+
+    cfg = load("test.yaml")
+    cfg["scenarios"]["tri"] = {
+        "kind": "mosaic",
+        "patterns": [{"modalities": ["rna", "adt"], "fraction": 1.0}],
+    }
+    validate(cfg, SCHEMA)
+    with pytest.raises(ConfigError, match=r"\['adt'\].*'tiny' lacks"):
+        check_scenarios(cfg, resolve_runs(cfg))
+    cfg["run"]["exclude"] = [{"scenario": "tri", "dataset": "tiny"}]
+    check_scenarios(cfg, resolve_runs(cfg))
+
+
+def test_schema_training_keys_are_the_training_loop_keys():
+    from dmmvae.train import TRAINING_DEFAULTS
+
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    keys = set(schema["$defs"]["training"]["properties"])
+    # num_threads is set by the rule from its `threads:`, not by the user
+    assert keys == set(TRAINING_DEFAULTS) - {"num_threads"}
+    cfg = load("test.yaml")
+    cfg["training"]["max_epoch"] = 3
+    with pytest.raises(Exception, match="max_epoch"):
+        validate(cfg, SCHEMA)

@@ -129,20 +129,19 @@ def resolve_runs(config: Mapping) -> list[Run]:
     return runs
 
 
-def check_scenarios(config: Mapping) -> None:
+def check_scenarios(config: Mapping, runs: Iterable[Run]) -> None:
     """Custom patterns must only name modalities the dataset has (when known up front)."""
-    for ds in _select(config, "datasets", config["datasets"]):
+    for ds, sc in sorted({(r.dataset, r.scenario) for r in runs}):
         mods = dataset_modalities(config["datasets"][ds])
         if mods is None:
             continue
-        for sc in _select(config, "scenarios", config["scenarios"]):
-            for p in config["scenarios"][sc].get("patterns") or []:
-                missing = sorted(set(p["modalities"]) - set(mods))
-                if missing:
-                    raise ConfigError(
-                        f"config 'scenarios.{sc}.patterns' names modalities {missing} that dataset "
-                        f"'{ds}' lacks (it has {mods}); exclude the pair under 'run.exclude'"
-                    )
+        for p in config["scenarios"][sc].get("patterns") or []:
+            missing = sorted(set(p["modalities"]) - set(mods))
+            if missing:
+                raise ConfigError(
+                    f"config 'scenarios.{sc}.patterns' names modalities {missing} that dataset "
+                    f"'{ds}' lacks (it has {mods}); exclude the pair under 'run.exclude'"
+                )
 
 
 def merged(defaults: Mapping | None, override: Mapping | None) -> dict:

@@ -18,7 +18,7 @@ from dmmvae.config import (  # noqa: E402
 
 try:
     RUNS = resolve_runs(config)
-    check_scenarios(config)
+    check_scenarios(config, RUNS)
 except ConfigError as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 

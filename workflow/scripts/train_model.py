@@ -9,7 +9,7 @@ with job_log(snakemake.log[0]):
         snakemake.input.mdata,
         model_name=spec["model"],
         params=spec["params"],
-        training=snakemake.params.training,
+        training={**snakemake.params.training, "num_threads": snakemake.threads},
         seed=int(snakemake.wildcards.seed),
         device=snakemake.params.device,
         out_predictions=snakemake.output.predictions,

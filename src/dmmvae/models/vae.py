@@ -1,0 +1,375 @@
+"""``MultimodalVAE``: the shared base of every VAE variant (scvi-tools module shape).
+
+A variant = a fusion rule + an objective + options. It subclasses :class:`MultimodalVAE`
+and overrides only what differs; the base owns per-modality encoders/decoders, likelihoods,
+masking, the training hooks, ``fit`` (the loop in :mod:`dmmvae.train`), ``predict`` and
+checkpoints.
+
+Contract (what a variant implements)
+------------------------------------
+- ``fuse(qz, masks) -> Gaussian``: the posterior given the modalities in ``qz``/``masks`` (any
+  subset; a cell's modality counts only where its mask is True). Used for the joint embedding,
+  for single-modality embeddings (``fuse({m: q_m}, {m: mask_m})``) and for cross-modal
+  imputation. Its ``.mu`` is the embedding.
+- ``loss(batch, kl_weight) -> LossOutput``: the objective, usually one call into
+  :mod:`.objectives` with ``self.make_decode(batch)``; ``kl_weight`` is the warm-up factor
+  (multiply by ``params["beta"]`` yourself, or use :meth:`kl_scale`).
+
+Hooks a variant MAY override
+----------------------------
+- ``DEFAULTS`` (extend ``MultimodalVAE.DEFAULTS``), ``build_extra(spec)`` (more modules),
+  ``make_encoder(ms)`` / ``make_decoder(ms, n_in)`` (other widths), ``latent_dim`` (size of
+  the ``z`` the decoders and the semi-supervised classifier take).
+- ``configure_optimizers(cfg) -> {name: optimizer}`` and ``train_step(batch, kl_weight,
+  optimizers, ctx) -> {term: tensor}`` for adversarial variants (discriminator steps); use
+  ``ctx.autocast()`` and ``ctx.step(loss, optimizer)`` (AMP scaling + gradient clipping).
+- ``impute_params(qz, masks, src, tgts)``: decoder parameters of ``tgts`` from ``src`` alone
+  (default: decode ``fuse({src})``'s mean); ``sample_prior(n, generator)`` (default
+  ``N(0, I)`` of ``latent_dim``); ``embed(qz, masks)`` (default ``fuse(...).mu``).
+
+Fixed methods
+-------------
+- ``encode(batch) -> {mod: Gaussian}``: every modality present in the batch; rows where the
+  modality is hidden get ``N(0, I)`` (mu = 0, logvar = 0) with NO gradient path to the data.
+- ``inference(batch) -> {"qz", "mask", "joint"}``; ``generative(z, library, mods) -> {mod: params}``.
+- ``make_decode(batch)``: the ``decode(z, mods) -> {mod: log p(x_mod|z)}`` callable of
+  :mod:`.objectives`.
+- ``loss_output(per_cell, terms, z)``: batch means -> :class:`LossOutput`.
+
+Batches follow :mod:`.data`. Predictions follow :class:`dmmvae.io.Predictions` with imputations
+and prior samples converted to the PROTOCOL scoring normalization
+(:func:`.likelihoods.to_scoring`; RNA: ``log1p(1e4 * f * rho)``, f = median train fraction of
+counts in the kept genes; ADT: CLR of predicted mean counts at the median train library;
+ATAC: predicted probability of a non-zero count; gaussian: predicted mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import mudata as md
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..constants import JOINT, SPLIT, TEST
+from ..io import Predictions
+from ._base import Method
+from .data import DataSpec, ModalitySpec, MultimodalData
+from .likelihoods import get_likelihood, to_scoring
+from .nn import MLP, Decoder, Encoder
+from .objectives import DecodeFn, Gaussian
+
+
+@dataclass
+class LossOutput:
+    """Result of ``loss``: the scalar to minimise and named scalar terms for the history.
+
+    ``z``: the per-cell latent (B, latent_dim) the semi-supervised classifier reads (None: no
+    classifier term).
+    """
+
+    loss: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    z: Tensor | None = None
+
+    def detached_terms(self) -> dict[str, Tensor]:
+        out = {"loss": self.loss.detach()}
+        out.update({k: v.detach() for k, v in self.terms.items()})
+        return out
+
+
+class MultimodalVAE(Method, nn.Module):
+    """Base of the VAE variants; see the module docstring for the contract."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "n_latent": 16,  # latent dimensions
+        "n_hidden": 128,  # width of the hidden layers of encoders and decoders
+        "n_layers": 1,  # hidden layers per encoder / decoder
+        "dropout": 0.1,  # encoder dropout (decoders use none)
+        "norm": "layer",  # "layer" | "batch" | "none"
+        "likelihoods": {},  # {modality: likelihood name}; defaults by modality kind
+        "beta": 1.0,  # weight of the KL term (after warm-up)
+        "classifier_weight": 1.0,  # semi-supervised label head (training.semi_supervised_fraction)
+    }
+    is_neural: ClassVar[bool] = True
+
+    def __init__(self, **params: Any) -> None:
+        nn.Module.__init__(self)
+        Method.__init__(self, **params)
+        self.spec: DataSpec | None = None
+        self.n_classes = 0
+        self.classifier: nn.Module | None = None
+        #: filled by fit: device, epochs, best epoch, seconds, status, training config
+        self.train_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ building
+    @property
+    def latent_dim(self) -> int:
+        return int(self.params["n_latent"])
+
+    @property
+    def modalities(self) -> list[str]:
+        assert self.spec is not None, "model not built; call fit() or build(spec) first"
+        return self.spec.names
+
+    def make_encoder(self, ms: ModalitySpec, n_out: int | None = None) -> nn.Module:
+        p = self.params
+        return Encoder(
+            ms.n_features,
+            n_out or int(p["n_latent"]),
+            n_hidden=int(p["n_hidden"]),
+            n_layers=int(p["n_layers"]),
+            dropout=float(p["dropout"]),
+            norm=p["norm"],
+            log1p_input=ms.target == "counts",
+        )
+
+    def make_decoder(self, ms: ModalitySpec, n_in: int | None = None) -> Decoder:
+        p = self.params
+        return Decoder(
+            n_in or self.latent_dim,
+            get_likelihood(ms.likelihood)(ms.n_features),
+            n_hidden=int(p["n_hidden"]),
+            n_layers=int(p["n_layers"]),
+            dropout=0.0,
+            norm=p["norm"],
+        )
+
+    def build(self, spec: DataSpec) -> None:
+        """Create the modules for the data described by ``spec`` (called by fit / load)."""
+        self.spec = spec
+        self.encoders = nn.ModuleDict(
+            {m: self.make_encoder(ms) for m, ms in spec.modalities.items()}
+        )
+        self.decoders = nn.ModuleDict(
+            {m: self.make_decoder(ms) for m, ms in spec.modalities.items()}
+        )
+        if self.n_classes > 0:
+            self.classifier = MLP(
+                self.latent_dim, self.n_classes, int(self.params["n_hidden"]), 1, 0.1, None
+            )
+        self.build_extra(spec)
+
+    def build_extra(self, spec: DataSpec) -> None:
+        """Hook: variants add modules here (discriminators, fusion MLPs, ...)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ------------------------------------------------------------------ contract
+    def encode(self, batch: dict[str, Any]) -> dict[str, Gaussian]:
+        out = {}
+        for m, x in batch["x"].items():
+            mask = batch["mask"][m]
+            enc = self.encoders[m]
+            if self.params["norm"] == "batch":  # batch statistics from visible rows only
+                rows = mask.nonzero().squeeze(1)
+                mu = x.new_zeros(x.shape[0], enc.n_latent)
+                lv = x.new_zeros(x.shape[0], enc.n_latent)
+                if len(rows) > 1 or (len(rows) == 1 and not self.training):
+                    mu_v, lv_v = enc(x.index_select(0, rows))
+                    mu = mu.index_copy(0, rows, mu_v)
+                    lv = lv.index_copy(0, rows, lv_v)
+            else:  # per-row norms: encode all rows, keep visible ones
+                mu, lv = enc(x)
+                keep = mask.unsqueeze(1)
+                mu = torch.where(keep, mu, torch.zeros_like(mu))
+                lv = torch.where(keep, lv, torch.zeros_like(lv))
+            out[m] = Gaussian(mu, lv)
+        return out
+
+    def fuse(self, qz: dict[str, Gaussian], masks: dict[str, Tensor]) -> Gaussian:
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, Any], kl_weight: float = 1.0) -> LossOutput:
+        raise NotImplementedError
+
+    def inference(self, batch: dict[str, Any]) -> dict[str, Any]:
+        qz = self.encode(batch)
+        return {"qz": qz, "mask": batch["mask"], "joint": self.fuse(qz, batch["mask"])}
+
+    def _median_library(self, m: str, like: Tensor) -> Tensor:
+        return like.new_full((1, 1), self.spec.modalities[m].median_library)
+
+    def generative(
+        self,
+        z: Tensor,
+        library: dict[str, Tensor] | None = None,
+        mods: list[str] | None = None,
+    ) -> dict[str, dict[str, Tensor]]:
+        """Decoder parameters per modality; ``library=None`` uses the median train library."""
+        out = {}
+        for m in mods or self.modalities:
+            lib = library[m] if library is not None else self._median_library(m, z)
+            out[m] = self.decoders[m](z, lib)
+        return out
+
+    def make_decode(self, batch: dict[str, Any]) -> DecodeFn:
+        x, lib = batch["x"], batch["library"]
+
+        def decode(z: Tensor, mods) -> dict[str, Tensor]:
+            out = {}
+            for m in mods:
+                dec = self.decoders[m]
+                out[m] = dec.likelihood.log_prob(x[m], dec(z, lib[m]))
+            return out
+
+        return decode
+
+    def kl_scale(self, kl_weight: float) -> float:
+        return float(kl_weight) * float(self.params["beta"])
+
+    @staticmethod
+    def loss_output(
+        per_cell: Tensor, terms: dict[str, Tensor], z: Tensor | None = None
+    ) -> LossOutput:
+        return LossOutput(per_cell.mean(), {k: v.mean() for k, v in terms.items()}, z)
+
+    # ------------------------------------------------------------------ training hooks
+    def forward(self, batch: dict[str, Any], kl_weight: float = 1.0) -> LossOutput:
+        return self.training_loss(batch, kl_weight)
+
+    def training_loss(self, batch: dict[str, Any], kl_weight: float = 1.0) -> LossOutput:
+        """``loss`` plus the semi-supervised classifier term on labelled cells."""
+        out = self.loss(batch, kl_weight)
+        if self.classifier is not None and out.z is not None:
+            lab = batch["label"]
+            ce = F.cross_entropy(self.classifier(out.z), lab.clamp_min(0), reduction="none")
+            ce = torch.where(lab >= 0, ce, torch.zeros_like(ce)).mean()
+            out.loss = out.loss + float(self.params["classifier_weight"]) * ce
+            out.terms["classifier"] = ce
+        return out
+
+    def configure_optimizers(self, cfg: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "main": torch.optim.AdamW(
+                self.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
+            )
+        }
+
+    def train_step(self, batch, kl_weight: float, optimizers, ctx) -> dict[str, Tensor]:
+        opt = optimizers["main"]
+        opt.zero_grad(set_to_none=True)
+        with ctx.autocast():
+            out = self.training_loss(batch, kl_weight)
+        ctx.step(out.loss, opt)
+        return out.detached_terms()
+
+    @torch.no_grad()
+    def validation_step(self, batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
+        return self.training_loss(batch, kl_weight).detached_terms()
+
+    # ------------------------------------------------------------------ Method
+    def fit(
+        self,
+        mdata: md.MuData,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        time_limit_s: float | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Build from ``mdata`` and train (:func:`dmmvae.train.fit_model`); returns the history.
+
+        Raises :class:`dmmvae.train.TrainingFailure` on a non-finite loss or the time limit.
+        """
+        from ..train import fit_model
+
+        return fit_model(
+            self, mdata, seed=seed, device=device, time_limit_s=time_limit_s, training=training
+        )
+
+    def embed(self, qz: dict[str, Gaussian], masks: dict[str, Tensor]) -> Tensor:
+        return self.fuse(qz, masks).mu
+
+    def impute_params(
+        self, qz: dict[str, Gaussian], masks: dict[str, Tensor], src: str, tgts: list[str]
+    ) -> dict[str, dict[str, Tensor]]:
+        z = self.fuse({src: qz[src]}, {src: masks[src]}).mu
+        return self.generative(z, mods=tgts)
+
+    def sample_prior(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+
+    def scoring_mean(self, m: str, params: dict[str, Tensor]) -> Tensor:
+        ms = self.spec.modalities[m]
+        lik = self.decoders[m].likelihood
+        if ms.kind == "atac":
+            return to_scoring(ms.kind, lik, lik.prob_nonzero(params), is_probability=True)
+        return to_scoring(ms.kind, lik, lik.mean(params), kept_fraction=ms.kept_fraction)
+
+    def scoring_sample(self, m: str, params: dict[str, Tensor]) -> Tensor:
+        ms = self.spec.modalities[m]
+        lik = self.decoders[m].likelihood
+        return to_scoring(ms.kind, lik, lik.sample(params), kept_fraction=ms.kept_fraction)
+
+    @torch.no_grad()
+    def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
+        """Embeddings, imputations and prior samples of the TEST cells, in minibatches."""
+        self.eval()
+        mods = self.modalities
+        test = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TEST)
+        data = MultimodalData(mdata, self.spec, self.device)
+        emb: dict[str, list] = {m: [] for m in [*mods, JOINT]}
+        imp: dict[tuple[str, str], list] = {(s, t): [] for s in mods for t in mods if s != t}
+        for batch in data.batches(test, batch_size, mods=mods):
+            qz = self.encode(batch)
+            masks = batch["mask"]
+            emb[JOINT].append(self.embed(qz, masks).float().cpu())
+            for s in mods:
+                emb[s].append(self.embed({s: qz[s]}, {s: masks[s]}).float().cpu())
+                tgts = [t for t in mods if t != s]
+                px = self.impute_params(qz, masks, s, tgts)
+                for t in tgts:
+                    imp[(s, t)].append(self.scoring_mean(t, px[t]).float().cpu())
+        gen: dict[str, list] = {m: [] for m in mods}
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        for start in range(0, len(test), batch_size):
+            n = min(batch_size, len(test) - start)
+            px = self.generative(self.sample_prior(n, g))
+            for m in mods:
+                gen[m].append(self.scoring_sample(m, px[m]).float().cpu())
+
+        def cat(parts: list, width: int) -> np.ndarray:
+            return torch.cat(parts).numpy() if parts else np.zeros((0, width), np.float32)
+
+        return Predictions(
+            obs_names=np.asarray(mdata.obs_names)[test],
+            embeddings={k: cat(v, self.latent_dim) for k, v in emb.items()},
+            imputations={k: cat(v, self.spec.modalities[k[1]].n_features) for k, v in imp.items()},
+            generated={m: cat(v, self.spec.modalities[m].n_features) for m, v in gen.items()},
+            info={"model": type(self).__name__, "params": self.params, **self.train_info},
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "class": type(self).__name__,
+            "params": self.params,
+            "spec": self.spec.to_dict() if self.spec else None,
+            "n_classes": self.n_classes,
+            "train_info": self.train_info,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+
+    def save(self, path: str) -> None:
+        torch.save(self.checkpoint(), path)
+
+    @classmethod
+    def load(cls, path: str, map_location: str = "cpu") -> MultimodalVAE:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        model = cls(**ckpt["params"])
+        model.n_classes = int(ckpt.get("n_classes", 0))
+        model.build(DataSpec.from_dict(ckpt["spec"]))
+        model.load_state_dict(ckpt["state_dict"])
+        model.train_info = dict(ckpt.get("train_info", {}))
+        return model
+
+
+__all__ = ["LossOutput", "MultimodalVAE"]
