@@ -9,6 +9,8 @@ rule aggregate_results:
     output:
         metrics=report("results/summary/metrics.csv", category="Tables"),
         summary=report("results/summary/summary.md", category="Tables"),
+        rankings=report("results/summary/rankings.csv", category="Tables"),
+        ranking_plot=report("results/summary/ranking.png", category="Figures"),
         report=report("results/summary/report.html", category="Report"),
     params:
         config=config,

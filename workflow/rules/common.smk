@@ -6,6 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # envs/*.post-deploy.sh install this checkout's package into each conda env
 os.environ.setdefault("DMMVAE_ROOT", str(Path(workflow.basedir)))
+# scib-metrics (jax) compiles the same kernels in every evaluation job: share a compile cache
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path("results/.jax_cache").absolute()))
 
 from dmmvae.data.prepare import download_filenames, local_input_paths  # noqa: E402
 from dmmvae.config import (  # noqa: E402
