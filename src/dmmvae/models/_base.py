@@ -12,6 +12,14 @@ import pandas as pd
 from ..io import Predictions
 
 
+class MissingDependencyError(ModuleNotFoundError):
+    """An optional dependency of a method (e.g. scvi-tools) is not installed.
+
+    ``run_training`` records it as a failure with reason ``not_installed``, so the rest of the
+    grid runs and the tables show why that model has no numbers.
+    """
+
+
 class Method(ABC):
     """A method: ``fit`` on the train cells of a scenario, ``predict`` on its test cells.
 

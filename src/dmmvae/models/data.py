@@ -18,6 +18,9 @@ A batch is a dict (the contract every model reads):
   (count targets; ones otherwise).
 - ``label``: long ``(B,)``, label index or -1 (unknown / not given to the model).
 - ``index``: long ``(B,)``, row numbers of the cells in the MuData.
+- ``nonzero[mod]`` (sparse count targets only; optional for hand-made batches):
+  ``((row, col), values)``, the stored entries of ``x[mod]`` (visible rows), so that the
+  likelihoods need not search the dense batch for them (see :func:`.likelihoods.nonzero_entries`).
 Only the modalities requested (all of them in training) appear in ``x``/``mask``/``library``.
 """
 
@@ -169,10 +172,10 @@ class _Rows:
         self.sparse = sp.issparse(X)
         if self.sparse:
             X = sp.csr_matrix(X)
-            X.sort_indices()
+            X.sum_duplicates()  # also sorts the column indices
             self.n_cols = X.shape[1]
-            self.indptr = torch.as_tensor(X.indptr.astype(np.int64), device=device)
-            self.indices = torch.as_tensor(X.indices.astype(np.int32), device=device)
+            self.indptr = torch.as_tensor(X.indptr.astype(np.int64, copy=False), device=device)
+            self.indices = torch.as_tensor(X.indices.astype(np.int32, copy=False), device=device)
             data = np.asarray(X.data, dtype=np.float32)
             self.data = None if np.all(data == 1.0) else torch.as_tensor(data, device=device)
         else:
@@ -196,26 +199,36 @@ class _Rows:
 
     def gather(self, rows: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Dense ``(len(rows), n_cols)``; rows where ``keep`` is False stay all-zero."""
+        return self.gather_with_entries(rows, keep)[0]
+
+    def gather_with_entries(
+        self, rows: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor] | None]:
+        """``gather`` plus, for sparse storage, its stored entries ``((row, col), values)``
+        (the ``nonzero_entries`` form the likelihoods reuse; None for dense storage)."""
         if not self.sparse:
             out = self.dense.index_select(0, rows)
-            return out if keep is None else out * keep.unsqueeze(1).to(out.dtype)
+            return (out if keep is None else out * keep.unsqueeze(1).to(out.dtype)), None
         start = self.indptr[rows]
         lens = self.indptr[rows + 1] - start
         if keep is not None:
             lens = torch.where(keep, lens, torch.zeros_like(lens))
         total = int(lens.sum())
-        out = torch.zeros(len(rows), self.n_cols, device=rows.device)
-        if total == 0:
-            return out
-        row_ids = torch.repeat_interleave(
-            torch.arange(len(rows), device=rows.device), lens, output_size=total
-        )
-        first = torch.cumsum(lens, 0) - lens
-        pos = torch.arange(total, device=rows.device) - first[row_ids] + start[row_ids]
+        n = len(rows)
+        out = torch.zeros(n * self.n_cols, device=rows.device)
+        row_ids = torch.repeat_interleave(torch.arange(n, device=rows.device), lens, output_size=total)
+        # position of each entry in the CSR arrays: its row's start + its rank within the row
+        shift = (start - (torch.cumsum(lens, 0) - lens)).repeat_interleave(lens, output_size=total)
+        pos = torch.arange(total, device=rows.device) + shift
         cols = self.indices[pos].long()
-        vals = self.data[pos] if self.data is not None else 1.0
-        out[row_ids, cols] = vals
-        return out
+        flat = row_ids * self.n_cols + cols
+        if self.data is None:
+            out.index_fill_(0, flat, 1.0)
+            vals = torch.ones(total, device=rows.device)
+        else:
+            vals = self.data[pos]
+            out.index_copy_(0, flat, vals)
+        return out.view(n, self.n_cols), ((row_ids, cols), vals)
 
 
 class MultimodalData:
@@ -290,20 +303,23 @@ class MultimodalData:
     def batch(self, rows: torch.Tensor, mods: Sequence[str] | None = None) -> dict[str, Any]:
         """One batch of ``rows``; ``mods=None``: scenario masks, else those modalities all shown."""
         use = list(mods) if mods is not None else list(self.spec.modalities)
-        x, mask, lib = {}, {}, {}
+        x, mask, lib, nonzero = {}, {}, {}, {}
         for m in use:
-            keep = (
-                self.visible[m][rows]
-                if mods is None
-                else torch.ones(len(rows), dtype=torch.bool, device=rows.device)
-            )
-            x[m] = self._to_device(self.rows[m].gather(rows, keep))
+            keep = self.visible[m][rows] if mods is None else None
+            dense, entries = self.rows[m].gather_with_entries(rows, keep)
+            x[m] = self._to_device(dense)
+            if keep is None:
+                keep = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
             mask[m] = self._to_device(keep)
             lib[m] = self._to_device(self.library[m][rows].unsqueeze(1) * keep.unsqueeze(1))
+            if entries is not None and self.spec.modalities[m].target == "counts":
+                (r, c), v = entries
+                nonzero[m] = ((self._to_device(r), self._to_device(c)), self._to_device(v))
         return {
             "x": x,
             "mask": mask,
             "library": lib,
+            "nonzero": nonzero,
             "label": self._to_device(self.given_labels[rows]),
             "index": self._to_device(rows),
         }

@@ -189,6 +189,11 @@ def single_elbo(
     return elbo, recon, kl
 
 
+def _stackable(decode: DecodeFn) -> bool:
+    """Whether ``decode`` may get latents of several posteriors stacked on a leading axis."""
+    return bool(getattr(decode, "stackable", False))
+
+
 def poe_subsampled_elbo(
     experts: Mapping[str, Gaussian],
     masks: Mapping[str, Tensor],
@@ -201,24 +206,42 @@ def poe_subsampled_elbo(
     unimodal (the "sub-sampled" terms, so single-modality inference is trained): for every
     visible ``m`` of a cell showing >= 2 modalities, ``PoE(prior, q_m)`` reconstructs ``x_m``.
     With 2-3 modalities every unimodal subset is used (no random sub-sampling needed).
+    With a ``stackable`` decode, modality ``m`` is decoded once from ``stack(z_joint, z_m)``
+    (same draws, same values, one decoder call per modality).
     """
     mods = list(experts)
     n_vis = count_visible(masks)
     joint = product_of_experts(experts, masks)
-    elbo, recon, kl = single_elbo(joint, decode, mods, masks, kl_weight)
+    multi = n_vis >= 2
+    if not _stackable(decode):
+        elbo, recon, kl = single_elbo(joint, decode, mods, masks, kl_weight)
+        uni_sum = torch.zeros_like(elbo)
+        for m in mods:
+            mm = masks[m] & multi
+            q_m = product_of_experts({m: experts[m]}, {m: mm})
+            e_m, _, _ = single_elbo(q_m, decode, [m], {m: mm}, kl_weight)
+            uni_sum = uni_sum + masked(e_m, mm)
+    else:
+        z_joint = joint.rsample()
+        uni = {}
+        for m in mods:  # draws in the order of the unstacked form
+            mm = masks[m] & multi
+            q_m = product_of_experts({m: experts[m]}, {m: mm})
+            uni[m] = (mm, q_m, q_m.rsample())
+        recon = {}
+        uni_sum = torch.zeros_like(z_joint[..., 0])
+        for m in mods:
+            mm, q_m, z_m = uni[m]
+            lp = decode(torch.stack([z_joint, z_m]), [m])[m]  # (2, B)
+            recon[m] = masked(lp[0], masks[m])
+            e_m = masked(lp[1], mm) - kl_weight * q_m.kl_standard()
+            uni_sum = uni_sum + masked(e_m, mm)
+        kl = joint.kl_standard()
+        elbo = sum(recon.values()) - kl_weight * kl
     terms = {f"recon_{m}": v for m, v in recon.items()}
     terms["kl"] = kl
-    total = elbo
-    multi = n_vis >= 2
-    uni_sum = torch.zeros_like(elbo)
-    for m in mods:
-        mm = masks[m] & multi
-        q_m = product_of_experts({m: experts[m]}, {m: mm})
-        e_m, _, _ = single_elbo(q_m, decode, [m], {m: mm}, kl_weight)
-        uni_sum = uni_sum + masked(e_m, mm)
-    total = total + uni_sum
     terms["elbo_unimodal"] = uni_sum
-    return -total, terms
+    return -(elbo + uni_sum), terms
 
 
 def moe_stratified_elbo(
@@ -249,10 +272,17 @@ def moe_stratified_elbo(
     if estimator == "elbo":
         total = 0.0
         kl_sum = 0.0
-        for r in mods:
+        stacked = None
+        if _stackable(decode):  # every expert's draw through each decoder in one call
+            zs = [experts[r].rsample() if k == 1 else experts[r].rsample(k) for r in mods]
+            stacked = decode(torch.stack(zs), mods)  # {d: (R, [K,] B)}
+        for i, r in enumerate(mods):
             q = experts[r]
-            z = q.rsample() if k == 1 else q.rsample(k)
-            logp = decode(z, mods)
+            if stacked is not None:
+                logp = {d: v[i] for d, v in stacked.items()}
+            else:
+                z = q.rsample() if k == 1 else q.rsample(k)
+                logp = decode(z, mods)
             if k > 1:
                 logp = {d: v.mean(0) for d, v in logp.items()}
             kl = masked(q.kl_standard(), masks[r])

@@ -1,0 +1,45 @@
+"""Model registry: a plain dict from config name to class (see ``_base.Method``)."""
+
+from __future__ import annotations
+
+from ._base import Method
+from .controls import KnnRegression, PcaCca, RandomEmbedding
+from .dmmvae import DMMVAE
+from .mlp_fusion import MLPFusion
+from .mmaavi import MMAAVI
+from .mmvae import MMVAE
+from .mmvae_plus import MMVAEPlus
+from .mopoe import MoPoE
+from .mvae import MVAE
+from .scmodal import ScMODAL
+from .scvi_refs import MultiVI, TotalVI
+
+MODELS: dict[str, type[Method]] = {
+    "pca_cca": PcaCca,
+    "knn_regression": KnnRegression,
+    "random": RandomEmbedding,
+    "mvae": MVAE,
+    "mmvae": MMVAE,
+    "mopoe": MoPoE,
+    "mlp_fusion": MLPFusion,
+    "mmvae_plus": MMVAEPlus,
+    "dmmvae": DMMVAE,
+    "scmodal": ScMODAL,
+    "mmaavi": MMAAVI,
+    "totalvi": TotalVI,
+    "multivi": MultiVI,
+}
+
+
+def get_model_class(name: str) -> type[Method]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model '{name}'; valid models are {sorted(MODELS)}") from None
+
+
+def build_model(name: str, params: dict | None = None) -> Method:
+    return get_model_class(name)(**(params or {}))
+
+
+__all__ = ["MODELS", "Method", "build_model", "get_model_class"]
