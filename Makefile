@@ -24,7 +24,7 @@ $(TEST_STAMP): $(STAMP)
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest

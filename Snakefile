@@ -1,13 +1,18 @@
 # D-MMVAE benchmark: datasets x scenarios x models x seeds -> metrics, tables, report.
-# Run:  snakemake --cores 2 --configfile config/demo.yaml --replace-workflow-config   (offline demo)
-#       snakemake --cores 8                                                          (full benchmark)
-#       snakemake --profile workflow/profiles/slurm                                   (cluster)
+# Run:  snakemake --cores 2 --configfile config/demo.yaml     (offline demo)
+#       snakemake --cores 8                                  (full benchmark: config/config.yaml)
+#       snakemake --profile workflow/profiles/slurm          (cluster)
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# config/config.yaml is the default; a config given with --configfile replaces it (never merges,
+# also inside cluster jobs, which receive the --configfile but no other config flags)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
