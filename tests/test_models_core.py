@@ -35,14 +35,6 @@ MOD_SPECS = {
 FAST = {"n_hidden": 64, "n_latent": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models on shared 2-core machines: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @functools.cache
 def _preprocessed(mods: tuple[str, ...], n_cells: int, seed: int = 0):

@@ -32,13 +32,6 @@ FAST = {"n_hidden": 32, "n_latent": 6}
 QUIET = {"progress_bar": False, "batch_size": 64}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @functools.cache
 def _pre():
