@@ -36,5 +36,7 @@ lint: setup
 dryrun: setup
 	$(BIN)/snakemake -n --cores $(CORES)
 
-benchmarks: setup
-	$(BIN)/python benchmarks/run_all.py
+# scripts that print figures (see benchmarks/README.md); about 30 min on 2 cores
+benchmarks: $(TEST_STAMP)
+	for b in preprocess foscttm evaluate training memory scale mmvae_plus_claim; do \
+	  $(BIN)/python benchmarks/bench_$$b.py || exit 1; done

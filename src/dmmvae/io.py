@@ -122,7 +122,7 @@ class Predictions:
                 dtype = np.float16 if arr.shape[1] > 20000 else np.float32
                 f.create_dataset(
                     f"{IMPUTATION_GROUP}/{src}_to_{tgt}",
-                    data=arr.astype(dtype),
+                    data=arr.astype(dtype, copy=False),
                     chunks=(min(len(arr), 256), arr.shape[1]) if arr.size else None,
                 )
             for mod, arr in self.generated.items():

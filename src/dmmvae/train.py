@@ -219,6 +219,16 @@ class StepContext:
             optimizer.step()
 
 
+def eval_batch_size(batch_size: int, n_features: int, budget: int = 1 << 24) -> int:
+    """Rows per validation / prediction batch: up to 1024 (fewer Python steps), but no more
+    than ``budget`` dense values (``rows x features``) so wide data (10^5 ATAC peaks) keep
+    the decoder outputs of a batch small; never fewer than the training ``batch_size``
+    (benchmarks/bench_memory.py: 1024-row validation batches over 108k peaks dominated the
+    peak memory of the fit).
+    """
+    return max(int(batch_size), min(1024, budget // max(1, int(n_features))))
+
+
 def _progress(total: int, enabled: Any):
     show = sys.stderr.isatty() if enabled in ("auto", None) else bool(enabled)
     if not show:
@@ -298,6 +308,7 @@ def fit_model(
     ctx = StepContext(dev, cfg["amp"], cfg["grad_clip"])
     gen = torch.Generator().manual_seed(seed)
     bs = int(cfg["batch_size"])
+    eval_bs = eval_batch_size(bs, sum(ms.n_features for ms in spec.modalities.values()))
     warm = int(cfg["kl_warmup_epochs"])
     patience = int(cfg["early_stopping_patience"])
     min_last = 2 if model.params.get("norm") == "batch" else 1
@@ -343,7 +354,7 @@ def fit_model(
                 model.eval()
                 vs: dict[str, torch.Tensor] = {}
                 nv = 0
-                for batch in data.batches(val_cells, max(bs, 1024), min_last=min_last):
+                for batch in data.batches(val_cells, eval_bs, min_last=min_last):
                     terms = model.validation_step(batch, 1.0)
                     b = len(batch["index"])
                     for k, v in terms.items():
@@ -528,6 +539,7 @@ __all__ = [
     "TrainingFailure",
     "cpu_bf16_supported",
     "effective_amp",
+    "eval_batch_size",
     "fit_model",
     "resolve_device",
     "resolve_training",

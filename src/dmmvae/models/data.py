@@ -18,7 +18,7 @@ A batch is a dict (the contract every model reads):
   (count targets; ones otherwise).
 - ``label``: long ``(B,)``, label index or -1 (unknown / not given to the model).
 - ``index``: long ``(B,)``, row numbers of the cells in the MuData.
-- ``nonzero[mod]`` (sparse count targets only; optional for hand-made batches):
+- ``nonzero[mod]`` (sparse count targets on CPU only; optional for hand-made batches):
   ``((row, col), values)``, the stored entries of ``x[mod]`` (visible rows), so that the
   likelihoods need not search the dense batch for them (see :func:`.likelihoods.nonzero_entries`).
 Only the modalities requested (all of them in training) appear in ``x``/``mask``/``library``.
@@ -114,6 +114,11 @@ def _target_matrix(mdata: md.MuData, mod: str, target: str, lik_name: str):
         return counts
     src = counts if counts is not None else a.X
     if sp.issparse(src):
+        src = sp.csr_matrix(src)  # shares the arrays of a CSR input
+        if src.has_canonical_format and np.all(src.data > 0):
+            # binary view sharing the index arrays: only a ones array is new
+            ones = np.ones(src.nnz, dtype=np.float32)
+            return sp.csr_matrix((ones, src.indices, src.indptr), shape=src.shape, copy=False)
         out = sp.csr_matrix(src, dtype=np.float32, copy=True)
         out.data = (out.data > 0).astype(np.float32)
         out.eliminate_zeros()
@@ -140,10 +145,13 @@ def build_spec(
         kind = modality_kind(mdata, m)
         lik_name = likelihoods.get(m, DEFAULT_LIKELIHOOD[kind])
         lik = get_likelihood(lik_name)
-        X = _target_matrix(mdata, m, lik.target, lik_name)
-        totals = np.asarray(X[train].sum(1)).ravel() if train.any() else np.ones(1)
         kept = 1.0
         a = mdata.mod[m]
+        totals = np.ones(1)
+        if lik.target == "counts":  # statistics of count targets only (no copy of X)
+            X = _target_matrix(mdata, m, lik.target, lik_name)
+            if train.any():
+                totals = np.asarray(X.sum(1), dtype=np.float64).ravel()[train]
         if lik.target == "counts" and LIBRARY in a.obs:
             lib_all = a.obs[LIBRARY].to_numpy(dtype=float)[train]
             ok = lib_all > 0
@@ -178,6 +186,10 @@ class _Rows:
             self.indices = torch.as_tensor(X.indices.astype(np.int32, copy=False), device=device)
             data = np.asarray(X.data, dtype=np.float32)
             self.data = None if np.all(data == 1.0) else torch.as_tensor(data, device=device)
+            self._row_sums = None
+            if self.data is not None:  # row totals by scipy's CSR mat-vec (no nnz-long arrays)
+                sums = np.asarray(X.sum(axis=1), dtype=np.float32).ravel()
+                self._row_sums = torch.as_tensor(sums, device=device)
         else:
             self.dense = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
             self.n_cols = self.dense.shape[1]
@@ -192,10 +204,9 @@ class _Rows:
     def row_sums(self) -> torch.Tensor:
         if not self.sparse:
             return self.dense.sum(1)
-        lens = self.indptr[1:] - self.indptr[:-1]
-        rows = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens)
-        vals = self.data if self.data is not None else torch.ones(len(rows), device=lens.device)
-        return torch.zeros(len(lens), device=lens.device).index_add_(0, rows, vals)
+        if self._row_sums is not None:
+            return self._row_sums
+        return (self.indptr[1:] - self.indptr[:-1]).to(torch.float32)  # binary: entries per row
 
     def gather(self, rows: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Dense ``(len(rows), n_cols)``; rows where ``keep`` is False stay all-zero."""
@@ -312,7 +323,8 @@ class MultimodalData:
                 keep = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
             mask[m] = self._to_device(keep)
             lib[m] = self._to_device(self.library[m][rows].unsqueeze(1) * keep.unsqueeze(1))
-            if entries is not None and self.spec.modalities[m].target == "counts":
+            counts = self.spec.modalities[m].target == "counts"
+            if entries is not None and counts and self.device.type == "cpu":
                 (r, c), v = entries
                 nonzero[m] = ((self._to_device(r), self._to_device(c)), self._to_device(v))
         return {

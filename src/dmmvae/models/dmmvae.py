@@ -114,13 +114,9 @@ class DMMVAE(MMVAE):
     def configure_optimizers(self, cfg: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
         if not self.has_adversaries:
             return super().configure_optimizers(cfg)
-        disc = {id(p) for p in self.discriminator_parameters()}
-        main = [p for p in self.parameters() if id(p) not in disc]
-        lr_d = float(self.params["disc_lr"] or cfg["lr"])
-        return {
-            "main": torch.optim.AdamW(main, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])),
-            "disc": torch.optim.AdamW(self.discriminator_parameters(), lr=lr_d),
-        }
+        return self.adversarial_optimizers(
+            cfg, self.discriminator_parameters(), disc_lr=self.params["disc_lr"]
+        )
 
     # ------------------------------------------------------------------ objective
     def _decode_capturing(self, batch, captured: list | None):

@@ -11,7 +11,9 @@ variance) with the same small interface, so every variant works with any of them
 - ``params(heads, library) -> dict``: distribution parameters from the raw heads;
   ``library`` is a ``(B, 1)`` tensor of observed totals over the modelled features (count
   likelihoods only; the decoder outputs softmax frequencies ``rho`` and ``mean = library * rho``).
-- ``log_prob(x, params) -> (..., B)``: log-likelihood per cell, summed over features.
+- ``log_prob(x, params, nonzero=None) -> (..., B)``: log-likelihood per cell, summed over
+  features; ``nonzero`` (optional, :func:`nonzero_entries` of ``x``) lets count likelihoods
+  evaluate their data-only terms on the non-zero entries without searching ``x`` again.
 - ``mean(params)``, ``sample(params)``, ``prob_nonzero(params)``: ``(..., B, F)``.
 
 ``to_scoring`` turns a decoded mean (or a sample) into the PROTOCOL scoring normalization of
@@ -128,6 +130,8 @@ class Likelihood(nn.Module):
         return len(self.heads) * self.n_features
 
     def split_heads(self, out: Tensor) -> dict[str, Tensor]:
+        if len(self.heads) == 1:  # no split: its backward would copy the gradient (a cat)
+            return {self.heads[0]: out}
         return dict(zip(self.heads, out.split(self.n_features, dim=-1), strict=True))
 
     def params(self, heads: dict[str, Tensor], library: Tensor | None = None) -> dict[str, Tensor]:

@@ -8,7 +8,9 @@ Conventions
   its reconstruction term is zeroed with ``torch.where`` (no imputation by zeros).
 - ``decode(z, mods) -> {mod: log p(x_mod | z)}`` is a callable supplied by the model
   (decoders + likelihoods + the batch); ``z`` may carry a leading sample axis ``(K, B, d)``
-  and the result then is ``(K, B)`` per modality.
+  and the result then is ``(K, B)`` per modality. A decode with ``decode.stackable = True``
+  (``MultimodalVAE.make_decode`` without batch norm) also gets the draws of several
+  posteriors stacked on that axis, so each decoder runs once per objective evaluation.
 - Every objective returns ``(per_cell_loss (B,), terms)``: the loss to MINIMISE per cell
   (negative ELBO), and a dict of named per-cell terms (positive log-likelihoods, KLs) that the
   model averages into its history. ``kl_weight`` is the warm-up factor (0 -> 1) times ``beta``.

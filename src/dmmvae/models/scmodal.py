@@ -201,12 +201,7 @@ class ScMODAL(MultimodalVAE):
         return list(self.latent_disc.parameters())
 
     def configure_optimizers(self, cfg: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
-        disc = {id(p) for p in self.discriminator_parameters()}
-        main = [p for p in self.parameters() if id(p) not in disc]
-        return {
-            "main": torch.optim.AdamW(main, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])),
-            "disc": torch.optim.AdamW(self.discriminator_parameters(), lr=float(cfg["lr"])),
-        }
+        return self.adversarial_optimizers(cfg, self.discriminator_parameters())
 
     # ------------------------------------------------------------------ contract
     def fuse(self, qz, masks) -> Gaussian:

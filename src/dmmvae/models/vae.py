@@ -82,6 +82,14 @@ class LossOutput:
         return out
 
 
+#: imputations of wider targets are stored in float16 by ``Predictions.write`` (dmmvae.io)
+WIDE_FEATURES = 20000
+
+
+def _imputation_dtype(n_features: int) -> type:
+    return np.float16 if n_features > WIDE_FEATURES else np.float32
+
+
 def adamw(params, cfg: dict[str, Any], lr: float | None = None) -> torch.optim.AdamW:
     """AdamW with ``cfg["lr"]`` / ``cfg["weight_decay"]``, fused where torch has the kernel.
 
@@ -247,8 +255,8 @@ class MultimodalVAE(Method, nn.Module):
             out = {}
             for m in mods:
                 dec = self.decoders[m]
-                if m not in nz and dec.likelihood.target == "counts":
-                    nz[m] = given.get(m) or nonzero_entries(x[m])
+                if m not in nz and dec.likelihood.target == "counts" and x[m].device.type == "cpu":
+                    nz[m] = given.get(m) or nonzero_entries(x[m])  # GPUs use the dense form
                 out[m] = dec.likelihood.log_prob(x[m], dec(z, lib[m]), nonzero=nz.get(m))
             return out
 
@@ -282,6 +290,18 @@ class MultimodalVAE(Method, nn.Module):
     def configure_optimizers(self, cfg: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
         return {"main": adamw(self.parameters(), cfg)}
 
+
+    def adversarial_optimizers(
+        self, cfg: dict[str, Any], disc_params: list[nn.Parameter], disc_lr: float | None = None
+    ) -> dict[str, torch.optim.Optimizer]:
+        """``{"main": ..., "disc": ...}``: the model's parameters minus the discriminators', and
+        the discriminators' own (AdamW's default weight decay 0.01, lr ``disc_lr`` or ``cfg``'s)."""
+        disc_ids = {id(p) for p in disc_params}
+        main = [p for p in self.parameters() if id(p) not in disc_ids]
+        return {
+            "main": adamw(main, cfg),
+            "disc": adamw(disc_params, {"lr": cfg["lr"], "weight_decay": 0.01}, lr=disc_lr),
+        }
     def train_step(self, batch, kl_weight: float, optimizers, ctx) -> dict[str, Tensor]:
         opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
@@ -340,40 +360,58 @@ class MultimodalVAE(Method, nn.Module):
 
     @torch.no_grad()
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
-        """Embeddings, imputations and prior samples of the TEST cells, in minibatches."""
+        """Embeddings, imputations and prior samples of the TEST cells, in minibatches.
+
+        Outputs are preallocated arrays filled batch by batch (no list of parts and
+        concatenation, which doubled the peak for wide modalities); batches hold at most
+        ``2**24`` dense values (``rows x features``), and never fewer than 64 rows.
+        Imputations of targets wider than :data:`WIDE_FEATURES` are held in float16, the
+        precision :meth:`dmmvae.io.Predictions.write` stores them in (halves the largest
+        array of a 10x Multiome prediction); everything else is float32.
+        """
         self.eval()
         mods = self.modalities
         test = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TEST)
+        n = len(test)
+        width = {m: self.spec.modalities[m].n_features for m in mods}
+        bs = max(1, min(int(batch_size), max(64, (1 << 24) // max(1, sum(width.values())))))
         data = MultimodalData(mdata, self.spec, self.device)
-        emb: dict[str, list] = {m: [] for m in [*mods, JOINT]}
-        imp: dict[tuple[str, str], list] = {(s, t): [] for s in mods for t in mods if s != t}
-        for batch in data.batches(test, batch_size, mods=mods):
+        emb = {m: np.empty((n, self.latent_dim), np.float32) for m in [*mods, JOINT]}
+        imp = {
+            (s, t): np.empty((n, width[t]), _imputation_dtype(width[t]))
+            for s in mods
+            for t in mods
+            if s != t
+        }
+        gen = {m: np.empty((n, width[m]), np.float32) for m in mods}
+
+        def put(out: np.ndarray, start: int, values: Tensor) -> None:
+            out[start : start + len(values)] = values.float().cpu().numpy()
+
+        start = 0
+        for batch in data.batches(test, bs, mods=mods):
             qz = self.encode(batch)
             masks = batch["mask"]
-            emb[JOINT].append(self.embed(qz, masks).float().cpu())
+            put(emb[JOINT], start, self.embed(qz, masks))
             for s in mods:
-                emb[s].append(self.embed({s: qz[s]}, {s: masks[s]}).float().cpu())
+                put(emb[s], start, self.embed({s: qz[s]}, {s: masks[s]}))
                 tgts = [t for t in mods if t != s]
                 px = self.impute_params(qz, masks, s, tgts)
                 for t in tgts:
-                    imp[(s, t)].append(self.scoring_mean(t, px[t]).float().cpu())
-        gen: dict[str, list] = {m: [] for m in mods}
+                    put(imp[(s, t)], start, self.scoring_mean(t, px[t]))
+            start += len(batch["index"])
         g = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        for start in range(0, len(test), batch_size):
-            n = min(batch_size, len(test) - start)
-            px = self.generative(self.sample_prior(n, g))
+        for start in range(0, n, bs):
+            k = min(bs, n - start)
+            px = self.generative(self.sample_prior(k, g))
             for m in mods:
-                gen[m].append(self.scoring_sample(m, px[m]).float().cpu())
-
-        def cat(parts: list, width: int) -> np.ndarray:
-            return torch.cat(parts).numpy() if parts else np.zeros((0, width), np.float32)
-
+                put(gen[m], start, self.scoring_sample(m, px[m]))
         return Predictions(
             obs_names=np.asarray(mdata.obs_names)[test],
-            embeddings={k: cat(v, self.latent_dim) for k, v in emb.items()},
-            imputations={k: cat(v, self.spec.modalities[k[1]].n_features) for k, v in imp.items()},
-            generated={m: cat(v, self.spec.modalities[m].n_features) for m, v in gen.items()},
+            embeddings=emb,
+            imputations=imp,
+            generated=gen,
             info={"model": type(self).__name__, "params": self.params, **self.train_info},
         )
 
