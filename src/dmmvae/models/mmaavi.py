@@ -280,25 +280,12 @@ class MMAAVI(MultimodalVAE):
         return mu + eps * (0.5 * lv.clamp(LOGVAR_MIN, LOGVAR_MAX)).exp()
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self) -> dict[str, Any]:
-        ckpt = super().checkpoint()
-        ckpt["n_groups"] = self.n_groups
-        ckpt["group_names"] = self.group_names
-        return ckpt
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"n_groups": self.n_groups, "group_names": self.group_names}
 
-    @classmethod
-    def load(cls, path: str, map_location: str = "cpu") -> MMAAVI:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        model = cls(**ckpt["params"])
-        model.n_classes = int(ckpt.get("n_classes", 0))
-        model.n_groups = int(ckpt.get("n_groups", 0))
-        model.group_names = list(ckpt.get("group_names", []))
-        from .data import DataSpec
-
-        model.build(DataSpec.from_dict(ckpt["spec"]))
-        model.load_state_dict(ckpt["state_dict"])
-        model.train_info = dict(ckpt.get("train_info", {}))
-        return model
+    def restore_extra(self, extra: dict[str, Any]) -> None:
+        self.n_groups = int(extra.get("n_groups", 0))
+        self.group_names = list(extra.get("group_names", []))
 
 
 __all__ = ["MMAAVI", "GatedAttention", "grad_reverse"]

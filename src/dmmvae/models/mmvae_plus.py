@@ -89,12 +89,7 @@ class MMVAEPlus(MultimodalVAE):
     # ------------------------------------------------------------------ encoding
     def encode_private(self, batch: dict[str, Any]) -> dict[str, Gaussian]:
         """``q(w_m | x_m)`` for every modality in the batch; hidden rows get ``N(0, I)``."""
-        saved = self.encoders
-        try:  # reuse the base class's masking / batch-norm handling with the private nets
-            self.encoders = self.private_encoders
-            return MultimodalVAE.encode(self, batch)
-        finally:
-            self.encoders = saved
+        return self.encode(batch, encoders=self.private_encoders)
 
     def fuse(self, qz, masks) -> Gaussian:
         return mixture_moments(qz, masks)

@@ -190,11 +190,16 @@ class MultimodalVAE(Method, nn.Module):
         return next(self.parameters()).device
 
     # ------------------------------------------------------------------ contract
-    def encode(self, batch: dict[str, Any]) -> dict[str, Gaussian]:
+    def encode(
+        self, batch: dict[str, Any], encoders: nn.ModuleDict | None = None
+    ) -> dict[str, Gaussian]:
+        """Posterior of each modality in the batch from ``encoders`` (default: ``self.encoders``);
+        rows that do not show the modality get ``N(0, I)`` placeholders (left out by fusion)."""
+        encoders = self.encoders if encoders is None else encoders
         out = {}
         for m, x in batch["x"].items():
             mask = batch["mask"][m]
-            enc = self.encoders[m]
+            enc = encoders[m]
             if self.params["norm"] == "batch":  # batch statistics from visible rows only
                 rows = mask.nonzero().squeeze(1)
                 mu = x.new_zeros(x.shape[0], enc.n_latent)
@@ -416,12 +421,20 @@ class MultimodalVAE(Method, nn.Module):
         )
 
     # ------------------------------------------------------------------ checkpoints
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Hook: plain values a variant needs to rebuild its modules (saved in the checkpoint)."""
+        return {}
+
+    def restore_extra(self, extra: dict[str, Any]) -> None:
+        """Hook: set what :meth:`checkpoint_extra` saved, before the modules are rebuilt."""
+
     def checkpoint(self) -> dict[str, Any]:
         return {
             "class": type(self).__name__,
             "params": self.params,
             "spec": self.spec.to_dict() if self.spec else None,
             "n_classes": self.n_classes,
+            "extra": self.checkpoint_extra(),
             "train_info": self.train_info,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
@@ -434,6 +447,7 @@ class MultimodalVAE(Method, nn.Module):
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
         model = cls(**ckpt["params"])
         model.n_classes = int(ckpt.get("n_classes", 0))
+        model.restore_extra(dict(ckpt.get("extra") or {}))
         model.build(DataSpec.from_dict(ckpt["spec"]))
         model.load_state_dict(ckpt["state_dict"])
         model.train_info = dict(ckpt.get("train_info", {}))
