@@ -25,19 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import peak_rss_mb, run_worker  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def sparse_counts(
@@ -125,7 +121,7 @@ def build(path: str, n_cells: int, n_peaks: int, n_genes: int, density: float, r
     stats.update(
         preprocess_s=time.perf_counter() - t1,
         shapes={m: list(a.shape) for m, a in sc.mod.items()},
-        max_rss_mb=_peak_mb(),
+        max_rss_mb=peak_rss_mb(),
     )
     return stats
 
@@ -141,7 +137,7 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
     # peak after reading the input alone (the same read run_training does)
     t0 = time.perf_counter()
     md.read_h5mu(path)
-    read = {"read_s": time.perf_counter() - t0, "rss_after_read_mb": _peak_mb()}
+    read = {"read_s": time.perf_counter() - t0, "rss_after_read_mb": peak_rss_mb()}
     import gc
 
     gc.collect()
@@ -150,7 +146,7 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
 
     def fit_and_record(*args, **kwargs):  # peak at the end of fit, before predict
         hist = fit(*args, **kwargs)
-        seen["rss_after_fit_mb"] = _peak_mb()
+        seen["rss_after_fit_mb"] = peak_rss_mb()
         seen["epoch_s"] = [round(float(s), 1) for s in hist["seconds"]]
         return hist
 
@@ -180,19 +176,12 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
         **read,
         **seen,
         "train_model_s": time.perf_counter() - t1,
-        "max_rss_mb": _peak_mb(),
+        "max_rss_mb": peak_rss_mb(),
     }
 
 
 def _run(args: list[str]) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"worker {args[:2]} failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_worker(__file__, args)
 
 
 def main(argv: list[str] | None = None) -> None:

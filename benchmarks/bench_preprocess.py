@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _common import peak_rss_mb  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DMMVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -90,12 +92,6 @@ def standin_specs(root: Path) -> dict[str, dict]:
 # ----------------------------------------------------------------------------------------
 # child process bodies
 # ----------------------------------------------------------------------------------------
-def _maxrss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _child_standin(name: str, spec: dict) -> dict:
     import time
     import warnings
@@ -105,7 +101,7 @@ def _child_standin(name: str, spec: dict) -> dict:
     from dmmvae.data.preprocess import preprocess
 
     raw = prepare_dataset(name, spec, cache_dir="/tmp/dmmvae_bench_cache")
-    rss_in = _maxrss_mb()
+    rss_in = peak_rss_mb()
     t0 = time.perf_counter()
     pre = preprocess(raw)
     secs = time.perf_counter() - t0
@@ -117,7 +113,7 @@ def _child_standin(name: str, spec: dict) -> dict:
         "features_out": {m: a.n_vars for m, a in pre.mod.items()},
         "seconds": round(secs, 3),
         "peak_rss_mb_before": round(rss_in, 1),
-        "peak_rss_mb": round(_maxrss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
@@ -174,7 +170,7 @@ def _child_large(n_cells: int, n_features: int, density: float) -> dict:
     a.uns["modality_kind"] = "atac"
     with md.set_options(pull_on_update=False):
         raw = md.MuData({"atac": a})
-    rss_in = _maxrss_mb()
+    rss_in = peak_rss_mb()
     t0 = time.perf_counter()
     pre = preprocess(raw)
     secs = time.perf_counter() - t0
@@ -189,7 +185,7 @@ def _child_large(n_cells: int, n_features: int, density: float) -> dict:
         "features_out": {m: b.n_vars for m, b in pre.mod.items()},
         "seconds": round(secs, 1),
         "peak_rss_mb_before": round(rss_in, 1),
-        "peak_rss_mb": round(_maxrss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 

@@ -23,22 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import peak_rss_mb, run_worker  # benchmarks/ is on sys.path when a script runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_memory import sparse_counts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build(path: str, n_cells: int, n_genes: int, n_adt: int, rna_nnz: int) -> dict:
@@ -87,7 +83,7 @@ def build(path: str, n_cells: int, n_genes: int, n_adt: int, rna_nnz: int) -> di
     stats.update(
         preprocess_s=time.perf_counter() - t1,
         shapes={m: list(a.shape) for m, a in sc.mod.items()},
-        max_rss_mb=_peak_mb(),
+        max_rss_mb=peak_rss_mb(),
     )
     return stats
 
@@ -132,19 +128,12 @@ def train(path: str, model: str, out_dir: str, amp: str) -> dict:
         "job_s": time.perf_counter() - t0,
         "status": info["status"],
         "amp": ckpt["train_info"].get("amp"),
-        "max_rss_mb": _peak_mb(),
+        "max_rss_mb": peak_rss_mb(),
     }
 
 
 def _run(args: list[str]) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"worker {args[:2]} failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_worker(__file__, args)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,11 +34,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import run_worker  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS_PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -48,7 +49,6 @@ SCVI_PYTHON = os.environ.get("DMMVAE_SCVI_PYTHON", sys.executable)
 LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
 BATCH_SIZE = 256
 LR = 1e-3
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 REFERENCE = {"adt": "totalvi", "atac": "multivi"}
 
 
@@ -250,17 +250,7 @@ def worker_scvi(path: str, second: str, epochs: int, out: str) -> dict:
 # driver
 # --------------------------------------------------------------------------------------
 def _run(python: str, args: list[str], pythonpath: str | None = None) -> dict:
-    env = {**os.environ, **ONE_THREAD, "PYTHONWARNINGS": "ignore"}
-    if pythonpath:  # an older dmmvae (``--baseline``) shadows the installed one
-        env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(":")
-    proc = subprocess.run(
-        [python, __file__, *args], capture_output=True, text=True, env=env, check=False
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout)[-2000:]
-        raise RuntimeError(f"worker {args[:3]} failed (rc={proc.returncode}):\n{tail}")
-    return json.loads(lines[-1])
+    return run_worker(__file__, args, python=python, pythonpath=pythonpath)
 
 
 def foscttm_columns(emb_file: str, second: str) -> dict[str, float | None]:

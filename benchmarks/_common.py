@@ -1,0 +1,38 @@
+"""Shared helpers of the benchmark scripts: peak memory and fresh worker subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (MB; Linux ru_maxrss is in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_worker(
+    script: str, args: list[str], *, python: str | None = None, pythonpath: str | None = None
+) -> dict:
+    """Run ``script args`` in a fresh one-thread process; return the last JSON line it prints.
+
+    A fresh process makes each case's peak memory its own and keeps imports out of the timing
+    of the caller. ``pythonpath`` is put first on PYTHONPATH (e.g. an older dmmvae to compare).
+    """
+    env = {**os.environ, **ONE_THREAD, "PYTHONWARNINGS": "ignore"}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(":")
+    proc = subprocess.run(
+        [python or sys.executable, script, *args],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout)[-3000:]
+        raise RuntimeError(f"worker {script} {args[:3]} failed (rc={proc.returncode}):\n{tail}")
+    return json.loads(lines[-1])
