@@ -110,12 +110,16 @@ def test_tiny_benchmark_runs_end_to_end(tmp_path):
     summary = wf / "results" / "summary"
     metrics = pd.read_csv(summary / "metrics.csv")
     assert {"dataset", "scenario", "model", "seed", "metric", "value"} <= set(metrics.columns)
-    assert set(metrics["model"]) == {"mvae", "pca_cca", "random"}
+    assert set(metrics["model"]) == {"mvae", "pca_cca", "random", "mvae_diverging"}
+    failed = metrics[metrics["metric"] == "failed"]
+    assert failed["model"].tolist() == ["mvae_diverging"]
+    assert failed["reason"].str.contains("nan").all()
     fos = metrics[metrics["metric"] == "foscttm/mean"].set_index("model")["value"]
     assert 0.4 < fos["random"] < 0.6
     assert fos["pca_cca"] < fos["random"] - 0.1
     assert fos["mvae"] < fos["random"] - 0.1
     assert (summary / "summary.md").read_text().count("|") > 10
+    assert "failed" in (summary / "summary.md").read_text()
     assert (summary / "report.html").stat().st_size > 10_000
     assert list(summary.glob("*.png"))
     # every rule logged; training and evaluation benchmarked
@@ -123,6 +127,13 @@ def test_tiny_benchmark_runs_end_to_end(tmp_path):
     assert list((wf / "results" / "benchmarks" / "evaluate_model").rglob("*.tsv"))
     # nothing half-written left behind
     assert not list((wf / "results").rglob("*.tmp"))
+    # the annotated outputs make a Snakemake report too
+    rep = snakemake(wf, "--configfile", "config/test.yaml", "--report", "report.zip")
+    assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
+    assert (wf / "report.zip").stat().st_size > 10_000
+    # a rerun has nothing left to do
+    again = snakemake(wf, "-n", "--cores", "2", "--configfile", "config/test.yaml")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.shared_data
