@@ -3,18 +3,16 @@ mlp_fusion variants trained on synthetic shared/private data (paired and diagona
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from _synthetic import labels_of_test_cells, preprocessed, random_foscttm, scenario
 
-from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN, visible_key
-from dmmvae.data.preprocess import preprocess
+from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.scenarios import make_scenario, protocol_split
-from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.metrics import foscttm, imputation_scores, label_transfer
 from dmmvae.models import MODELS, build_model
 from dmmvae.models.data import MultimodalData, build_spec
@@ -27,25 +25,8 @@ from dmmvae.models.objectives import (
 )
 
 VARIANTS = ["mvae", "mmvae", "mopoe", "mlp_fusion"]
-MOD_SPECS = {
-    "rna": {"kind": "rna", "n_features": 150, "n_private": 2},
-    "atac": {"kind": "atac", "n_features": 250, "n_private": 2},
-    "adt": {"kind": "adt", "n_features": 25, "n_private": 2},
-}
 FAST = {"n_hidden": 64, "n_latent": 8}
 
-
-
-@functools.cache
-def _preprocessed(mods: tuple[str, ...], n_cells: int, seed: int = 0):
-    raw = simulate_shared_private(
-        n_cells=n_cells, modalities={m: MOD_SPECS[m] for m in mods}, seed=seed
-    )
-    return preprocess(raw, seed=seed)
-
-
-def scenario(mods=("rna", "atac"), kind="paired", n_cells=300, seed=0):
-    return make_scenario(_preprocessed(tuple(mods), n_cells, seed), kind, seed=seed)
 
 
 def train_batch(mdata, spec, n=64):
@@ -130,7 +111,7 @@ def test_unknown_likelihood_lists_valid_names():
 def test_rna_scoring_conversion_reproduces_protocol_normalization():
     """A decoded mean equal to the observed kept-gene counts, with f = that cell's kept
     fraction, gives exactly the PROTOCOL RNA normalization (.X) of the cell."""
-    pre = _preprocessed(("rna", "atac"), 300)
+    pre = preprocessed(("rna", "atac"), 300)
     rna = pre.mod["rna"]
     counts = rna.layers["counts"][:5].toarray()
     lib_all = rna.obs["library_size"].to_numpy()[:5]
@@ -290,19 +271,6 @@ def test_unknown_parameter_and_estimator_fail_clearly():
 TRAIN_CFG = {"max_epochs": 40, "batch_size": 128, "kl_warmup_epochs": 5, "progress_bar": False}
 
 
-def _test_labels(mdata):
-    return mdata.obs[LABEL].to_numpy()[mdata.obs[SPLIT].to_numpy() == TEST]
-
-
-@functools.cache
-def _random_foscttm() -> float:
-    sc = scenario(n_cells=600)
-    m = build_model("random")
-    m.fit(sc, seed=0)
-    p = m.predict(sc)
-    return foscttm(p.embeddings["rna"], p.embeddings["atac"])
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_training_on_paired_synthetic_data(variant):
     sc = scenario(n_cells=600)
@@ -314,10 +282,10 @@ def test_training_on_paired_synthetic_data(variant):
     n_test = int((sc.obs[SPLIT] == TEST).sum())
     assert p.embeddings["rna"].shape == (n_test, 16) and p.embeddings["joint"].shape == (n_test, 16)
     fos = foscttm(p.embeddings["rna"], p.embeddings["atac"])
-    rnd = _random_foscttm()
+    rnd = random_foscttm()
     assert 0.4 < rnd < 0.6
     assert fos < 0.25, f"{variant}: FOSCTTM {fos:.3f} (random {rnd:.3f})"
-    lt = label_transfer(p.embeddings["rna"], p.embeddings["atac"], _test_labels(sc))
+    lt = label_transfer(p.embeddings["rna"], p.embeddings["atac"], labels_of_test_cells(sc))
     assert lt["acc_mean"] > 0.5
     # imputation in the scoring normalization beats chance
     test = sc.obs[SPLIT].to_numpy() == TEST

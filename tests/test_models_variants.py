@@ -13,8 +13,9 @@ import mudata as md
 import numpy as np
 import pytest
 import torch
+from _synthetic import labels_of_test_cells, random_foscttm, scenario
 
-from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN, visible_key
+from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
@@ -25,23 +26,8 @@ from dmmvae.models.likelihoods import LIKELIHOODS
 from dmmvae.models.scmodal import link_features, mutual_nearest_neighbours
 
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]
-MOD_SPECS = {
-    "rna": {"kind": "rna", "n_features": 150, "n_private": 2},
-    "atac": {"kind": "atac", "n_features": 250, "n_private": 2},
-    "adt": {"kind": "adt", "n_features": 25, "n_private": 2},
-}
 FAST = {"n_hidden": 32, "n_latent": 8}
 TRAIN_CFG = {"max_epochs": 30, "batch_size": 128, "kl_warmup_epochs": 5, "lr": 3e-3, "progress_bar": False}
-
-
-@functools.cache
-def _preprocessed(mods: tuple[str, ...], n_cells: int, seed: int = 0):
-    raw = simulate_shared_private(n_cells=n_cells, modalities={m: MOD_SPECS[m] for m in mods}, seed=seed)
-    return preprocess(raw, seed=seed)
-
-
-def scenario(mods=("rna", "atac"), kind="paired", n_cells=300, seed=0):
-    return make_scenario(_preprocessed(tuple(mods), n_cells, seed), kind, seed=seed)
 
 
 @functools.cache
@@ -64,10 +50,6 @@ def train_batch(mdata, spec, n=64):
     data = MultimodalData(mdata, spec)
     rows = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TRAIN)[:n]
     return data.batch(torch.as_tensor(rows))
-
-
-def _test_labels(mdata):
-    return mdata.obs[LABEL].to_numpy()[mdata.obs[SPLIT].to_numpy() == TEST]
 
 
 def test_variants_are_registered():
@@ -221,15 +203,6 @@ def test_dmmvae_latent_adversary_makes_modalities_harder_to_tell_apart():
 # --------------------------------------------------------------------------------------
 # training on synthetic data
 # --------------------------------------------------------------------------------------
-@functools.cache
-def _random_foscttm() -> float:
-    sc = scenario(n_cells=600)
-    m = build_model("random")
-    m.fit(sc, seed=0)
-    p = m.predict(sc)
-    return foscttm(p.embeddings["rna"], p.embeddings["atac"])
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_training_on_paired_synthetic_data(variant):
     sc = scenario(n_cells=600)
@@ -241,10 +214,10 @@ def test_training_on_paired_synthetic_data(variant):
     n_test = int((sc.obs[SPLIT] == TEST).sum())
     assert p.embeddings["rna"].shape[0] == n_test
     fos = foscttm(p.embeddings["rna"], p.embeddings["atac"])
-    rnd = _random_foscttm()
+    rnd = random_foscttm()
     assert 0.4 < rnd < 0.6
     assert fos < 0.3, f"{variant}: FOSCTTM {fos:.3f} (random {rnd:.3f})"
-    lt = label_transfer(p.embeddings["rna"], p.embeddings["atac"], _test_labels(sc))
+    lt = label_transfer(p.embeddings["rna"], p.embeddings["atac"], labels_of_test_cells(sc))
     assert lt["acc_mean"] > 0.4
     test = sc.obs[SPLIT].to_numpy() == TEST
     truth = sc.mod["rna"].X[test].toarray()
@@ -282,7 +255,7 @@ def test_scmodal_aligns_unpaired_modalities_through_linked_features():
     sc = make_scenario(_gene_split(), "diagonal", seed=0)
     train = sc.obs[SPLIT].to_numpy() == TRAIN
     assert not (sc.obs[visible_key("genes_a")] & sc.obs[visible_key("genes_b")]).to_numpy()[train].any()
-    labels = _test_labels(sc)
+    labels = labels_of_test_cells(sc)
     scores = {}
     for anchors in ("features", "none"):
         model = build_model("scmodal", {"n_hidden": 64, "anchors": anchors})
