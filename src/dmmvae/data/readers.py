@@ -139,30 +139,8 @@ def read_10x_h5(
             f"file {path}: cannot read as 10x HDF5 ({type(err).__name__}: {err}); the file is "
             "truncated or corrupt; fix: delete it and download it again"
         ) from err
-    if "feature_types" in adata.var:
-        ftypes = adata.var["feature_types"].astype(str).to_numpy()
-    else:  # CellRanger v2: genes only
-        ftypes = np.full(adata.n_vars, "Gene Expression")
-    present = {ft: _kind_of_feature_type(ft) for ft in pd.unique(ftypes)}
-    if modalities is None:
-        modalities = {k: k for k in present.values() if k is not None}
-    out = {}
-    for name, kind in modalities.items():
-        fts = [ft for ft, k in present.items() if k == kind]
-        if not fts:
-            raise InputError(
-                f"file {path}: modality '{name}' ({KIND_FEATURE_TYPE.get(kind, kind)}) is missing; "
-                f"the file has feature types {sorted(present)}; fix: drop '{name}' from the "
-                "dataset's modalities or point it to the file that holds it"
-            )
-        mask = np.isin(ftypes, fts)
-        sub = adata[:, mask]
-        notes = [f"10x HDF5, feature types {fts}: {int(mask.sum())} features"]
-        out[name] = _finish(sub, path, kind, name, notes)
-    ignored = sorted(ft for ft, k in present.items() if k is None)
-    if ignored:
-        log.info("%s: ignored feature types %s", path, ignored)
-    return out
+    # CellRanger v2 files have no feature_type: genes only
+    return _split_by_feature_type(adata, path, modalities, "rna", "10x HDF5")
 
 
 # --------------------------------------------------------------------------------------
@@ -289,6 +267,8 @@ def _split_by_feature_type(
     default_kind: str,
     what: str,
 ) -> dict[str, ad.AnnData]:
+    """Split a multi-feature-type AnnData (10x HDF5, Matrix Market) into one AnnData per
+    requested modality kind; without a feature_type column every feature is ``default_kind``."""
     if "feature_types" in adata.var:
         ftypes = adata.var["feature_types"].astype(str).to_numpy()
         present = {ft: _kind_of_feature_type(ft) for ft in pd.unique(ftypes)}
@@ -301,14 +281,18 @@ def _split_by_feature_type(
     for name, kind in modalities.items():
         fts = [ft for ft, k in present.items() if k == kind]
         if not fts:
+            has = sorted(present) if "" not in present else [f"{default_kind} (no feature_type column)"]
             raise InputError(
-                f"file {origin}: modality '{name}' ({kind}) is missing; the file has feature types "
-                f"{sorted(present) if '' not in present else [default_kind + ' (no feature_type column)']}; "
-                f"fix: drop '{name}' or point it to the file that holds it"
+                f"file {origin}: modality '{name}' ({KIND_FEATURE_TYPE.get(kind, kind)}) is "
+                f"missing; the file has feature types {has}; fix: drop '{name}' from the "
+                "dataset's modalities or point it to the file that holds it"
             )
         mask = np.isin(ftypes, fts)
         notes = [f"{what}: {int(mask.sum())} features of type {fts or [kind]}"]
         out[name] = _finish(adata[:, mask], origin, kind, name, notes)
+    ignored = sorted(ft for ft, k in present.items() if k is None)
+    if ignored:
+        log.info("%s: ignored feature types %s", origin, ignored)
     return out
 
 
