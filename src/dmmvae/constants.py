@@ -2,7 +2,8 @@
 
 The data contract (one MuData ``.h5mu`` per dataset and scenario)
 -----------------------------------------------------------------
-``mdata.mod[m]`` for each modality ``m`` in :data:`MODALITIES` that the dataset has:
+``mdata.mod[m]`` for each modality ``m`` the dataset has (``rna``, ``adt``, ``atac``, or any name for
+``gaussian`` modalities such as the pbmc68k gene halves):
 
 - ``.X``: the *scoring normalization* of ``../shared/PROTOCOL.md`` (RNA: normalize_total 1e4
   over all genes -> log1p, restricted to the kept genes; ADT: CLR; ATAC: binary 0/1),
@@ -29,7 +30,6 @@ Synthetic data also carry ``mdata.obsm[TRUE_SHARED]`` and ``mdata.obsm["true_pri
 from __future__ import annotations
 
 RNA, ADT, ATAC = "rna", "adt", "atac"
-MODALITIES = (RNA, ADT, ATAC)
 MODALITY_KINDS = ("rna", "adt", "atac", "gaussian")
 
 COUNTS = "counts"

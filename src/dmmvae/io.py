@@ -67,15 +67,6 @@ def write_yaml(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     write_text(path, yaml.safe_dump(_plain(data), sort_keys=False))
 
 
-def read_yaml(path: str | os.PathLike) -> Any:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
-
-
-def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps(_plain(data), indent=2))
-
-
 # --------------------------------------------------------------------------------------
 # Predictions: what every method (model, control, reference tool) hands to evaluation
 # --------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ except ConfigError as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 
 MODELS = expand_models(config["models"])
-DATASETS = sorted({r.dataset for r in RUNS})
 SCENARIOS = sorted({(r.dataset, r.scenario) for r in RUNS})
 RUN_DIR = "{dataset}/{scenario}/{model}/seed{seed}"
 
