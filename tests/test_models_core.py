@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from _synthetic import labels_of_test_cells, preprocessed, random_foscttm, scenario
+from _synthetic import (
+    fit_predict_diagonal,
+    labels_of_test_cells,
+    preprocessed,
+    random_foscttm,
+    scenario,
+)
 
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.scenarios import make_scenario, protocol_split
@@ -301,17 +307,7 @@ def test_training_on_paired_synthetic_data(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_diagonal_scenario_trains_and_predicts(variant):
-    sc = scenario(kind="diagonal")
-    train = sc.obs[SPLIT].to_numpy() == TRAIN
-    both = sc.obs[visible_key("rna")].to_numpy() & sc.obs[visible_key("atac")].to_numpy()
-    assert not both[train].any()  # no train cell is paired
-    model = build_model(variant, FAST)
-    hist = model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 15})
-    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
-    p = model.predict(sc)
-    assert set(p.imputations) == {("rna", "atac"), ("atac", "rna")}
-    for arr in [*p.embeddings.values(), *p.imputations.values(), *p.generated.values()]:
-        assert np.isfinite(arr).all()
+    fit_predict_diagonal(variant, FAST, {**TRAIN_CFG, "max_epochs": 15})
 
 
 def test_three_modalities_train_and_predict_every_pair():
