@@ -8,7 +8,7 @@ import resource
 import subprocess
 import sys
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def peak_rss_mb() -> float:
@@ -17,19 +17,28 @@ def peak_rss_mb() -> float:
 
 
 def run_worker(
-    script: str, args: list[str], *, python: str | None = None, pythonpath: str | None = None
+    script: str,
+    args: list[str],
+    *,
+    python: str | None = None,
+    pythonpath: str | None = None,
+    threads: int = 1,
 ) -> dict:
-    """Run ``script args`` in a fresh one-thread process; return the last JSON line it prints.
+    """Run ``script args`` in a fresh process limited to ``threads`` BLAS/OpenMP threads (the
+    worker sets torch's own count); return the last JSON line it prints.
 
     A fresh process makes each case's peak memory its own and keeps imports out of the timing
     of the caller. ``pythonpath`` is put first on PYTHONPATH (e.g. an older dmmvae to compare).
     """
-    env = {**os.environ, **ONE_THREAD, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(threads)), "PYTHONWARNINGS": "ignore"}
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(":")
     proc = subprocess.run(
         [python or sys.executable, script, *args],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:

@@ -1,8 +1,9 @@
 """Training throughput of our MVAE / MMVAE against scvi-tools totalVI and MultiVI, same data.
 
-One driver, one subprocess per (dataset, method), every subprocess pinned to ONE torch thread
-(``torch.set_num_threads(1)`` and ``OMP/MKL_NUM_THREADS=1``) so that the methods share the
-machine alike. Ours run in the project venv, scvi-tools with ``--scvi-python`` (default: this
+One driver, one subprocess per (dataset, method), every subprocess pinned to the same number
+of threads (``--threads``, default ONE: ``torch.set_num_threads(n)`` and ``OMP/MKL_NUM_THREADS=n``)
+so that the methods share the machine alike; ``--threads 0`` gives every process all the
+machine's cores (what a user gets without setting anything). Ours run in the project venv, scvi-tools with ``--scvi-python`` (default: this
 interpreter, which has it after ``make test``, or ``$DMMVAE_SCVI_PYTHON``); a missing scvi-tools leaves
 its rows out with a note.
 
@@ -78,20 +79,41 @@ def make_paired(path: Path, second: str, n_cells: int, n_genes: int, n_second: i
 # --------------------------------------------------------------------------------------
 # workers (run in a subprocess each; print one JSON line)
 # --------------------------------------------------------------------------------------
-def _one_thread():
+def _threads():
+    """Set torch's thread count to this worker's share (the driver's ``--threads``)."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     return torch
 
 
-def worker_ours(path: str, model: str, epochs: int, amp: str, out: str) -> dict:
+def _record(method: str, amp: str, n_train: int, secs, fit_s: float, fit_cpu: float) -> dict:
+    """One result row: cells/s = train cells per epoch second, epochs after the first."""
     import resource
+
+    import torch
+
+    return {
+        "method": method,
+        "amp": amp,
+        "n_train": int(n_train),
+        "epochs": len(secs),
+        "epoch_s": [round(float(s), 3) for s in secs],
+        "cells_per_s": n_train * (len(secs) - 1) / float(secs[1:].sum()) if len(secs) > 1 else None,
+        "fit_s": fit_s,
+        "fit_cpu_s": fit_cpu,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def worker_ours(path: str, model: str, epochs: int, amp: str, out: str) -> dict:
 
     import mudata as md
     import numpy as np
 
-    torch = _one_thread()
+    torch = _threads()
     from dmmvae.models import build_model
 
     sc = md.read_h5mu(path)
@@ -102,7 +124,7 @@ def worker_ours(path: str, model: str, epochs: int, amp: str, out: str) -> dict:
         "lr": LR,
         "early_stopping_patience": 0,
         "validation_fraction": 0.1,
-        "num_threads": 1,
+        "num_threads": torch.get_num_threads(),
         "amp": amp,
         "progress_bar": False,
     }
@@ -111,24 +133,12 @@ def worker_ours(path: str, model: str, epochs: int, amp: str, out: str) -> dict:
     fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     preds = method.predict(sc)
     np.savez(out, **{k: v for k, v in preds.embeddings.items()})
-    n = method.train_info["n_train_cells"]
     secs = hist["seconds"].to_numpy()
-    return {
-        "method": model,
-        "amp": method.train_info.get("amp", "none"),
-        "n_train": int(n),
-        "epochs": len(secs),
-        "epoch_s": [round(float(s), 3) for s in secs],
-        "cells_per_s": n * (len(secs) - 1) / float(secs[1:].sum()) if len(secs) > 1 else None,
-        "fit_s": fit_s,
-        "fit_cpu_s": fit_cpu,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "torch": torch.__version__,
-    }
+    amp_used = method.train_info.get("amp", "none")
+    return _record(model, amp_used, method.train_info["n_train_cells"], secs, fit_s, fit_cpu)
 
 
 def worker_scvi(path: str, second: str, epochs: int, out: str) -> dict:
-    import resource
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -138,7 +148,7 @@ def worker_scvi(path: str, second: str, epochs: int, out: str) -> dict:
     import pandas as pd
     import scipy.sparse as sp
 
-    torch = _one_thread()
+    _threads()
     import scvi
     from lightning.pytorch.callbacks import Callback
 
@@ -229,28 +239,16 @@ def worker_scvi(path: str, second: str, epochs: int, out: str) -> dict:
         ):
             emb[key] = model.get_latent_representation(multivi_mdata(test, show))
     np.savez(out, **emb)
-    n = len(model.train_indices)
     secs = np.diff(timer.t)
-    return {
-        "method": REFERENCE[second],
-        "amp": "none",
-        "n_train": int(n),
-        "epochs": len(secs),
-        "epoch_s": [round(float(s), 3) for s in secs],
-        "cells_per_s": n * (len(secs) - 1) / float(secs[1:].sum()) if len(secs) > 1 else None,
-        "fit_s": fit_s,
-        "fit_cpu_s": fit_cpu,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "torch": torch.__version__,
-        "scvi": scvi.__version__,
-    }
+    r = _record(REFERENCE[second], "none", len(model.train_indices), secs, fit_s, fit_cpu)
+    return {**r, "scvi": scvi.__version__}
 
 
 # --------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------
-def _run(python: str, args: list[str], pythonpath: str | None = None) -> dict:
-    return run_worker(__file__, args, python=python, pythonpath=pythonpath)
+def _run(python: str, args: list[str], pythonpath: str | None = None, threads: int = 1) -> dict:
+    return run_worker(__file__, args, python=python, pythonpath=pythonpath, threads=threads)
 
 
 def foscttm_columns(emb_file: str, second: str) -> dict[str, float | None]:
@@ -299,6 +297,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default="adt,atac", help="which pairs: adt (totalVI), atac")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "dmmvae_bench_cache"))
     ap.add_argument("--scvi-python", default=SCVI_PYTHON)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per process, the same for every method (0: all of this machine's cores)",
+    )
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument(
         "--baseline",
@@ -325,12 +329,14 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker_scvi(a.path, a.second, a.epochs, a.out)))
         return
 
+    threads = a.threads or os.cpu_count() or 1
     cache = Path(a.cache)
     cache.mkdir(parents=True, exist_ok=True)
     have_scvi = Path(a.scvi_python).exists()
     print(
         f"# bench_training: {a.cells} cells x ({a.genes} genes + {a.adt} ADT | {a.peaks} peaks), "
-        f"{a.epochs} epochs, batch {BATCH_SIZE}, lr {LR}, layers {LAYERS}, 1 torch thread each; "
+        f"{a.epochs} epochs, batch {BATCH_SIZE}, lr {LR}, layers {LAYERS}, {threads} torch "
+        f"thread(s) each; "
         f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start "
         "(other jobs share this machine: wall figures carry their noise)",
         flush=True,
@@ -378,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
             out = str(cache / f"emb_{second}_{tag}.npz")
             args = [*args, "--path", str(path), "--epochs", str(a.epochs), "--out", out]
             try:
-                r = _run(python, args, pythonpath)
+                r = _run(python, args, pythonpath, threads)
             except RuntimeError as e:
                 print(f"# {e}", flush=True)
                 continue
