@@ -1,0 +1,53 @@
+"""The benchmark scripts still run and print their tables (tiny sizes; figures not judged).
+
+The scripts print figures for the README (see benchmarks/README.md); a figure is never asserted
+against a time limit here. What is asserted: each script runs end to end on a small synthetic
+input and prints a row per case with values in their ranges, so the benchmarks cannot rot
+silently between the sessions that quote them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> list[list[str]]:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    # rows of the table: the lines after the dashed rule under the header
+    rule = next(i for i, ln in enumerate(lines) if ln.startswith("---"))
+    return [ln.split() for ln in lines[rule + 1 :] if ln.strip()]
+
+
+def test_bench_training_prints_throughput_and_foscttm(tmp_path):
+    rows = _run(
+        "bench_training.py",
+        "--cells", "400", "--epochs", "3", "--data", "adt", "--models", "mvae",
+        "--amp", "none", "--cache", str(tmp_path), "--scvi-python", str(tmp_path / "none"),
+    )  # fmt: skip
+    assert [r[:3] for r in rows] == [["adt", "mvae", "none"]]
+    cells_per_s, foscttm_pair = float(rows[0][3]), float(rows[0][-2])
+    assert cells_per_s > 0 and 0.0 <= foscttm_pair <= 1.0
+
+
+def test_bench_step_profile_splits_the_step(tmp_path):
+    rows = _run(
+        "bench_step_profile.py",
+        "--cells", "400", "--steps", "2", "--data", "adt", "--models", "mvae,mmvae",
+        "--amp", "none", "--cache", str(tmp_path),
+    )  # fmt: skip
+    assert [r[:2] for r in rows] == [["adt", "mvae"], ["adt", "mmvae"]]
+    for r in rows:
+        step_ms, matmul_ms, share = float(r[3]), float(r[5]), float(r[6])
+        assert 0 < matmul_ms < step_ms and 0 < share < 1
