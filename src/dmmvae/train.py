@@ -134,7 +134,10 @@ def set_num_threads(num_threads: int | str | None) -> int:
     Measured on a shared 2-core machine: one thread trains the demo MVAE (2000 cells x
     500 genes + 1000 peaks) in 12 s wall / 8 s CPU, two threads in 118 s / 87 s (the small
     matrix products of these models do not amortise OpenMP synchronisation, and spinning
-    threads compete with the other jobs of the machine).
+    threads compete with the other jobs of the machine). On the same machine when idle, the
+    wider 6k-cell benchmark (2000 genes + 8000 peaks, ``benchmarks/bench_training.py``) trains
+    1.6x faster on two threads than on one: more threads pay off for wide modalities on a
+    machine that is not shared.
     """
     if num_threads is None:
         return torch.get_num_threads()
