@@ -38,5 +38,5 @@ dryrun: setup
 
 # scripts that print figures (see benchmarks/README.md); about 30 min on 2 cores
 benchmarks: $(TEST_STAMP)
-	for b in preprocess foscttm evaluate training step_profile memory scale mmvae_plus_claim; do \
+	for b in preprocess foscttm evaluate training step_profile input_layer memory scale mmvae_plus_claim; do \
 	  $(BIN)/python benchmarks/bench_$$b.py || exit 1; done
