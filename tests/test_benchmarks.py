@@ -51,3 +51,10 @@ def test_bench_step_profile_splits_the_step(tmp_path):
     for r in rows:
         step_ms, matmul_ms, share = float(r[3]), float(r[5]), float(r[6])
         assert 0 < matmul_ms < step_ms and 0 < share < 1
+
+
+def test_bench_input_layer_times_every_form():
+    rows = _run("bench_input_layer.py", "--repeats", "1")
+    assert [int(r[0]) for r in rows] == [2000, 8000, 108000]
+    for r in rows:
+        assert all(float(v) > 0 for v in r[2:6])
