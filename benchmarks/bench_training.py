@@ -42,7 +42,6 @@ from pathlib import Path
 
 from _common import run_worker  # benchmarks/ is on sys.path when a script runs
 
-ROOT = Path(__file__).resolve().parents[1]
 OURS_PYTHON = sys.executable  # our workers run in the interpreter that runs this driver
 # scvi-tools: the project venv has it after `make test` (the scvi extra); another interpreter
 # can be named with DMMVAE_SCVI_PYTHON / --scvi-python
