@@ -9,6 +9,9 @@ import subprocess
 import sys
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: the layer sizes and batch size every training benchmark uses (ours and scvi-tools alike)
+LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
+BATCH_SIZE = 256
 
 
 def peak_rss_mb() -> float:
@@ -45,3 +48,33 @@ def run_worker(
         tail = (proc.stderr or proc.stdout)[-3000:]
         raise RuntimeError(f"worker {script} {args[:3]} failed (rc={proc.returncode}):\n{tail}")
     return json.loads(lines[-1])
+
+
+def train_model_job(path, model: str, out_dir, *, epochs: int, amp: str) -> None:
+    """The ``train_model`` job (:func:`dmmvae.train.run_training`) with the benchmark settings:
+    :data:`LAYERS`, batch :data:`BATCH_SIZE`, one thread, no early stopping; its four outputs
+    (predictions, checkpoint, history, run info) go to ``out_dir``."""
+    from pathlib import Path
+
+    from dmmvae import train
+
+    out = Path(out_dir)
+    train.run_training(
+        str(path),
+        model_name=model,
+        params=dict(LAYERS),
+        training={
+            "max_epochs": epochs,
+            "batch_size": BATCH_SIZE,
+            "early_stopping_patience": 0,
+            "num_threads": 1,
+            "amp": amp,
+            "progress_bar": False,
+        },
+        seed=0,
+        device="cpu",
+        out_predictions=str(out / "predictions.h5"),
+        out_checkpoint=str(out / "model.pt"),
+        out_history=str(out / "history.csv"),
+        out_run_info=str(out / "run_info.yaml"),
+    )

@@ -30,10 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import peak_rss_mb, run_worker  # benchmarks/ is on sys.path when a script runs
+from _common import (  # benchmarks/ is on sys.path when a script runs
+    LAYERS,
+    peak_rss_mb,
+    run_worker,
+    train_model_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
 
 
 def sparse_counts(
@@ -151,27 +155,8 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
         return hist
 
     train_mod.fit_model = fit_and_record
-    out = Path(out_dir)
     t1 = time.perf_counter()
-    train_mod.run_training(
-        path,
-        model_name=model,
-        params=dict(LAYERS),
-        training={
-            "max_epochs": epochs,
-            "batch_size": 256,
-            "early_stopping_patience": 0,
-            "num_threads": 1,
-            "amp": amp,
-            "progress_bar": False,
-        },
-        seed=0,
-        device="cpu",
-        out_predictions=str(out / "predictions.h5"),
-        out_checkpoint=str(out / "model.pt"),
-        out_history=str(out / "history.csv"),
-        out_run_info=str(out / "run_info.yaml"),
-    )
+    train_model_job(path, model, out_dir, epochs=epochs, amp=amp)
     return {
         **read,
         **seen,

@@ -28,13 +28,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import peak_rss_mb, run_worker  # benchmarks/ is on sys.path when a script runs
+from _common import (  # benchmarks/ is on sys.path when a script runs
+    LAYERS,
+    peak_rss_mb,
+    run_worker,
+    train_model_job,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_memory import sparse_counts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
 
 
 def build(path: str, n_cells: int, n_genes: int, n_adt: int, rna_nnz: int) -> dict:
@@ -95,29 +99,9 @@ def train(path: str, model: str, out_dir: str, amp: str) -> dict:
     import pandas as pd
     import yaml
 
-    from dmmvae.train import run_training
-
     out = Path(out_dir)
     t0 = time.perf_counter()
-    run_training(
-        path,
-        model_name=model,
-        params=dict(LAYERS),
-        training={
-            "max_epochs": 1,
-            "batch_size": 256,
-            "early_stopping_patience": 0,
-            "num_threads": 1,
-            "amp": amp,
-            "progress_bar": False,
-        },
-        seed=0,
-        device="cpu",
-        out_predictions=str(out / "predictions.h5"),
-        out_checkpoint=str(out / "model.pt"),
-        out_history=str(out / "history.csv"),
-        out_run_info=str(out / "run_info.yaml"),
-    )
+    train_model_job(path, model, out, epochs=1, amp=amp)
     hist = pd.read_csv(out / "history.csv")
     info = yaml.safe_load(open(out / "run_info.yaml"))
     ckpt = torch.load(out / "model.pt", weights_only=False)

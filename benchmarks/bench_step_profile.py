@@ -31,10 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import run_worker  # benchmarks/ is on sys.path when a script runs
+from _common import BATCH_SIZE, LAYERS, run_worker  # benchmarks/ is on sys.path when a script runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import BATCH_SIZE, LAYERS, LR, REFERENCE, make_paired  # noqa: E402
+from bench_training import LR, REFERENCE, make_paired  # noqa: E402
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm")
 

@@ -40,14 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import run_worker  # benchmarks/ is on sys.path when a script runs
+from _common import BATCH_SIZE, LAYERS, run_worker  # benchmarks/ is on sys.path when a script runs
 
 OURS_PYTHON = sys.executable  # our workers run in the interpreter that runs this driver
 # scvi-tools: the project venv has it after `make test` (the scvi extra); another interpreter
 # can be named with DMMVAE_SCVI_PYTHON / --scvi-python
 SCVI_PYTHON = os.environ.get("DMMVAE_SCVI_PYTHON", sys.executable)
-LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
-BATCH_SIZE = 256
 LR = 1e-3
 REFERENCE = {"adt": "totalvi", "atac": "multivi"}
 
