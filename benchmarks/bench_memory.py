@@ -37,8 +37,6 @@ from _common import (  # benchmarks/ is on sys.path when a script runs
     train_model_job,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def sparse_counts(
     rng, types, propensity, n_features: int, per_cell: float, binary: bool, chunk: int = 1000

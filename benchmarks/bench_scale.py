@@ -38,8 +38,6 @@ from _common import (  # benchmarks/ is on sys.path when a script runs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_memory import sparse_counts  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def build(path: str, n_cells: int, n_genes: int, n_adt: int, rna_nnz: int) -> dict:
     import anndata as ad
