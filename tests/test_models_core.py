@@ -11,15 +11,14 @@ import scipy.sparse as sp
 import torch
 from _synthetic import (
     fit_predict_diagonal,
-    labels_of_test_cells,
+    fit_predict_paired,
     preprocessed,
-    random_foscttm,
     scenario,
 )
 
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.scenarios import make_scenario, protocol_split
-from dmmvae.metrics import foscttm, imputation_scores, label_transfer
+from dmmvae.metrics import foscttm, imputation_scores
 from dmmvae.models import MODELS, build_model
 from dmmvae.models.data import MultimodalData, build_spec
 from dmmvae.models.likelihoods import LIKELIHOODS, clr, get_likelihood, to_scoring
@@ -279,26 +278,20 @@ TRAIN_CFG = {"max_epochs": 40, "batch_size": 128, "kl_warmup_epochs": 5, "progre
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_training_on_paired_synthetic_data(variant):
-    sc = scenario(n_cells=600)
-    model = build_model(variant, {"n_hidden": 64})
-    hist = model.fit(sc, seed=0, training=TRAIN_CFG)
+    sc, hist, p, s = fit_predict_paired(variant, TRAIN_CFG)
     assert hist["train_loss"].iloc[-1] < 0.8 * hist["train_loss"].iloc[0]
     assert {"validation_loss", "train_kl", "seconds", "kl_weight"} <= set(hist.columns)
-    p = model.predict(sc)
     n_test = int((sc.obs[SPLIT] == TEST).sum())
     assert p.embeddings["rna"].shape == (n_test, 16) and p.embeddings["joint"].shape == (n_test, 16)
-    fos = foscttm(p.embeddings["rna"], p.embeddings["atac"])
-    rnd = random_foscttm()
+    fos, rnd = s["foscttm"], s["random_foscttm"]
     assert 0.4 < rnd < 0.6
     assert fos < 0.25, f"{variant}: FOSCTTM {fos:.3f} (random {rnd:.3f})"
-    lt = label_transfer(p.embeddings["rna"], p.embeddings["atac"], labels_of_test_cells(sc))
-    assert lt["acc_mean"] > 0.5
+    assert s["label_transfer"] > 0.5
     # imputation in the scoring normalization beats chance
     test = sc.obs[SPLIT].to_numpy() == TEST
-    truth = sc.mod["rna"].X[test].toarray()
     pred = p.imputations[("atac", "rna")]
     assert np.isfinite(pred).all() and pred.min() >= 0
-    assert imputation_scores(truth, pred, "rna")["pearson_cell"] > 0.3
+    assert s["rna_pearson"] > 0.3
     atac_truth = sc.mod["atac"].X[test].toarray()
     assert imputation_scores(atac_truth, p.imputations[("rna", "atac")], "atac")["auroc"] > 0.6
     gen = p.generated["atac"]
