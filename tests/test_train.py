@@ -142,36 +142,24 @@ def test_time_limit_is_recorded_not_raised(scenario_file, tmp_path):
 
 def test_bad_input_raises_and_writes_nothing(tmp_path):
     out = _outputs(tmp_path)
+
+    def train(model_name="mvae", training=None):
+        run_training(
+            str(tmp_path / "missing.h5mu"),
+            model_name=model_name,
+            params={},
+            training=training or {},
+            seed=0,
+            device="cpu",
+            **out,
+        )
+
     with pytest.raises(InputError, match="cannot read the scenario"):
-        run_training(
-            str(tmp_path / "missing.h5mu"),
-            model_name="mvae",
-            params={},
-            training={},
-            seed=0,
-            device="cpu",
-            **out,
-        )
+        train()
     with pytest.raises(ValueError, match="valid keys"):
-        run_training(
-            str(tmp_path / "missing.h5mu"),
-            model_name="mvae",
-            params={},
-            training={"epochs": 3},
-            seed=0,
-            device="cpu",
-            **out,
-        )
+        train(training={"epochs": 3})
     with pytest.raises(ValueError, match="valid models"):
-        run_training(
-            str(tmp_path / "missing.h5mu"),
-            model_name="vae",
-            params={},
-            training={},
-            seed=0,
-            device="cpu",
-            **out,
-        )
+        train(model_name="vae")
     assert list(tmp_path.iterdir()) == []
 
 
