@@ -48,7 +48,7 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from dmmvae.constants import SPLIT, TRAIN
     from dmmvae.models import build_model
-    from dmmvae.models.data import MultimodalData
+    from dmmvae.models.data import MultimodalData, build_spec
     from dmmvae.train import StepContext, resolve_training
 
     sc = md.read_h5mu(path)
@@ -63,7 +63,8 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
             "progress_bar": False,
         }
     )
-    method.fit(sc, seed=0, device="cpu", training=cfg)  # builds the modules (one epoch)
+    torch.manual_seed(0)
+    method.build(build_spec(sc, method.params.get("likelihoods")))  # what fit builds first
     method.train()
     data = MultimodalData(sc, method.spec, torch.device("cpu"))
     train = np.flatnonzero(sc.obs[SPLIT].to_numpy() == TRAIN)
