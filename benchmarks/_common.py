@@ -19,6 +19,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def worker_threads():
+    """In a worker: set torch's thread count to the one :func:`run_worker` gave the process
+    (``OMP_NUM_THREADS``); returns the ``torch`` module."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    return torch
+
+
 def run_worker(
     script: str,
     args: list[str],

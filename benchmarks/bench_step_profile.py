@@ -31,7 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import BATCH_SIZE, LAYERS, run_worker  # benchmarks/ is on sys.path when a script runs
+from _common import (  # benchmarks/ is on sys.path when a script runs
+    BATCH_SIZE,
+    LAYERS,
+    run_worker,
+    worker_threads,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_training import LR, REFERENCE, make_paired  # noqa: E402
@@ -42,10 +47,9 @@ MATMUL = ("aten::mm", "aten::addmm", "aten::bmm")
 def worker(path: str, model: str, amp: str, steps: int) -> dict:
     import mudata as md
     import numpy as np
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch = worker_threads()
     from dmmvae.constants import SPLIT, TRAIN
     from dmmvae.models import build_model
     from dmmvae.models.data import MultimodalData, build_spec

@@ -1,11 +1,12 @@
 """Training throughput of our MVAE / MMVAE against scvi-tools totalVI and MultiVI, same data.
 
 One driver, one subprocess per (dataset, method), every subprocess pinned to the same number
-of threads (``--threads``, default ONE: ``torch.set_num_threads(n)`` and ``OMP/MKL_NUM_THREADS=n``)
-so that the methods share the machine alike; ``--threads 0`` gives every process all the
-machine's cores (what a user gets without setting anything). Ours run in the project venv, scvi-tools with ``--scvi-python`` (default: this
-interpreter, which has it after ``make test``, or ``$DMMVAE_SCVI_PYTHON``); a missing scvi-tools leaves
-its rows out with a note.
+of threads (``--threads``, default one: ``torch.set_num_threads(n)`` and
+``OMP/MKL_NUM_THREADS=n``) so that the methods share the machine alike; ``--threads 0`` gives
+every process all the machine's cores (what a user gets without setting anything). Ours run
+in the interpreter that runs this script, scvi-tools with ``--scvi-python`` (default: the same
+interpreter, which has it after ``make test``, or ``$DMMVAE_SCVI_PYTHON``); a missing
+scvi-tools leaves its rows out with a note.
 
 Data (cached under ``--cache``): ``dmmvae.data.synthetic.simulate_shared_private`` ->
 ``dmmvae.data.preprocess.preprocess`` -> ``dmmvae.data.scenarios.make_scenario("paired")``;
@@ -40,7 +41,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import BATCH_SIZE, LAYERS, run_worker  # benchmarks/ is on sys.path when a script runs
+from _common import (  # benchmarks/ is on sys.path when a script runs
+    BATCH_SIZE,
+    LAYERS,
+    peak_rss_mb,
+    run_worker,
+    worker_threads,
+)
 
 OURS_PYTHON = sys.executable  # our workers run in the interpreter that runs this driver
 # scvi-tools: the project venv has it after `make test` (the scvi extra); another interpreter
@@ -76,18 +83,8 @@ def make_paired(path: Path, second: str, n_cells: int, n_genes: int, n_second: i
 # --------------------------------------------------------------------------------------
 # workers (run in a subprocess each; print one JSON line)
 # --------------------------------------------------------------------------------------
-def _threads():
-    """Set torch's thread count to this worker's share (the driver's ``--threads``)."""
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    return torch
-
-
 def _record(method: str, amp: str, n_train: int, secs, fit_s: float, fit_cpu: float) -> dict:
     """One result row: cells/s = train cells per epoch second, epochs after the first."""
-    import resource
-
     import torch
 
     return {
@@ -99,18 +96,17 @@ def _record(method: str, amp: str, n_train: int, secs, fit_s: float, fit_cpu: fl
         "cells_per_s": n_train * (len(secs) - 1) / float(secs[1:].sum()) if len(secs) > 1 else None,
         "fit_s": fit_s,
         "fit_cpu_s": fit_cpu,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "max_rss_mb": peak_rss_mb(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
 
 
 def worker_ours(path: str, model: str, epochs: int, amp: str, out: str) -> dict:
-
     import mudata as md
     import numpy as np
 
-    torch = _threads()
+    torch = worker_threads()
     from dmmvae.models import build_model
 
     sc = md.read_h5mu(path)
@@ -145,7 +141,7 @@ def worker_scvi(path: str, second: str, epochs: int, out: str) -> dict:
     import pandas as pd
     import scipy.sparse as sp
 
-    _threads()
+    worker_threads()
     import scvi
     from lightning.pytorch.callbacks import Callback
 
