@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
 
 from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.preprocess import preprocess
@@ -12,6 +13,7 @@ from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.metrics import foscttm, imputation_scores, label_transfer
 from dmmvae.models import build_model
+from dmmvae.models.data import MultimodalData, build_spec
 
 MOD_SPECS = {
     "rna": {"kind": "rna", "n_features": 150, "n_private": 2},
@@ -84,3 +86,27 @@ def fit_predict_paired(variant: str, training: dict):
         ],
     }
     return sc, hist, p, scores
+
+
+def train_batch(mdata, spec, n=64):
+    """The first ``n`` train cells of ``mdata`` as one minibatch (scenario masks applied)."""
+    data = MultimodalData(mdata, spec)
+    rows = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TRAIN)[:n]
+    return data.batch(torch.as_tensor(rows))
+
+
+def hidden_atac_batch(model_name: str, params: dict):
+    """An untrained ``model_name`` in eval mode and a mosaic-scenario train batch whose ATAC
+    input requires grad: ``(model, batch, x_atac, hidden)``, ``hidden`` = rows that show RNA but
+    not ATAC (checked to exist, beside rows that show ATAC)."""
+    sc = scenario(kind="mosaic")
+    spec = build_spec(sc)
+    model = build_model(model_name, params)
+    model.build(spec)
+    model.eval()
+    batch = train_batch(sc, spec)
+    hidden = ~batch["mask"]["atac"] & batch["mask"]["rna"]
+    assert hidden.any() and batch["mask"]["atac"].any()
+    x = batch["x"]["atac"].clone().requires_grad_(True)
+    batch["x"]["atac"] = x
+    return model, batch, x, hidden

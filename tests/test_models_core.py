@@ -12,8 +12,10 @@ import torch
 from _synthetic import (
     fit_predict_diagonal,
     fit_predict_paired,
+    hidden_atac_batch,
     preprocessed,
     scenario,
+    train_batch,
 )
 
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
@@ -32,12 +34,6 @@ from dmmvae.models.objectives import (
 VARIANTS = ["mvae", "mmvae", "mopoe", "mlp_fusion"]
 FAST = {"n_hidden": 64, "n_latent": 8}
 
-
-
-def train_batch(mdata, spec, n=64):
-    data = MultimodalData(mdata, spec)
-    rows = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TRAIN)[:n]
-    return data.batch(torch.as_tensor(rows))
 
 
 # --------------------------------------------------------------------------------------
@@ -241,16 +237,7 @@ def test_hidden_modality_does_not_affect_the_loss(variant):
     and the loss has zero gradient with respect to it."""
     name, _, opt = variant.partition("-")
     params = dict(FAST, **({"estimator": opt, "k": 3} if opt else {}))
-    sc = scenario(kind="mosaic")
-    spec = build_spec(sc)
-    model = build_model(name, params)
-    model.build(spec)
-    model.eval()
-    batch = train_batch(sc, spec)
-    hidden = ~batch["mask"]["atac"] & batch["mask"]["rna"]
-    assert hidden.any() and batch["mask"]["atac"].any()
-    x = batch["x"]["atac"].clone().requires_grad_(True)
-    batch["x"]["atac"] = x
+    model, batch, x, hidden = hidden_atac_batch(name, params)
     torch.manual_seed(0)
     loss = model.training_loss(batch, 1.0).loss
     loss.backward()

@@ -16,8 +16,10 @@ import torch
 from _synthetic import (
     fit_predict_diagonal,
     fit_predict_paired,
+    hidden_atac_batch,
     labels_of_test_cells,
     scenario,
+    train_batch,
 )
 
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
@@ -26,7 +28,7 @@ from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.metrics import foscttm, label_transfer
 from dmmvae.models import MODELS, build_model
-from dmmvae.models.data import MultimodalData, build_spec
+from dmmvae.models.data import build_spec
 from dmmvae.models.likelihoods import LIKELIHOODS
 from dmmvae.models.scmodal import link_features, mutual_nearest_neighbours
 
@@ -49,12 +51,6 @@ def _gene_split(n_cells: int = 600, overlap: int = 100):
         out = md.MuData({"genes_a": a[:, :half].copy(), "genes_b": a[:, a.n_vars - half :].copy()})
     out.obs = pre.obs.copy()
     return out
-
-
-def train_batch(mdata, spec, n=64):
-    data = MultimodalData(mdata, spec)
-    rows = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TRAIN)[:n]
-    return data.batch(torch.as_tensor(rows))
 
 
 def test_variants_are_registered():
@@ -105,16 +101,7 @@ def test_forward_backward_three_modalities(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_hidden_modality_does_not_affect_the_loss(variant):
     """Masking, not imputation: the data of a hidden modality gets no gradient."""
-    sc = scenario(kind="mosaic")
-    spec = build_spec(sc)
-    model = build_model(variant, FAST)
-    model.build(spec)
-    model.eval()
-    batch = train_batch(sc, spec)
-    hidden = ~batch["mask"]["atac"] & batch["mask"]["rna"]
-    assert hidden.any() and batch["mask"]["atac"].any()
-    x = batch["x"]["atac"].clone().requires_grad_(True)
-    batch["x"]["atac"] = x
+    model, batch, x, hidden = hidden_atac_batch(variant, FAST)
     model.training_loss(batch, 1.0).loss.backward()
     assert x.grad[hidden].abs().max() == 0
     assert x.grad[batch["mask"]["atac"]].abs().max() > 0
