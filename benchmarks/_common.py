@@ -28,6 +28,14 @@ def worker_threads():
     return torch
 
 
+def worker_args(**options) -> list[str]:
+    """Command-line arguments of a worker call: ``atac_density=0.04`` -> ``--atac-density 0.04``."""
+    out: list[str] = []
+    for key, value in options.items():
+        out += [f"--{key.replace('_', '-')}", str(value)]
+    return out
+
+
 def run_worker(
     script: str,
     args: list[str],

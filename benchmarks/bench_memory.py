@@ -35,6 +35,7 @@ from _common import (  # benchmarks/ is on sys.path when a script runs
     peak_rss_mb,
     run_worker,
     train_model_job,
+    worker_args,
 )
 
 
@@ -200,22 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not path.exists():
         b = _run(
-            [
-                "--worker",
-                "build",
-                "--path",
-                str(path),
-                "--cells",
-                str(a.cells),
-                "--peaks",
-                str(a.peaks),
-                "--genes",
-                str(a.genes),
-                "--atac-density",
-                str(a.atac_density),
-                "--rna-nnz",
-                str(a.rna_nnz),
-            ]
+            worker_args(
+                worker="build", path=path, cells=a.cells, peaks=a.peaks, genes=a.genes,
+                atac_density=a.atac_density, rna_nnz=a.rna_nnz,
+            )
         )
         print(
             f"# input: ATAC density {b['atac_density']:.3%}, RNA {b['rna_nnz_per_cell']:.0f} "
@@ -229,20 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     out = cache / f"train_{tag}"
     out.mkdir(exist_ok=True)
     r = _run(
-        [
-            "--worker",
-            "train",
-            "--path",
-            str(path),
-            "--model",
-            a.model,
-            "--epochs",
-            str(a.epochs),
-            "--amp",
-            a.amp,
-            "--out",
-            str(out),
-        ]
+        worker_args(
+            worker="train", path=path, model=a.model, epochs=a.epochs, amp=a.amp, out=out
+        )
     )
     gib = r["max_rss_mb"] / 1024
     print(f"model {a.model} ({LAYERS}), batch 256, 1 thread, amp {a.amp}")

@@ -33,6 +33,7 @@ from _common import (  # benchmarks/ is on sys.path when a script runs
     peak_rss_mb,
     run_worker,
     train_model_job,
+    worker_args,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -148,20 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not path.exists():
         b = _run(
-            [
-                "--worker",
-                "build",
-                "--path",
-                str(path),
-                "--cells",
-                str(a.cells),
-                "--genes",
-                str(a.genes),
-                "--adt",
-                str(a.adt),
-                "--rna-nnz",
-                str(a.rna_nnz),
-            ]
+            worker_args(
+                worker="build", path=path, cells=a.cells, genes=a.genes, adt=a.adt,
+                rna_nnz=a.rna_nnz,
+            )
         )
         print(
             f"# input: RNA {b['rna_nnz_per_cell']:.0f} genes/cell, ADT "
@@ -174,20 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# input: cached {path.name}", flush=True)
     out = cache / f"train_{tag}_{a.model}_{a.amp}"
     out.mkdir(exist_ok=True)
-    r = _run(
-        [
-            "--worker",
-            "train",
-            "--path",
-            str(path),
-            "--model",
-            a.model,
-            "--amp",
-            a.amp,
-            "--out",
-            str(out),
-        ]
-    )
+    r = _run(worker_args(worker="train", path=path, model=a.model, amp=a.amp, out=out))
     print(f"model {a.model} ({LAYERS}), batch 256, 1 thread, amp {r['amp']}: status {r['status']}")
     print(
         f"  one epoch (train {r['n_train']} + validation {r['n_validation']} cells): "

@@ -46,6 +46,7 @@ from _common import (  # benchmarks/ is on sys.path when a script runs
     LAYERS,
     peak_rss_mb,
     run_worker,
+    worker_args,
     worker_threads,
 )
 
@@ -342,22 +343,10 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter()
             _run(
                 OURS_PYTHON,
-                [
-                    "--worker",
-                    "data",
-                    "--path",
-                    str(path),
-                    "--second",
-                    second,
-                    "--cells",
-                    str(a.cells),
-                    "--genes",
-                    str(a.genes),
-                    "--adt",
-                    str(a.adt),
-                    "--peaks",
-                    str(a.peaks),
-                ],
+                worker_args(
+                    worker="data", path=path, second=second, cells=a.cells, genes=a.genes,
+                    adt=a.adt, peaks=a.peaks,
+                ),
             )
             print(f"# built {path.name} in {time.perf_counter() - t:.0f} s", flush=True)
         jobs: list[tuple[str, list[str], str | None]] = []
