@@ -36,7 +36,7 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.metrics import foscttm, ground_truth_recovery
-from dmmvae.models import build_model
+from dmmvae.methods import build_model
 
 MODELS = ("mvae", "mmvae", "mmvae_plus")
 

@@ -51,8 +51,8 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
 
     torch = worker_threads()
     from dmmvae.constants import SPLIT, TRAIN
-    from dmmvae.models import build_model
-    from dmmvae.models.data import MultimodalData, build_spec
+    from dmmvae.methods import build_model
+    from dmmvae.methods.data import MultimodalData, build_spec
     from dmmvae.train import StepContext, resolve_training
 
     sc = md.read_h5mu(path)

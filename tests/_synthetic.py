@@ -12,8 +12,8 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.metrics import foscttm, imputation_scores, label_transfer
-from dmmvae.models import build_model
-from dmmvae.models.data import MultimodalData, build_spec
+from dmmvae.methods import build_model
+from dmmvae.methods.data import MultimodalData, build_spec
 
 MOD_SPECS = {
     "rna": {"kind": "rna", "n_features": 150, "n_private": 2},

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from dmmvae.constants import JOINT, SPLIT
 from dmmvae.data.scenarios import make_scenario, protocol_split
 from dmmvae.data.synthetic import simulate_shared_private
-from dmmvae.models import MODELS, build_model, get_model_class
+from dmmvae.methods import MODELS, build_model, get_model_class
 
 
 def _foscttm(x, y):

@@ -21,10 +21,10 @@ from _synthetic import (
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.scenarios import make_scenario, protocol_split
 from dmmvae.metrics import foscttm, imputation_scores
-from dmmvae.models import MODELS, build_model
-from dmmvae.models.data import MultimodalData, build_spec
-from dmmvae.models.likelihoods import LIKELIHOODS, clr, get_likelihood, to_scoring
-from dmmvae.models.objectives import (
+from dmmvae.methods import MODELS, build_model
+from dmmvae.methods.data import MultimodalData, build_spec
+from dmmvae.methods.likelihoods import LIKELIHOODS, clr, get_likelihood, to_scoring
+from dmmvae.methods.objectives import (
     Gaussian,
     mixture_log_prob,
     mixture_moments,

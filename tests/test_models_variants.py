@@ -27,10 +27,10 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.metrics import foscttm, label_transfer
-from dmmvae.models import MODELS, build_model
-from dmmvae.models.data import build_spec
-from dmmvae.models.likelihoods import LIKELIHOODS
-from dmmvae.models.scmodal import link_features, mutual_nearest_neighbours
+from dmmvae.methods import MODELS, build_model
+from dmmvae.methods.data import build_spec
+from dmmvae.methods.likelihoods import LIKELIHOODS
+from dmmvae.methods.scmodal import link_features, mutual_nearest_neighbours
 
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]
 FAST = {"n_hidden": 32, "n_latent": 8}

@@ -18,7 +18,7 @@ from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.io import InputError
 from dmmvae.metrics import imputation_scores, label_transfer
-from dmmvae.models import MODELS, build_model
+from dmmvae.methods import MODELS, build_model
 
 SPECS = {
     "rna": {"kind": "rna", "n_features": 120, "n_private": 2},

@@ -15,7 +15,7 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.io import InputError, Predictions
-from dmmvae.models import build_model
+from dmmvae.methods import build_model
 from dmmvae.train import (
     TRAINING_DEFAULTS,
     TrainingFailure,

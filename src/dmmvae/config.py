@@ -68,7 +68,7 @@ def _select(config: Mapping, section: str, available: Iterable[str]) -> list[str
 
 def check_models(models: Mapping[str, Mapping]) -> None:
     """Every model entry names a registry model and only parameters that model accepts."""
-    from .models import MODELS
+    from .methods import MODELS
 
     for name, spec in models.items():
         if spec["model"] not in MODELS:
@@ -103,7 +103,7 @@ def resolve_runs(config: Mapping) -> list[Run]:
     Methods that need paired train cells (``needs_pairs``, e.g. CCA) are left out of scenarios
     with no paired train cells (diagonal), where they are not applicable.
     """
-    from .models import MODELS
+    from .methods import MODELS
 
     models = expand_models(config["models"])
     check_models(models)

@@ -282,8 +282,8 @@ def fit_model(
     time_limit_s: float | None = None,
     training: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Build ``model`` (a :class:`~dmmvae.models.vae.MultimodalVAE`) from ``mdata`` and train it."""
-    from .models.data import MultimodalData, build_spec
+    """Build ``model`` (a :class:`~dmmvae.methods.vae.MultimodalVAE`) from ``mdata`` and train it."""
+    from .methods.data import MultimodalData, build_spec
 
     cfg = resolve_training(training)
     if time_limit_s is None and cfg["time_limit_minutes"]:
@@ -437,9 +437,9 @@ def run_training(
     """
     import mudata as md
 
-    from .models import build_model
-    from .models._base import MissingDependencyError
-    from .models.controls import MissingPairsError
+    from .methods import build_model
+    from .methods._base import MissingDependencyError
+    from .methods.controls import MissingPairsError
 
     cfg = resolve_training(training)
     method = build_model(model_name, params or {})
