@@ -15,7 +15,7 @@ if not workflow.overwrite_configfiles:
 
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, "src/dmmvae/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from dmmvae.config import ConfigError, expand_models, resolve_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+SCHEMA = str(ROOT / "src/dmmvae/schemas/config.schema.yaml")
 
 
 def load(name):

@@ -317,7 +317,7 @@ def test_config_schema_covers_exactly_the_preprocessing_defaults():
     from dmmvae.data.preprocess import DEFAULT_PARAMS
 
     root = Path(__file__).resolve().parents[1]
-    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((root / "src/dmmvae/schemas/config.schema.yaml").read_text())
     pre = schema["$defs"]["preprocessing"]
     user_keys = {k: v for k, v in DEFAULT_PARAMS.items() if k != "train_fraction"}
     assert set(pre["properties"]) == set(user_keys)

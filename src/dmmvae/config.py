@@ -1,6 +1,6 @@
 """Config resolution shared by the Snakefile and the tests.
 
-The JSON schema (``workflow/schemas/config.schema.yaml``) checks shapes and fills defaults;
+The JSON schema (``src/dmmvae/schemas/config.schema.yaml``) checks shapes and fills defaults;
 this module checks what a schema cannot: names that refer to other sections, model
 parameters against the model registry, and sweep expansion into named variants.
 """
@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 SWEEP_SEP = "__"
+
+# def schema_defaults(section): defaults of a config section. It lives in dmmvae.schema (a leaf
+# module that imports nothing of the package, so every layer can use it without a cycle):
+#     from dmmvae.schema import schema_defaults       (or, inside the package, from .schema ...)
 
 
 class ConfigError(ValueError):
