@@ -1,6 +1,6 @@
 """Benchmark: evaluation of one model on a 10k-cell synthetic dataset, all metrics.
 
-Builds a synthetic CITE-seq + ATAC scenario (``dmmvae.metrics._toy``; 10,000 cells, 20 % test,
+Builds a synthetic CITE-seq + ATAC scenario (``tests/_toy.py``; 10,000 cells, 20 % test,
 RNA 2000 genes, ADT 134 proteins, ATAC 5000 peaks, 2 batches, 8 cell types), predictions with
 32-dim embeddings, imputations for all 6 ordered pairs and prior samples, writes them to disk
 and times :func:`dmmvae.evaluate.evaluate_run` (reading included) per metric family and in
@@ -42,8 +42,11 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from dmmvae.evaluate import FAMILIES
-    from dmmvae.metrics._toy import toy_predictions, toy_scenario
+    from dmmvae.metrics import computed_families
+
+    FAMILIES = computed_families()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _toy import toy_predictions, toy_scenario
 
     scen, pred = out / "scenario.h5mu", out / "predictions.h5"
     t = time.perf_counter()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _toy import toy_predictions, toy_scenario
 
 from dmmvae.constants import SPLIT, TEST
 from dmmvae.evaluate import evaluate_predictions, evaluate_run, resolve_params
 from dmmvae.io import InputError, Predictions
-from dmmvae.metrics._toy import toy_predictions, toy_scenario
 
 FAST = {"families": ["foscttm", "label_transfer", "imputation", "recovery"]}
 
@@ -94,12 +94,26 @@ def test_partial_predictions_only_score_what_is_there(mdata):
 
 
 def test_shared_dims_select_the_shared_latent(mdata):
-    preds = toy_predictions(mdata, noise=0.1, dim=12)  # 4 shared + 8 noise columns
-    with_dims = _values(evaluate_predictions(mdata, preds, {"families": ["recovery"]}))
-    preds.info = {}
-    without = _values(evaluate_predictions(mdata, preds, {"families": ["recovery"]}))
-    # held-out R^2: the 8 noise columns only add variance to the fit
-    assert with_dims["recovery_shared_r2"] >= without["recovery_shared_r2"] - 1e-9
+    """The joint embedding holds the true RNA-private factors in columns 0-1 and the noisy
+    shared factors in columns 2-5: only ``shared_dims`` tells recovery which columns are shared,
+    so ignoring it (or reading other columns) changes both R^2 in a known direction."""
+    test = np.asarray(mdata.obs[SPLIT] == TEST)
+    shared = np.asarray(mdata.obsm["true_shared"])[test]
+    private = np.asarray(mdata.obsm["true_private_rna"])[test]
+    noise = np.random.default_rng(0).normal(scale=0.1, size=shared.shape)
+    joint = np.hstack([private, shared + noise]).astype(np.float32)
+    preds = Predictions(mdata.obs_names[test], {"joint": joint},
+                        info={"shared_dims": [2, 3, 4, 5]})
+    fam = {"families": ["recovery"]}
+    right = _values(evaluate_predictions(mdata, preds, fam))
+    assert right["recovery_shared_r2"] > 0.9
+    assert right["recovery_private_r2/rna"] < 0.1  # the private columns were left out
+    preds.info = {}  # whole embedding: the private columns leak
+    whole = _values(evaluate_predictions(mdata, preds, fam))
+    assert whole["recovery_private_r2/rna"] > 0.9
+    preds.info = {"shared_dims": [0, 1]}  # the private columns named as shared
+    wrong = _values(evaluate_predictions(mdata, preds, fam))
+    assert wrong["recovery_shared_r2"] < 0.5 < 0.9 < wrong["recovery_private_r2/rna"]
 
 
 def test_non_finite_embedding_gives_nan_with_reason(mdata):
@@ -123,6 +137,27 @@ def test_wrong_cells_raise_input_error(mdata):
     preds.obs_names = preds.obs_names[:-1]
     with pytest.raises(InputError, match="another split"):
         evaluate_predictions(mdata, preds, FAST)
+
+
+def test_realism_only_for_methods_that_generate_cells(mdata):
+    """Imputations that are averages of real cells (knn_regression) are not scored for
+    realism; the same imputations with prior samples beside them are."""
+    full = toy_predictions(mdata, noise=0.3)
+    imp_only = Predictions(full.obs_names, imputations=full.imputations)
+    fam = {"families": ["imputation", "realism"]}
+    assert not any(m.startswith("realism") for m in evaluate_predictions(mdata, imp_only, fam)
+                   ["metric"])
+    gen = Predictions(full.obs_names, imputations=full.imputations, generated=full.generated)
+    v = _values(evaluate_predictions(mdata, gen, fam))
+    assert "realism_c2st_auroc/prior/rna" in v and "realism_c2st_auroc/rna->adt" in v
+
+
+def test_default_families_are_every_registered_family():
+    from dmmvae.metrics import computed_families
+
+    assert resolve_params(None)["families"] == computed_families(), (
+        "the default of evaluation.families in the config schema must be null (= every "
+        "registered family)")
 
 
 def test_unknown_params_raise():

@@ -1,4 +1,6 @@
-"""report.html: self-contained, complete, and it renders in a real headless browser."""
+"""The summary folder and report.html: self-contained, complete, owned by aggregation (nothing
+stale survives), rendered in a real headless browser, and a newly registered metric shows up
+everywhere with no other edit."""
 
 from __future__ import annotations
 
@@ -10,25 +12,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _toy import toy_predictions, toy_scenario
 
 from dmmvae.aggregate import aggregate
-from dmmvae.evaluate import evaluate_run
+from dmmvae.evaluate import evaluate_run, resolve_params
 from dmmvae.io import InputError, Predictions
-from dmmvae.metrics._toy import toy_predictions, toy_scenario
-from dmmvae.report import write_report
+from dmmvae.metrics import METRICS, EvalInputs, Metric, Score, mean_row
+from dmmvae.report import replaced_dir, write_report, write_summary
 
 CHROMIUM = "/usr/bin/chromium"
+FAMILIES = ["foscttm", "label_transfer", "imputation"]
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("results")
-    mdata = toy_scenario(300, modalities=("rna", "adt"), seed=0)
+def _make_runs(root: Path, mdata, models, params=None) -> list[dict]:
+    """Predictions, history and evaluated metrics of each (model, noise) for seeds 0 and 1."""
     scen = root / "data" / "toy" / "paired" / "scenario.h5mu"
-    scen.parent.mkdir(parents=True)
-    mdata.write(scen)
-    csvs, preds, hists = [], [], []
-    for model, noise in (("good", 0.2), ("bad", 2.0), ("diverges", None)):
+    if not scen.exists():
+        scen.parent.mkdir(parents=True)
+        mdata.write(scen)
+    runs = []
+    for model, noise in models:
         for seed in (0, 1):
             d = root / "models" / "toy" / "paired" / model / f"seed{seed}"
             d.mkdir(parents=True)
@@ -42,42 +45,121 @@ def report(tmp_path_factory) -> Path:
                 d / "history.csv", index=False)
             evaluate_run(scen, d / "predictions.h5", d / "metrics.csv", dataset="toy",
                          scenario="paired", model=model, seed=seed,
-                         params={"families": ["foscttm", "label_transfer", "imputation"]},
+                         params=params if params is not None else {"families": FAMILIES},
                          history_path=d / "history.csv")
-            csvs.append(str(d / "metrics.csv"))
-            preds.append(str(d / "predictions.h5"))
-            hists.append(str(d / "history.csv"))
+            runs.append({"dataset": "toy", "scenario": "paired", "model": model, "seed": seed,
+                         "metrics": str(d / "metrics.csv"), "history": str(d / "history.csv"),
+                         "predictions": str(d / "predictions.h5")})
+    return runs
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    return toy_scenario(300, modalities=("rna", "adt"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory, toy_data) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    runs = _make_runs(root, toy_data, [("good", 0.2), ("bad", 2.0), ("diverges", None)])
+    scen = [{"dataset": "toy", "scenario": "paired",
+             "path": str(root / "data" / "toy" / "paired" / "scenario.h5mu")}]
     out = root / "summary"
-    aggregate(csvs, out, histories=hists, predictions=preds, scenarios=[str(scen)],
-              config={"aggregation": {"weights": {"cost": 0}}, "datasets": ["toy"]},
-              report=True)
-    return out / "report.html"
+    out.mkdir()
+    (out / "overview_olddataset_paired.png").write_bytes(b"stale, from an earlier config")
+    config = {"aggregation": {"weights": {"cost": 0}}, "datasets": ["toy"]}
+    write_summary(aggregate(runs, config), out, runs=runs, scenarios=scen, config=config)
+    return out
 
 
-def test_report_is_complete_and_self_contained(report):
-    text = report.read_text()
+def test_summary_folder_is_replaced_whole(summary):
+    """A figure of an earlier config's dataset does not survive beside the new ones."""
+    names = sorted(p.name for p in summary.iterdir())
+    assert names == ["metrics.csv", "metrics_toy_paired.png", "overview_toy_paired.png",
+                     "ranking.png", "rankings.csv", "report.html", "summary.md"]
+    for p in summary.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in summary.parent.iterdir() if p.name.startswith(".summary")]
+    assert (summary.stat().st_mode & 0o777) != 0o700  # not mkdtemp's private mode
+
+
+def test_replaced_dir_leaves_the_old_folder_on_error(tmp_path):
+    out = tmp_path / "summary"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(RuntimeError), replaced_dir(out) as tmp:
+        (tmp / "half.txt").write_text("half-written")
+        raise RuntimeError("plotting failed")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary"]
+
+
+def test_report_is_complete_and_self_contained(summary):
+    text = (summary / "report.html").read_text()
     for heading in ("Overall ranking", "Failed runs", "toy / paired", "Overview",
                     "Per-metric, seed spread", "FOSCTTM per modality pair",
                     "do the modalities mix", "Imputation: predicted vs observed",
-                    "Training curves", "Provenance", "Package versions", "Config", "Protocol"):
+                    "Training curves", "Metrics", "Provenance", "Package versions", "Config",
+                    "Protocol"):
         assert heading in text, heading
     assert "NaN loss at epoch 2" in text
-    assert "scib-metrics" in text and "dmmvae.metrics._toy.toy_scenario" in text
+    assert "takes the worst rank" in text  # the ranking rule beside the ranking
+    assert "scib-metrics" in text and "tests/_toy.py:toy_scenario" in text
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', text)
     assert len(srcs) >= 8
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r'(src|href)="(https?:|file:|//)', text)  # nothing external
+    assert "<script" not in text
 
 
-def test_report_rejects_missing_inputs(tmp_path, report):
+def test_report_rejects_missing_inputs(tmp_path, summary):
+    agg = aggregate([])
+    run = {"dataset": "x", "scenario": "y", "model": "m", "seed": 0,
+           "metrics": str(summary / "metrics.csv"),
+           "predictions": str(tmp_path / "nope" / "predictions.h5")}
     with pytest.raises(InputError, match="not found"):
-        write_report(report.parent / "metrics.csv", tmp_path / "r.html",
-                     predictions=[str(tmp_path / "x" / "y" / "m" / "seed0" / "predictions.h5")])
+        write_report(agg, tmp_path / "r.html", runs=[run])
     assert not (tmp_path / "r.html").exists()
+    with pytest.raises(InputError, match="not found"):
+        write_summary(agg, tmp_path / "s", runs=[run])
+    assert not (tmp_path / "s").exists()
+
+
+def _toy_norm(inp: EvalInputs) -> list[Score]:
+    """A made-up metric: norm ratio of the RNA-alone and ADT-alone embeddings."""
+    r = float(np.linalg.norm(inp.embeddings["rna"]) / np.linalg.norm(inp.embeddings["adt"]))
+    return [Score("toy_norm/rna-adt", r, "", "toy"), *mean_row("toy_norm", [r], "toy")]
+
+
+def test_a_registered_metric_appears_everywhere(tmp_path, monkeypatch):
+    """One function + one registry entry: evaluated by default, ranked, in metrics.csv, the
+    summary (ranking, headline and family tables) and the report, with no other edit."""
+    monkeypatch.setitem(METRICS, "toy_norm", Metric(
+        "toy_norm", "toy", "half", _toy_norm, requires=frozenset({"embeddings"}),
+        description="made-up norm ratio"))
+    assert "toy" in resolve_params({})["families"], (
+        "the default of evaluation.families in the config schema must be null (= every "
+        "registered family), else a new metric needs a schema edit to be computed")
+    data = toy_scenario(300, modalities=("rna", "adt"), n_batches=1, seed=0)  # no kBET: fast
+    runs = _make_runs(tmp_path, data, [("good", 0.2), ("bad", 2.0)], params={})
+    out = tmp_path / "summary"
+    write_summary(aggregate(runs), out, runs=runs, report=True)
+    metrics = pd.read_csv(out / "metrics.csv")
+    toy = metrics[metrics["metric"] == "toy_norm/mean"]
+    assert len(toy) == 4 and toy["value"].between(0.5, 2).all()
+    ranks = pd.read_csv(out / "rankings.csv")
+    assert ranks["rank_toy"].notna().all()
+    text = (out / "summary.md").read_text()
+    assert "### toy" in text and "toy_norm/rna-adt" in text and "rank_toy" in text
+    headline = text.split("### Headline metrics")[1].split("###")[0]
+    assert "toy_norm/mean" in headline and "toy=1" in text  # default weight 1
+    html = (out / "report.html").read_text()
+    comparison = html.split("Comparison (mean ± sd over seeds)")[1].split("<h3>")[0]
+    assert "toy_norm/mean" in comparison and "made-up norm ratio" in html
 
 
 @pytest.mark.browser
-def test_report_renders_in_chromium(report, tmp_path):
+def test_report_renders_in_chromium(summary, tmp_path):
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} not found; install Debian's chromium "
                     "(apt-get install -y chromium) to run the browser check")
@@ -90,7 +172,7 @@ def test_report_renders_in_chromium(report, tmp_path):
         "document.body.appendChild(d); });</script>"
     )
     page = tmp_path / "check.html"
-    page.write_text(report.read_text().replace("</body>", probe + "</body>"))
+    page.write_text((summary / "report.html").read_text().replace("</body>", probe + "</body>"))
     res = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--virtual-time-budget=10000", "--dump-dom",

@@ -1,135 +1,145 @@
-"""Aggregate per-run metric tables into the one tidy table, summary tables, rankings and plots.
+"""Aggregate per-run metric tables into the one tidy table, summary tables and rankings.
 
-``results/summary/metrics.csv`` (columns ``dataset, scenario, model, seed, metric, value,
-reason, note``) is the one table everything else is derived from. Cost rows come from
-Snakemake's ``benchmark:`` TSVs: ``train_seconds``, ``train_max_rss_mb`` (train_model jobs),
-``eval_seconds``, ``eval_max_rss_mb`` (evaluate_model jobs); ``epochs`` comes from the
-evaluation of each run (``history.csv``).
+Data flow (one way): :mod:`dmmvae.evaluate` -> this module -> :mod:`dmmvae.plots` ->
+:mod:`dmmvae.report` (which writes ``results/summary``). This module imports neither of the
+last two. Which metrics exist, their family, direction and summary row, and whether they are
+ranked all come from the metric registry :data:`dmmvae.metrics.METRICS`.
 
-Ranking (per dataset and scenario, then overall). For each *ranked metric* (``RANKED``), models
-are ranked on their mean over seeds (1 = best; ties share the average rank; the direction is
-the metric's: lower FOSCTTM, higher accuracy, realism AUROC closest to 0.5, ...). A model whose
-every seed failed takes the worst rank (number of models) on every ranked metric; a model that
-does not produce a metric (e.g. ``knn_regression`` has no embeddings) is left out of that
-metric. A family's rank is the mean of its metrics' ranks; a model's score is the weighted mean
-of its family ranks with weights from ``config["aggregation"]["weights"]`` (default
-:data:`DEFAULT_WEIGHTS`), renormalised over the families it has. The overall ranking averages
-the per-(dataset, scenario) scores. Lower score = better.
+The rule hands :func:`aggregate` a list of runs (:class:`RunFiles`: the wildcards dataset,
+scenario, model, seed and the run's file paths); nothing is parsed from paths.
+``metrics.csv`` (columns ``dataset, scenario, model, seed, metric, value, reason, note``) is the
+one table everything else is derived from. Cost rows come from Snakemake's ``benchmark:``
+files: ``train_seconds``, ``train_max_rss_mb`` (train_model), ``eval_seconds``,
+``eval_max_rss_mb`` (evaluate_model); ``epochs`` comes from each run's evaluation.
+
+Ranking: see :data:`RANKING_RULE` (written beside every ranking table).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .io import InputError, atomic_path, write_text
+from .io import InputError
+from .metrics import METRICS, families, family_of, headline_rows, ranked_metrics
+from .schema import schema_defaults
 
 KEYS = ["dataset", "scenario", "model", "seed"]
 COLUMNS = [*KEYS, "metric", "value", "reason", "note"]
 
-#: metric -> (family, direction); direction "min", "max" or "half" (best at 0.5).
-RANKED: dict[str, tuple[str, str]] = {
-    "foscttm/mean": ("foscttm", "min"),
-    "label_transfer_acc/mean": ("label_transfer", "max"),
-    "label_transfer_bacc/mean": ("label_transfer", "max"),
-    "imputation_pearson_cell/mean": ("imputation", "max"),
-    "imputation_pearson_feature/mean": ("imputation", "max"),
-    "imputation_cosine_cell/mean": ("imputation", "max"),
-    "imputation_auroc/mean": ("imputation", "max"),
-    "scib/total": ("scib", "max"),
-    "recovery_shared_r2": ("recovery", "max"),
-    "recovery_private_r2/mean": ("recovery", "min"),
-    "realism_c2st_auroc/mean": ("realism", "half"),
-    "train_seconds": ("cost", "min"),
-    "train_max_rss_mb": ("cost", "min"),
-}
-
-#: Headline columns of the summary tables (ranked metrics plus context).
-HEADLINE = [
-    "foscttm/mean",
-    "label_transfer_acc/mean",
-    "label_transfer_bacc/mean",
-    "imputation_pearson_cell/mean",
-    "imputation_pearson_feature/mean",
-    "imputation_cosine_cell/mean",
-    "imputation_auroc/mean",
-    "scib/bio_conservation",
-    "scib/batch_correction",
-    "scib/total",
-    "recovery_shared_r2",
-    "recovery_private_r2/mean",
-    "realism_c2st_auroc/mean",
-    "epochs",
-    "train_seconds",
-    "train_max_rss_mb",
-]
-
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "foscttm": 1.0,
-    "label_transfer": 1.0,
-    "imputation": 1.0,
-    "scib": 1.0,
-    "recovery": 1.0,
-    "realism": 0.5,
-    "cost": 0.0,
-}
-
-COST_KINDS = {"train_model": "train", "evaluate_model": "eval"}
-_BENCH_RE = re.compile(
-    r"(?P<kind>train_model|evaluate_model)/(?P<dataset>[^/]+)/(?P<scenario>[^/]+)/"
-    r"(?P<model>[^/]+)/seed(?P<seed>\d+)\.tsv$"
+RANKING_RULE = (
+    "Ranking, per dataset and scenario: for every ranked metric (one summary row per metric, "
+    "e.g. `foscttm/mean`), methods are ranked on their mean over seeds, 1 = best in the "
+    "metric's direction (lower FOSCTTM, higher accuracy, realism AUROC closest to 0.5); ties "
+    "share the average rank. A method with no result for a ranked metric that another method "
+    "has in that dataset and scenario — because every seed failed, or because it does not "
+    "produce what the metric needs (no embeddings, no generated cells) — takes the worst rank, "
+    "N = the number of methods there; the families concerned are listed under `missing`. "
+    "Realism is scored only for methods that generate cells. A family's rank is the mean of "
+    "its metrics' ranks; the score is the weighted mean of the family ranks (the same "
+    "families for every method; weights below), lower is better. Overall: the mean of a "
+    "method's scores over the datasets and scenarios it ran in (`n_groups`)."
 )
 
 
-def family(metric: str) -> str:
-    """Metric family: the part before ``/`` without its score suffix (``cost`` for cost rows)."""
-    if metric in RANKED:
-        return RANKED[metric][0]
-    head = metric.split("/")[0]
-    if head in ("train_seconds", "train_max_rss_mb", "eval_seconds", "eval_max_rss_mb", "epochs"):
-        return "cost"
-    for fam in ("label_transfer", "imputation", "recovery", "realism"):
-        if head.startswith(fam):
-            return fam
-    return head
-
-
-def direction(metric: str) -> str:
-    """"min", "max" or "half" for a metric name (unranked ones default by family)."""
-    if metric in RANKED:
-        return RANKED[metric][1]
-    fam = family(metric)
-    if fam == "foscttm" or metric.startswith("recovery_private") or fam == "cost":
-        return "min"
-    if fam == "realism":
-        return "half"
-    return "max"
-
-
 # --------------------------------------------------------------------------------------------
-# Reading inputs
+# Inputs
 # --------------------------------------------------------------------------------------------
-def read_metric_csvs(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """Concatenate per-run metric CSVs (from :func:`dmmvae.evaluate.evaluate_run`)."""
+@dataclass(frozen=True)
+class RunFiles:
+    """One run as the rule hands it over: its wildcards and the paths of its files."""
+
+    dataset: str
+    scenario: str
+    model: str
+    seed: int
+    metrics: str
+    train_benchmark: str | None = None
+    eval_benchmark: str | None = None
+    history: str | None = None
+    predictions: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.dataset, self.scenario, self.model, self.seed)
+
+    @classmethod
+    def of(cls, item: RunFiles | Mapping[str, Any]) -> RunFiles:
+        """A RunFiles from itself or a mapping with its field names (ValueError otherwise)."""
+        if isinstance(item, RunFiles):
+            return item
+        names = [f.name for f in fields(cls)]
+        if not isinstance(item, Mapping):
+            raise ValueError(f"a run must be a mapping with keys {names}, got {item!r}")
+        unknown = sorted(set(item) - set(names))
+        missing = [k for k in (*KEYS, "metrics") if k not in item]
+        if unknown or missing:
+            raise ValueError(f"run {dict(item)!r}: unknown key(s) {unknown}, missing key(s) "
+                             f"{missing}; a run has keys {names}")
+        rec = {k: (None if item.get(k) is None else str(item[k])) for k in names if k in item}
+        rec["seed"] = int(item["seed"])
+        return cls(**rec)
+
+
+def as_runs(runs: Iterable[RunFiles | Mapping[str, Any]]) -> list[RunFiles]:
+    out = [RunFiles.of(r) for r in runs]
+    seen: set[tuple] = set()
+    for r in out:
+        if r.key in seen:
+            raise ValueError(f"run {r.key} is listed twice")
+        seen.add(r.key)
+    return out
+
+
+def resolve_weights(weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Ranking weight of every registry family: the ``aggregation.weights`` schema defaults
+    (1.0 for a family the schema does not name), updated with ``weights``."""
+    defaults = schema_defaults("aggregation").get("weights") or {}
+    fams = families()
+    w = {f: float(defaults.get(f, 1.0)) for f in fams}
+    given = dict(weights or {})
+    unknown = sorted(set(given) - set(fams) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"aggregation.weights: unknown metric families {unknown}; valid families are {fams}"
+        )
+    w.update({k: float(v) for k, v in given.items() if k in w})
+    return w
+
+
+def _read_csv(path: str, what: str, rule: str, **kw) -> pd.DataFrame:
+    if not os.path.exists(path):
+        raise InputError(f"{path}: {what} not found; run {rule} for this run")
+    try:
+        return pd.read_csv(path, **kw)
+    except pd.errors.EmptyDataError as err:
+        raise InputError(f"{path}: empty {what}; delete it and rerun {rule}") from err
+
+
+def read_metric_csvs(runs: Iterable[RunFiles | Mapping[str, Any]]) -> pd.DataFrame:
+    """Concatenate the per-run metric CSVs (:func:`dmmvae.evaluate.evaluate_run`); each must
+    hold exactly its run's rows."""
     frames = []
-    for path in paths:
-        if not os.path.exists(path):
-            raise InputError(f"{path}: metrics file not found; run evaluate_model for this run")
-        try:
-            df = pd.read_csv(path, keep_default_na=True, dtype={"reason": str, "note": str})
-        except pd.errors.EmptyDataError as err:
-            raise InputError(f"{path}: empty metrics file; delete it and rerun evaluate_model") from err
+    for run in as_runs(runs):
+        path = run.metrics
+        df = _read_csv(path, "metrics file", "evaluate_model", keep_default_na=True,
+                       dtype={"reason": str, "note": str})
         missing = [c for c in (*KEYS, "metric", "value") if c not in df]
         if missing:
             raise InputError(
                 f"{path}: missing column(s) {missing} (has {list(df.columns)}); it is not a "
                 "metrics file written by evaluate_model — delete it and rerun"
+            )
+        keys = {tuple(k) for k in df[KEYS].astype(str).drop_duplicates().to_numpy()}
+        if keys - {tuple(map(str, run.key))}:
+            raise InputError(
+                f"{path}: holds rows of run(s) {sorted(keys)} but was listed for run "
+                f"{run.key}; delete it and rerun evaluate_model"
             )
         for col in ("reason", "note"):
             if col not in df:
@@ -145,53 +155,27 @@ def read_metric_csvs(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return out
 
 
-def _bench_records(benchmark_tsvs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Run keys of each benchmark file, taken from its path
-    ``.../{train_model,evaluate_model}/{dataset}/{scenario}/{model}/seed{seed}.tsv``."""
-    recs: list[dict[str, Any]] = []
-    for item in benchmark_tsvs:
-        path = str(item)
-        m = _BENCH_RE.search(Path(path).as_posix())
-        if m is None:
-            raise InputError(
-                f"{path}: cannot tell which run this benchmark file belongs to; expected "
-                "a path ending in {train_model,evaluate_model}/{dataset}/{scenario}/{model}/"
-                "seed{seed}.tsv"
-            )
-        rec: dict[str, Any] = {"path": path, **m.groupdict()}
-        if rec["kind"] not in COST_KINDS:
-            raise InputError(
-                f"{path}: benchmark kind '{rec['kind']}' is not one of {sorted(COST_KINDS)}"
-            )
-        rec["seed"] = int(rec["seed"])
-        recs.append(rec)
-    return recs
-
-
-def read_benchmarks(benchmark_tsvs: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """Cost rows (tidy) from Snakemake ``benchmark:`` TSVs (columns ``s``, ``max_rss`` in MB).
-
-    Repeated measurements (several rows) are averaged for time; the peak is taken for memory.
-    """
+def read_benchmarks(runs: Iterable[RunFiles | Mapping[str, Any]]) -> pd.DataFrame:
+    """Cost rows (tidy) from the runs' Snakemake ``benchmark:`` TSVs (columns ``s``,
+    ``max_rss`` in MB). Repeated measurements are averaged for time; the peak is taken for
+    memory. A run without a benchmark path has no cost rows."""
     rows = []
-    for rec in _bench_records(benchmark_tsvs):
-        path = rec["path"]
-        if not os.path.exists(path):
-            raise InputError(f"{path}: benchmark file not found; rerun the {rec['kind']} rule")
-        try:
-            tab = pd.read_csv(path, sep="\t")
-        except pd.errors.EmptyDataError as err:
-            raise InputError(f"{path}: empty benchmark file; rerun the {rec['kind']} rule") from err
-        if "s" not in tab:
-            raise InputError(
-                f"{path}: no 's' column (has {list(tab.columns)}); not a Snakemake benchmark file"
-            )
-        prefix = COST_KINDS[rec["kind"]]
-        secs = pd.to_numeric(tab["s"], errors="coerce").mean()
-        rss = pd.to_numeric(tab.get("max_rss", pd.Series([np.nan])), errors="coerce").max()
-        base = {k: rec[k] for k in KEYS}
-        rows.append({**base, "metric": f"{prefix}_seconds", "value": float(secs)})
-        rows.append({**base, "metric": f"{prefix}_max_rss_mb", "value": float(rss)})
+    for run in as_runs(runs):
+        for prefix, path, rule in (("train", run.train_benchmark, "train_model"),
+                                   ("eval", run.eval_benchmark, "evaluate_model")):
+            if path is None:
+                continue
+            tab = _read_csv(path, "benchmark file", rule, sep="\t")
+            if "s" not in tab:
+                raise InputError(
+                    f"{path}: no 's' column (has {list(tab.columns)}); not a Snakemake "
+                    f"benchmark file — delete it and rerun {rule}"
+                )
+            secs = pd.to_numeric(tab["s"], errors="coerce").mean()
+            rss = pd.to_numeric(tab.get("max_rss", pd.Series([np.nan])), errors="coerce").max()
+            base = dict(zip(KEYS, run.key, strict=True))
+            rows.append({**base, "metric": f"{prefix}_seconds", "value": float(secs)})
+            rows.append({**base, "metric": f"{prefix}_max_rss_mb", "value": float(rss)})
     df = pd.DataFrame(rows, columns=[*KEYS, "metric", "value"])
     df["reason"] = ""
     df["note"] = "snakemake benchmark"
@@ -211,8 +195,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean, sd and count over seeds per (dataset, scenario, model, metric)."""
     ok = metrics[metrics["metric"] != "failed"]
     g = ok.groupby(["dataset", "scenario", "model", "metric"])["value"]
-    out = g.agg(mean="mean", sd="std", n="count").reset_index()
-    return out
+    return g.agg(mean="mean", sd="std", n="count").reset_index()
 
 
 def _failed_models(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
@@ -229,19 +212,15 @@ def _failed_models(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
 def rank_models(
     metrics: pd.DataFrame, weights: Mapping[str, float] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rankings (see module docstring).
+    """Rankings (:data:`RANKING_RULE`).
 
     Returns ``(per_group, overall)``: ``per_group`` has columns dataset, scenario, model, one
-    ``rank_<family>`` per family, ``score`` and ``position``; ``overall`` has model, score
-    (mean over groups), n_groups and position.
+    ``rank_<family>`` per registry family, ``score``, ``position``, ``missing`` (families whose
+    worst rank the method took for lack of a result) and ``failed``; ``overall`` has model,
+    score (mean over groups), n_groups and position.
     """
-    w = {**DEFAULT_WEIGHTS, **dict(weights or {})}
-    unknown = sorted(set(w) - set(DEFAULT_WEIGHTS))
-    if unknown:
-        raise ValueError(
-            f"aggregation.weights: unknown metric families {unknown}; valid families are "
-            f"{sorted(DEFAULT_WEIGHTS)}"
-        )
+    w = resolve_weights(weights)
+    fams = families()
     summ = summarize(metrics)
     failed = _failed_models(metrics)
     groups = []
@@ -253,49 +232,50 @@ def rank_models(
             .pivot(index="model", columns="metric", values="mean")
             .reindex(models)
         )
-        metric_ranks = {}
-        for metric, (_fam, how) in RANKED.items():
-            col = means[metric] if metric in means else pd.Series(np.nan, index=models)
-            vals = col.astype(float)
-            if how == "half":
+        fam_ranks: dict[str, list[pd.Series]] = {}
+        lacking: dict[str, set[str]] = {mo: set() for mo in models}
+        for metric in ranked_metrics():
+            row = metric.summary_row
+            if row not in means:
+                continue
+            vals = means[row].astype(float)
+            vals[[(ds, sc, mo) in failed for mo in models]] = np.nan
+            if not vals.notna().any():
+                continue  # no method has this metric here: not ranked in this group
+            if metric.direction == "half":
                 vals = (vals - 0.5).abs()
-            ranks = (vals if how != "max" else -vals).rank(method="average")
-            if not ranks.notna().any():
-                continue  # no (non-failed) model has this metric here
-            for mo in models:
-                if (ds, sc, mo) in failed:
-                    ranks[mo] = float(n_models)
-            metric_ranks[metric] = ranks
+            ranks = (-vals if metric.direction == "max" else vals).rank(method="average")
+            for mo in ranks.index[ranks.isna()]:
+                if (ds, sc, mo) not in failed:
+                    lacking[mo].add(metric.family)
+            fam_ranks.setdefault(metric.family, []).append(ranks.fillna(float(n_models)))
         rows = []
         for mo in models:
             row: dict[str, Any] = {"dataset": ds, "scenario": sc, "model": mo}
-            fam_ranks: dict[str, list[float]] = {}
-            for metric, ranks in metric_ranks.items():
-                if np.isfinite(ranks[mo]):
-                    fam_ranks.setdefault(RANKED[metric][0], []).append(float(ranks[mo]))
             tot, wsum = 0.0, 0.0
-            for fam in DEFAULT_WEIGHTS:
-                r = float(np.mean(fam_ranks[fam])) if fam in fam_ranks else np.nan
+            for fam in fams:
+                r = float(np.mean([s[mo] for s in fam_ranks[fam]])) if fam in fam_ranks else np.nan
                 row[f"rank_{fam}"] = r
                 if np.isfinite(r) and w[fam] > 0:
                     tot += w[fam] * r
                     wsum += w[fam]
             row["score"] = tot / wsum if wsum > 0 else np.nan
+            row["missing"] = ", ".join(f for f in fams if f in lacking[mo] and w[f] > 0)
             row["failed"] = failed.get((ds, sc, mo), "")
             rows.append(row)
         tab = pd.DataFrame(rows)
         tab["position"] = tab["score"].rank(method="min")
         groups.append(tab)
-    cols = ["dataset", "scenario", "model", *[f"rank_{f}" for f in DEFAULT_WEIGHTS], "score",
-            "position", "failed"]
-    per_group = (pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=cols))
-    per_group = per_group[cols].sort_values(["dataset", "scenario", "position"])
-    overall = (
-        per_group.groupby("model")["score"].agg(score="mean", n_groups="count").reset_index()
-    )
-    overall["position"] = overall["score"].rank(method="min")
+    cols = ["dataset", "scenario", "model", *[f"rank_{f}" for f in fams], "score", "position",
+            "missing", "failed"]
+    per_group = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=cols)
+    per_group = per_group[cols].sort_values(["dataset", "scenario", "position", "model"])
+    per_group["position"] = per_group["position"].astype("Int64")
+    overall = per_group.groupby("model")["score"].agg(score="mean", n_groups="count")
+    overall = overall.reset_index()
+    overall["position"] = overall["score"].rank(method="min").astype("Int64")
     overall["n_groups"] = overall["n_groups"].astype(int)
-    overall = overall.sort_values("position").reset_index(drop=True)
+    overall = overall.sort_values(["position", "model"]).reset_index(drop=True)
     return per_group.reset_index(drop=True), overall
 
 
@@ -325,14 +305,16 @@ def comparison_table(
                 out.loc[mo, me] = "–"
                 continue
             mean, sd, n = row["mean"].iloc[0], row["sd"].iloc[0], int(row["n"].iloc[0])
-            cell = _fmt(mean) if n < 2 or not np.isfinite(sd) else f"{_fmt(mean)} ± {_fmt(sd)}"
+            cell = fmt_value(mean) if n < 2 or not np.isfinite(sd) else (
+                f"{fmt_value(mean)} ± {fmt_value(sd)}")
             if n_failed:
                 cell += f" ({n_failed}/{n_seeds} failed)"
             out.loc[mo, me] = cell
     return out
 
 
-def _fmt(v: float) -> str:
+def fmt_value(v: float) -> str:
+    """A metric value: 3 decimals below 10, 1 from 10, none from 1000."""
     if not np.isfinite(v):
         return "nan"
     a = abs(v)
@@ -343,119 +325,110 @@ def _fmt(v: float) -> str:
     return f"{v:.3f}"
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (no extra dependency)."""
-    idx_name = df.index.name or ""
-    head = [idx_name, *map(str, df.columns)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for idx, row in df.iterrows():
-        cells = [str(idx), *[str(v).replace("|", "/") for v in row.values]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def fmt_rank(v: Any) -> str:
+    """A rank or rank-based score: 3 significant digits (``4``, ``2.25``, ``10.3``)."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "–" if not np.isfinite(v) else f"{v:.3g}"
 
 
-def summary_markdown(
-    metrics: pd.DataFrame, per_group: pd.DataFrame, overall: pd.DataFrame,
-    weights: Mapping[str, float], plots: Sequence[str] = ()
-) -> str:
-    """The text of ``summary.md``."""
-    w = {**DEFAULT_WEIGHTS, **dict(weights or {})}
-    out = ["# Benchmark summary", ""]
-    out.append(
-        "Mean ± sd over seeds; `failed: <reason>` where every seed of a model failed. "
-        "Ranking: per ranked metric, models ranked 1 = best; family rank = mean; score = "
-        "weighted mean of family ranks (lower is better). Weights: "
-        + ", ".join(f"{k}={v:g}" for k, v in w.items()) + "."
-    )
-    out.append("")
-    if len(overall):
-        out += ["## Overall ranking", "", _md_table(overall.set_index("model")), ""]
-    fails = failures(metrics)
-    if len(fails):
-        out += ["## Failed runs", "", _md_table(fails.set_index("dataset")), ""]
-    for (ds, sc), _grp in metrics.groupby(["dataset", "scenario"]):
-        out += [f"## {ds} / {sc}", ""]
-        rk = per_group[(per_group["dataset"] == ds) & (per_group["scenario"] == sc)]
-        rk = rk.drop(columns=["dataset", "scenario"]).set_index("model")
-        rk = rk.dropna(axis=1, how="all")
-        out += ["### Ranking", "", _md_table(rk.map(lambda v: _fmt(v) if isinstance(v, float)
-                                                      else v)), ""]
-        out += ["### Headline metrics", "", _md_table(comparison_table(metrics, ds, sc, HEADLINE)),
-                ""]
-        sub = metrics[(metrics["dataset"] == ds) & (metrics["scenario"] == sc)]
-        fams: dict[str, list[str]] = {}
-        for me in sorted(sub.loc[sub["metric"] != "failed", "metric"].unique()):
-            fams.setdefault(family(me), []).append(me)
-        for fam, names in fams.items():
-            out += [f"### {fam}", "", _md_table(comparison_table(metrics, ds, sc, names)), ""]
-    if plots:
-        out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
-    return "\n".join(out)
+def ranking_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A ranking table for people: ranks and scores to 3 significant digits, positions and
+    counts as integers, families without any rank dropped."""
+    out = table.dropna(axis=1, how="all").copy()
+    for col in out.columns:
+        if col.startswith("rank_") or col == "score":
+            out[col] = out[col].map(fmt_rank)
+        elif col in ("position", "n_groups"):
+            out[col] = out[col].map(lambda v: "–" if pd.isna(v) else str(int(v)))
+    return out
+
+
+def group_rows(metrics: pd.DataFrame, dataset: str, scenario: str) -> dict[str, list[str]]:
+    """Family -> the metric rows present in one dataset / scenario, registry order first."""
+    sub = metrics[(metrics["dataset"] == dataset) & (metrics["scenario"] == scenario)]
+    present = sorted(set(sub.loc[sub["metric"] != "failed", "metric"]))
+    order = {name: i for i, name in enumerate(METRICS)}
+    present.sort(key=lambda r: (order.get(r.split("/", 1)[0], len(order)), r))
+    out: dict[str, list[str]] = {}
+    for row in present:
+        out.setdefault(family_of(row), []).append(row)
+    return out
+
+
+def weights_text(weights: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in weights.items())
+
+
+# --------------------------------------------------------------------------------------------
+# The aggregate and summary.md
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Aggregate:
+    """Everything derived from the runs: the tidy table, rankings and the weights used."""
+
+    metrics: pd.DataFrame
+    per_group: pd.DataFrame
+    overall: pd.DataFrame
+    weights: dict[str, float]
+
+    @property
+    def groups(self) -> list[tuple[str, str]]:
+        return sorted({(d, s) for d, s in self.metrics[["dataset", "scenario"]].to_numpy()})
+
+    def group_ranking(self, dataset: str, scenario: str) -> pd.DataFrame:
+        pg = self.per_group
+        rk = pg[(pg["dataset"] == dataset) & (pg["scenario"] == scenario)]
+        return rk.drop(columns=["dataset", "scenario"]).set_index("model")
 
 
 def aggregate(
-    metric_csvs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    *,
-    benchmark_tsvs: Sequence[str | os.PathLike] = (),
-    histories: Any = (),
-    predictions: Any = (),
-    scenarios: Any = (),
-    config: Mapping[str, Any] | None = None,
-    report: bool = False,
-) -> None:
-    """Write ``out_dir/metrics.csv``, ``out_dir/rankings.csv``, ``out_dir/summary.md``,
-    ``out_dir/ranking.png`` (models x datasets, always written when there is a score) and per
-    group ``overview_<dataset>_<scenario>.png`` and ``metrics_<dataset>_<scenario>.png``.
+    runs: Iterable[RunFiles | Mapping[str, Any]], config: Mapping[str, Any] | None = None
+) -> Aggregate:
+    """Read every run's metrics and cost and rank the methods.
 
-    - ``metric_csvs``: per-run CSVs from :func:`dmmvae.evaluate.evaluate_run`.
-    - ``benchmark_tsvs``: Snakemake benchmark files, paths ending in
-      ``{train_model,evaluate_model}/{dataset}/{scenario}/{model}/seed{seed}.tsv`` (the run keys
-      are taken from the path).
-    - ``histories``, ``predictions``, ``scenarios``: only used when ``report`` is True (passed
-      to :func:`dmmvae.report.write_report`, which writes ``out_dir/report.html``).
-    - ``config``: the workflow config; ``config["aggregation"]["weights"]`` sets the ranking
-      weights (family -> weight).
-
-    Nothing is written unless every input reads; every file is written atomically.
+    ``config``: the workflow config; ``config["aggregation"]["weights"]`` overrides ranking
+    weights (family -> weight). Nothing is written (see :func:`dmmvae.report.write_summary`).
     """
-    from . import plots as plots_mod
-
+    runs = as_runs(runs)
     config = dict(config or {})
-    weights = dict((config.get("aggregation") or {}).get("weights") or {})
-    metrics = read_metric_csvs(metric_csvs)
-    cost = read_benchmarks(benchmark_tsvs)
+    weights = resolve_weights((config.get("aggregation") or {}).get("weights"))
+    metrics = read_metric_csvs(runs)
+    cost = read_benchmarks(runs)
     if len(cost):
         metrics = pd.concat([metrics, cost], ignore_index=True)
     metrics = metrics.sort_values(KEYS, kind="stable").reset_index(drop=True)
     per_group, overall = rank_models(metrics, weights)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = []
-    png = plots_mod.ranking_png(per_group)
-    if png is not None:
-        with atomic_path(out_dir / "ranking.png") as tmp:
-            tmp.write_bytes(png)
-        pngs.append("ranking.png")
-    for (ds, sc), _ in metrics.groupby(["dataset", "scenario"]):
-        for name, fig_fn in (
-            (f"overview_{ds}_{sc}.png", plots_mod.overview_png),
-            (f"metrics_{ds}_{sc}.png", plots_mod.seed_spread_png),
-        ):
-            png = fig_fn(metrics, ds, sc)
-            if png is None:
-                continue
-            with atomic_path(out_dir / name) as tmp:
-                tmp.write_bytes(png)
-            pngs.append(name)
-    with atomic_path(out_dir / "rankings.csv") as tmp:
-        per_group.to_csv(tmp, index=False)
-    write_text(out_dir / "summary.md",
-               summary_markdown(metrics, per_group, overall, weights, pngs))
-    if report:
-        from .report import write_report
+    return Aggregate(metrics[COLUMNS], per_group, overall, weights)
 
-        write_report(metrics, out_dir / "report.html", histories=histories,
-                     predictions=predictions, scenarios=scenarios, config=config)
-    with atomic_path(out_dir / "metrics.csv") as tmp:
-        metrics[COLUMNS].to_csv(tmp, index=False)
+
+def _md(df: pd.DataFrame, index: bool = True) -> str:
+    """GitHub markdown (tabulate via ``DataFrame.to_markdown``); ``|`` in cells escaped."""
+    cells = df.map(lambda v: str(v).replace("|", "\\|"))
+    return cells.to_markdown(index=index, disable_numparse=True)
+
+
+def summary_markdown(agg: Aggregate, plots: Sequence[str] = ()) -> str:
+    """The text of ``summary.md``; ``plots``: file names of figures beside it."""
+    out = ["# Benchmark summary", "",
+           "Mean ± sd over seeds; `failed: <reason>` where every seed of a model failed.", "",
+           RANKING_RULE + " Weights: " + weights_text(agg.weights) + ".", ""]
+    if len(agg.overall):
+        out += ["## Overall ranking", "",
+                _md(ranking_display(agg.overall.set_index("model"))), ""]
+    fails = failures(agg.metrics)
+    if len(fails):
+        out += ["## Failed runs", "", _md(fails, index=False), ""]
+    headline = headline_rows()
+    for ds, sc in agg.groups:
+        out += [f"## {ds} / {sc}", "", "### Ranking", "",
+                _md(ranking_display(agg.group_ranking(ds, sc))), "",
+                "### Headline metrics", "",
+                _md(comparison_table(agg.metrics, ds, sc, headline)), ""]
+        for fam, names in group_rows(agg.metrics, ds, sc).items():
+            out += [f"### {fam}", "", _md(comparison_table(agg.metrics, ds, sc, names)), ""]
+    if plots:
+        out += ["## Plots", ""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in plots] + [""]
+    return "\n".join(out)

@@ -1,5 +1,9 @@
 """Score one method's predictions on the test cells of a scenario (``PROTOCOL.md``).
 
+The metric registry :data:`dmmvae.metrics.METRICS` says which metrics exist, what each needs
+and how it is computed; this module builds the inputs (:func:`eval_inputs`), runs the
+registry (:func:`evaluate_predictions`) and writes one run's table (:func:`evaluate_run`).
+
 Metric names (the ``metric`` column; ``a``, ``b`` are modalities in the order of
 ``mdata.mod``, ``src -> tgt`` an ordered pair):
 
@@ -18,7 +22,8 @@ Metric names (the ``metric`` column; ``a``, ``b`` are modalities in the order of
 ``recovery_private_r2/<mod>``, ``/mean``  same to true private factors (leakage, lower)
 ``realism_c2st_auroc/prior/<mod>``      classifier two-sample test, prior samples vs observed
 ``realism_c2st_auroc/src->tgt``         same, cross-modal generation vs observed
-``realism_c2st_auroc/mean``             mean of the above (0.5 best)
+``realism_c2st_auroc/mean``             mean of the above (0.5 best); only for methods
+                                        that generate cells (``generated`` predictions)
 ``epochs``                              epochs run (from ``history.csv``)
 ``failed``                              value NaN; the ``reason`` column says why
 =====================================  ======================================================
@@ -31,15 +36,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from itertools import combinations
 from typing import Any
 
+import mudata as md
 import numpy as np
 import pandas as pd
 
 from .constants import (
     BATCH,
-    JOINT,
     LABEL,
     MODALITY_KIND,
     SPLIT,
@@ -48,52 +52,35 @@ from .constants import (
     true_private_key,
 )
 from .io import InputError, Predictions, atomic_path
-from .metrics import (
-    c2st_auroc,
-    foscttm,
-    ground_truth_recovery,
-    imputation_scores,
-    label_transfer,
-    scib_scores,
-)
-
-#: Every metric family, in the order they are computed.
-FAMILIES = ("foscttm", "label_transfer", "imputation", "scib", "recovery", "realism")
-
-DEFAULT_PARAMS: dict[str, Any] = {
-    "families": list(FAMILIES),  # which metric families to compute
-    "knn_k": 5,  # label transfer
-    "foscttm_device": None,  # None: CUDA when available
-    "realism_n_pcs": 50,
-    "realism_folds": 5,
-    "realism_max_cells": 5000,
-    "recovery_seed": 0,
-}
+from .metrics import EvalInputs, compute_rows, computed_families
+from .schema import schema_defaults
 
 COLUMNS = ["metric", "value", "reason", "note"]
 RUN_COLUMNS = ["dataset", "scenario", "model", "seed", *COLUMNS]
 
 
 def resolve_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults updated with ``params``; ValueError naming unknown keys / families."""
+    """The ``evaluation`` section's schema defaults updated with ``params``.
+
+    ``families`` None (the default) means every family of the metric registry. ValueError
+    naming unknown keys / families and listing the valid ones.
+    """
+    defaults = schema_defaults("evaluation")
     params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise ValueError(
             f"evaluation: unknown parameter(s) {unknown}; valid parameters are "
-            f"{sorted(DEFAULT_PARAMS)}"
+            f"{sorted(defaults)}"
         )
-    out = {**DEFAULT_PARAMS, **params}
-    bad = sorted(set(out["families"]) - set(FAMILIES))
+    out = {**defaults, **params}
+    valid = computed_families()
+    if out.get("families") is None:
+        out["families"] = valid
+    bad = sorted(set(out["families"]) - set(valid))
     if bad:
-        raise ValueError(
-            f"evaluation: unknown metric families {bad}; valid families are {list(FAMILIES)}"
-        )
+        raise ValueError(f"evaluation: unknown metric families {bad}; valid families are {valid}")
     return out
-
-
-def _dense(a) -> np.ndarray:
-    return a.toarray() if hasattr(a, "toarray") else np.asarray(a)
 
 
 def _test_view(mdata, preds: Predictions) -> np.ndarray:
@@ -114,33 +101,10 @@ def _test_view(mdata, preds: Predictions) -> np.ndarray:
     return pos.get_indexer(preds.obs_names)
 
 
-def _rows(rows: list, metric: str, value: float, reason: str = "", note: str = "") -> None:
-    rows.append({"metric": metric, "value": float(value), "reason": reason, "note": note})
-
-
-def _mean_row(rows: list, prefix: str, values: list[float], note: str = "") -> None:
-    vals = [v for v in values if np.isfinite(v)]
-    if vals:
-        _rows(rows, f"{prefix}/mean", float(np.mean(vals)), note=note)
-
-
-def evaluate_predictions(
-    mdata, preds: Predictions, params: Mapping[str, Any] | None = None
-) -> pd.DataFrame:
-    """All metrics of ``PROTOCOL.md`` that ``preds`` allows, as a DataFrame (metric, value,
-    reason, note). Absent parts of ``preds`` (no embeddings, no imputations, ...) are skipped.
-
-    A failed method (``preds.failure``) gives the single row ``failed`` with its reason.
-    """
-    p = resolve_params(params)
-    if preds.failed:
-        reason = str((preds.failure or {}).get("reason", "unknown failure"))
-        return pd.DataFrame([{"metric": "failed", "value": np.nan, "reason": reason, "note": ""}])
+def eval_inputs(mdata, preds: Predictions, params: Mapping[str, Any]) -> EvalInputs:
+    """What the metric functions see: the test cells of ``mdata`` in ``preds``' order."""
     idx = _test_view(mdata, preds)
     mods = list(mdata.mod)
-    fam = set(p["families"])
-    rows: list[dict] = []
-    emb = {m: np.asarray(preds.embeddings[m]) for m in mods if m in preds.embeddings}
     obs = mdata.obs.iloc[idx]
     # label-based metrics use the labelled test cells (all of them when every cell has one)
     labels, lab_mask = None, np.ones(len(idx), dtype=bool)
@@ -148,147 +112,54 @@ def evaluate_predictions(
         lab_mask = np.asarray(obs[LABEL].notna())
         if lab_mask.sum() >= 10 and obs[LABEL][lab_mask].nunique() >= 2:
             labels = np.asarray(obs[LABEL][lab_mask]).astype(str)
-    lab_note = "" if lab_mask.all() else f" labelled cells={int(lab_mask.sum())}"
-
-    def finite(a: np.ndarray) -> bool:
-        return bool(np.isfinite(a).all())
-
-    # ---- FOSCTTM ----------------------------------------------------------------------------
-    if "foscttm" in fam:
-        vals = []
-        for a, b in combinations([m for m in mods if m in emb], 2):
-            name = f"foscttm/{a}-{b}"
-            if not (finite(emb[a]) and finite(emb[b])):
-                _rows(rows, name, np.nan, "non-finite embedding")
-                continue
-            if emb[a].shape != emb[b].shape:
-                _rows(rows, name, np.nan, f"embedding shapes differ {emb[a].shape} {emb[b].shape}")
-                continue
-            v = foscttm(emb[a], emb[b], device=p["foscttm_device"])
-            vals.append(v)
-            _rows(rows, name, v)
-        _mean_row(rows, "foscttm", vals)
-
-    # ---- label transfer ---------------------------------------------------------------------
-    if "label_transfer" in fam and labels is not None:
-        k = int(p["knn_k"])
-        note = f"k={k}{lab_note}"
-        accs, baccs = [], []
-        for a, b in combinations([m for m in mods if m in emb], 2):
-            if not (finite(emb[a]) and finite(emb[b])) or emb[a].shape != emb[b].shape:
-                _rows(rows, f"label_transfer_acc/{a}-{b}", np.nan, "non-finite embedding", note)
-                continue
-            r = label_transfer(emb[a][lab_mask], emb[b][lab_mask], labels, k=k)
-            for kind, short in (("acc", "acc"), ("bacc", "bacc")):
-                _rows(rows, f"label_transfer_{kind}/{a}->{b}", r[f"{short}_ab"], note=note)
-                _rows(rows, f"label_transfer_{kind}/{b}->{a}", r[f"{short}_ba"], note=note)
-                _rows(rows, f"label_transfer_{kind}/{a}-{b}", r[f"{short}_mean"], note=note)
-            accs += [r["acc_ab"], r["acc_ba"]]
-            baccs += [r["bacc_ab"], r["bacc_ba"]]
-        _mean_row(rows, "label_transfer_acc", accs, note)
-        _mean_row(rows, "label_transfer_bacc", baccs, note)
-
-    # ---- imputation -------------------------------------------------------------------------
-    if "imputation" in fam:
-        per_score: dict[str, list[float]] = {}
-        for (src, tgt), pred in sorted(preds.imputations.items()):
-            if tgt not in mdata.mod:
-                continue
-            truth = mdata.mod[tgt].X[idx]
-            kind = str(mdata.mod[tgt].uns.get(MODALITY_KIND, tgt))
-            scores = imputation_scores(truth, pred, kind)
-            for s, v in scores.items():
-                _rows(rows, f"imputation_{s}/{src}->{tgt}", v)
-                per_score.setdefault(s, []).append(v)
-        for s, vals in per_score.items():
-            _mean_row(rows, f"imputation_{s}", vals)
-
-    # ---- scib-metrics on the joint embedding ------------------------------------------------
-    if "scib" in fam and labels is not None and JOINT in preds.embeddings:
-        z = np.asarray(preds.embeddings[JOINT])[lab_mask]
-        if not finite(z):
-            _rows(rows, "scib/total", np.nan, "non-finite joint embedding")
-        else:
-            batch = None
-            bobs = obs[BATCH][lab_mask] if BATCH in obs else None
-            if bobs is not None and bobs.notna().all() and bobs.nunique() > 1:
-                batch = np.asarray(bobs).astype(str)
-            res = scib_scores(z, labels, batch)
-            note = f"scib-metrics {res['version']}{lab_note}"
-            for s, v in res["scores"].items():
-                _rows(rows, f"scib/{s}", v, res["errors"].get(s, ""), note)
-
-    # ---- ground-truth recovery (synthetic) --------------------------------------------------
-    if "recovery" in fam and TRUE_SHARED in mdata.obsm:
-        z = _shared_latent(preds, mods)
-        if z is not None:
-            true_shared = np.asarray(mdata.obsm[TRUE_SHARED])[idx]
-            private = {
-                m: np.asarray(mdata.obsm[true_private_key(m)])[idx]
-                for m in mods
-                if true_private_key(m) in mdata.obsm
-            }
-            note = "held-out half of test cells"
-            if not finite(z):
-                _rows(rows, "recovery_shared_r2", np.nan, "non-finite embedding", note)
-            elif len(z) < 4:
-                _rows(rows, "recovery_shared_r2", np.nan, f"only {len(z)} test cells", note)
-            else:
-                res = ground_truth_recovery(z, true_shared, private, seed=int(p["recovery_seed"]))
-                _rows(rows, "recovery_shared_r2", res["shared_r2"], note=note)
-                priv = []
-                for m in private:
-                    _rows(rows, f"recovery_private_r2/{m}", res[f"private_r2/{m}"], note=note)
-                    priv.append(res[f"private_r2/{m}"])
-                _mean_row(rows, "recovery_private_r2", priv, note)
-
-    # ---- realism of generated cells ---------------------------------------------------------
-    if "realism" in fam:
-        kw = {
-            "n_pcs": int(p["realism_n_pcs"]),
-            "folds": int(p["realism_folds"]),
-            "max_cells": p["realism_max_cells"],
-        }
-        note = f"pca={kw['n_pcs']} folds={kw['folds']}"
-        vals = []
-        sources = [(f"prior/{m}", m, g) for m, g in sorted(preds.generated.items())]
-        sources += [(f"{s}->{t}", t, g) for (s, t), g in sorted(preds.imputations.items())]
-        observed: dict[str, Any] = {}
-        cache: dict = {}  # one PCA per modality, shared by its generated sets
-        for name, mod, gen in sources:
-            if mod not in mdata.mod:
-                continue
-            if mod not in observed:
-                observed[mod] = mdata.mod[mod].X[idx]
-            try:
-                v = c2st_auroc(observed[mod], gen, cache=cache, **kw)
-            except ValueError as err:  # e.g. too few cells for 5-fold CV: say so, go on
-                _rows(rows, f"realism_c2st_auroc/{name}", np.nan, str(err), note)
-                continue
-            vals.append(v)
-            _rows(rows, f"realism_c2st_auroc/{name}", v, note=note)
-        _mean_row(rows, "realism_c2st_auroc", vals, note)
-
-    return pd.DataFrame(rows, columns=COLUMNS)
+    batch = None
+    if BATCH in obs:
+        bobs = obs[BATCH][lab_mask]
+        if bobs.notna().all() and bobs.nunique() > 1:
+            batch = np.asarray(bobs).astype(str)
+    true_shared, true_private = None, {}
+    if TRUE_SHARED in mdata.obsm:
+        true_shared = np.asarray(mdata.obsm[TRUE_SHARED])[idx]
+        true_private = {m: np.asarray(mdata.obsm[true_private_key(m)])[idx]
+                        for m in mods if true_private_key(m) in mdata.obsm}
+    scenario = (mdata.uns.get("scenario") or {}).get("kind")
+    return EvalInputs(
+        mods=mods,
+        kinds={m: str(mdata.mod[m].uns.get(MODALITY_KIND, m)) for m in mods},
+        embeddings={k: np.asarray(v) for k, v in preds.embeddings.items()},
+        imputations=dict(preds.imputations),
+        generated=dict(preds.generated),
+        read_observed=lambda m: mdata.mod[m].X[idx],
+        labels=labels,
+        label_mask=lab_mask,
+        label_note="" if lab_mask.all() else f" labelled cells={int(lab_mask.sum())}",
+        batch=batch,
+        true_shared=true_shared,
+        true_private=true_private,
+        scenario=None if scenario is None else str(scenario),
+        info=dict(preds.info),
+        params=dict(params),
+    )
 
 
-def _shared_latent(preds: Predictions, mods: list[str]) -> np.ndarray | None:
-    """The learned shared latent: ``info["shared_dims"]`` columns of the joint (else first
-    modality) embedding when given, else the whole joint (else first modality) embedding."""
-    base = None
-    if JOINT in preds.embeddings:
-        base = np.asarray(preds.embeddings[JOINT])
-    else:
-        for m in mods:
-            if m in preds.embeddings:
-                base = np.asarray(preds.embeddings[m])
-                break
-    if base is None:
-        return None
-    dims = preds.info.get("shared_dims")
-    if dims:
-        base = base[:, np.asarray(dims, dtype=int)]
-    return base
+def evaluate_predictions(
+    mdata, preds: Predictions, params: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """Every registered metric (:data:`dmmvae.metrics.METRICS`) of a selected family that
+    applies to ``preds``, as a DataFrame (metric, value, reason, note). A metric whose
+    requirements ``preds`` or the data do not meet (no embeddings, no generated cells, no
+    labels, ...) is skipped.
+
+    A failed method (``preds.failure``) gives the single row ``failed`` with its reason.
+    """
+    p = resolve_params(params)
+    if preds.failed:
+        reason = str((preds.failure or {}).get("reason", "unknown failure"))
+        return pd.DataFrame([{"metric": "failed", "value": np.nan, "reason": reason, "note": ""}])
+    rows = compute_rows(eval_inputs(mdata, preds, p), p["families"])
+    df = pd.DataFrame([r._asdict() for r in rows], columns=COLUMNS)
+    df["value"] = df["value"].astype(float)
+    return df
 
 
 def history_epochs(history_path: str | os.PathLike) -> int:
@@ -323,8 +194,6 @@ def evaluate_run(
 
     Columns: dataset, scenario, model, seed, metric, value, reason, note.
     """
-    import mudata as md
-
     for path, what in ((scenario_path, "scenario data"), (predictions_path, "predictions")):
         if not os.path.exists(path):
             raise InputError(f"{path}: {what} file not found; run the workflow rule that makes it")

@@ -2,6 +2,9 @@
 
 Every function takes plain tables/arrays and returns ``bytes`` (a PNG) or None when there is
 nothing to draw, so the caller decides where it goes (a file, or base64 into report.html).
+Which metrics are drawn and which way is better come from the metric registry
+(:data:`dmmvae.metrics.METRICS`). Data flow: aggregate -> plots -> report; this module never
+imports :mod:`dmmvae.report`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from .metrics import direction_of, headline_rows  # noqa: E402
 
 _DPI = 90
 
@@ -34,23 +39,26 @@ def _group(metrics: pd.DataFrame, dataset: str, scenario: str) -> pd.DataFrame:
 def overview_png(metrics: pd.DataFrame, dataset: str, scenario: str,
                  metric_names: Sequence[str] | None = None) -> bytes | None:
     """scib-style overview: models x metrics, cells coloured by the score scaled over models
-    (1 = best given the metric's direction), annotated with the mean over seeds."""
-    from .aggregate import HEADLINE, direction
-
+    (1 = best given the metric's direction; grey for metrics without one), annotated with the
+    mean over seeds."""
     sub = _group(metrics, dataset, scenario)
     models = sorted(metrics.loc[(metrics["dataset"] == dataset)
                                 & (metrics["scenario"] == scenario), "model"].unique())
     if sub.empty or not models:
         return None
     means = sub.groupby(["model", "metric"])["value"].mean().unstack().reindex(models)
-    names = [m for m in (metric_names or HEADLINE) if m in means and means[m].notna().any()]
+    names = [m for m in (metric_names or headline_rows())
+             if m in means and means[m].notna().any()]
     if not names:
         return None
     vals = means[names].astype(float)
     colour = pd.DataFrame(index=vals.index, columns=names, dtype=float)
     for m in names:
         v = vals[m]
-        how = direction(m)
+        how = direction_of(m)
+        if how is None:
+            colour[m] = np.nan
+            continue
         s = -(v - 0.5).abs() if how == "half" else (-v if how == "min" else v)
         lo, hi = s.min(), s.max()
         colour[m] = (s - lo) / (hi - lo) if hi > lo else 1.0
@@ -80,12 +88,10 @@ def overview_png(metrics: pd.DataFrame, dataset: str, scenario: str,
 def seed_spread_png(metrics: pd.DataFrame, dataset: str, scenario: str,
                     metric_names: Sequence[str] | None = None) -> bytes | None:
     """One panel per metric: mean over seeds (bar) and each seed (dots) per model."""
-    from .aggregate import HEADLINE
-
     sub = _group(metrics, dataset, scenario)
     if sub.empty:
         return None
-    names = [m for m in (metric_names or HEADLINE) if m in set(sub["metric"])]
+    names = [m for m in (metric_names or headline_rows()) if m in set(sub["metric"])]
     if not names:
         return None
     models = sorted(sub["model"].unique())

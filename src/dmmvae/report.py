@@ -1,94 +1,202 @@
-"""``report.html``: one self-contained page (PNG figures base64-embedded, no external files,
-no scripts, no network) that people read. Figures come from :mod:`dmmvae.plots`.
+"""The summary folder (``results/summary``) and its ``report.html``: the last stage of the
+data flow evaluate -> aggregate -> plots -> report.
 
-Contents: overall ranking and failed runs; per dataset and scenario the ranking, the headline
-comparison table (mean ± sd over seeds), a scib-style overview figure, per-metric plots with
-seed spread, FOSCTTM per modality pair, for each model a UMAP of the test cells embedded from
-each modality alone (concatenated; coloured by cell type, modality of origin and Leiden
-clusters of the joint embedding — the picture that shows whether modalities mix), imputation
-scatter plots (one marker feature per modality pair: the most variable observed feature),
-training curves from ``history.csv``, and the cost table; then provenance (data provenance from
-``mdata.uns["provenance"]``, package versions, config, protocol summary).
+:func:`write_summary` OWNS its folder: it writes every file (``metrics.csv``,
+``rankings.csv``, ``summary.md``, the PNG figures, ``report.html``) into a fresh temporary
+folder beside it and then swaps that folder in for the old one, so no file of an earlier run
+(another config's dataset, a metric since removed) survives and nothing is ever half-written.
+
+``report.html`` is one self-contained page rendered from the jinja2 template
+``templates/report.html.j2`` (PNG figures base64-embedded, no scripts, no external files, no
+network). Contents: overall ranking with its rule and failed runs; per dataset and scenario
+the ranking, the headline comparison table (mean ± sd over seeds), a scib-style overview
+figure, per-metric plots with seed spread, FOSCTTM per modality pair, for each model a UMAP of
+the test cells embedded from each modality alone (concatenated; coloured by cell type, modality
+of origin and Leiden clusters of the joint embedding — the picture that shows whether
+modalities mix), imputation scatter plots (one feature per modality pair: the most variable
+observed one), training curves from ``history.csv`` and the cost table; then the metric
+registry, provenance (``mdata.uns["provenance"]``), package versions, config and protocol.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import datetime as _dt
-import html
 import json
 import os
-import re
-from collections.abc import Mapping
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import mudata as md
 import numpy as np
 import pandas as pd
+import yaml
+from markupsafe import Markup
 
 from . import plots
-from .aggregate import HEADLINE, comparison_table, failures, rank_models, read_metric_csvs
+from .aggregate import (
+    COLUMNS,
+    RANKING_RULE,
+    Aggregate,
+    RunFiles,
+    as_runs,
+    comparison_table,
+    failures,
+    ranking_display,
+    summary_markdown,
+)
 from .constants import JOINT, LABEL, PROVENANCE, SPLIT, TEST
-from .io import InputError, Predictions, write_text
+from .io import InputError, Predictions, atomic_path
+from .io import _plain as _plain_io
+from .metrics import METRICS, headline_rows
 
 PACKAGES = ["dmmvae", "numpy", "scipy", "pandas", "scikit-learn", "torch", "anndata", "mudata",
             "scanpy", "scib-metrics", "jax", "umap-learn", "leidenalg", "numba", "matplotlib",
-            "snakemake"]
+            "jinja2", "snakemake"]
 
 PROTOCOL_SUMMARY = """\
 Cells are split once per dataset and seed (80 % train, 20 % test); every metric is computed on
-test cells only, each test cell encoded from ONE modality at a time. FOSCTTM (GLUE's
-definition, exact, strict <, lower is better); label transfer (k-NN, k = 5, Euclidean, both
-directions, accuracy and balanced accuracy); imputation (per-cell / per-feature Pearson and
-per-cell cosine for RNA/ADT targets; flattened AUROC and per-cell Pearson for ATAC targets);
-scib-metrics on the joint embedding (0.6 bio + 0.4 batch); ground-truth recovery on synthetic
-data (held-out R² of a linear map from the shared latent to true shared / private factors);
-realism of generated cells (classifier two-sample test, PCA 50 on observed cells, logistic
-regression, 5-fold AUROC, 0.5 best); cost from Snakemake benchmark files."""
+test cells only, each test cell encoded from ONE modality at a time (PROTOCOL.md). The metrics,
+their direction and where they apply are listed in the metric registry above; cost comes from
+Snakemake benchmark files."""
 
-_RUN_RE = re.compile(r"([^/]+)/([^/]+)/([^/]+)/seed(\d+)/[^/]+$")
-_SCEN_RE = re.compile(r"([^/]+)/([^/]+)/[^/]+$")
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("dmmvae", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
-def _records(items: Any, n_keys: int) -> dict[tuple, str]:
-    """``{key: path}`` from paths (keys parsed from ``.../{dataset}/{scenario}/{model}/seed{seed}
-    /file`` or ``.../{dataset}/{scenario}/file``), records ``(*key, path)`` or a dict."""
-    if isinstance(items, Mapping):
-        return {tuple(k) if isinstance(k, tuple) else (k,): str(v) for k, v in items.items()}
+# --------------------------------------------------------------------------------------------
+# The summary folder
+# --------------------------------------------------------------------------------------------
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or file system cannot."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextmanager
+def replaced_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh empty folder beside ``path``; on success it replaces ``path`` (swapped in
+    atomically where the OS allows, else by two renames) and the old folder is deleted; on
+    error it is deleted and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the summary is not
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.is_dir() and not path.is_symlink():
+        if not _exchange(tmp, path):
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            tmp = old
+        shutil.rmtree(tmp)  # the old folder, now at tmp
+    else:
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        os.rename(tmp, path)
+
+
+def write_summary(
+    agg: Aggregate,
+    out_dir: str | os.PathLike,
+    *,
+    runs: Iterable[RunFiles | Mapping[str, Any]] = (),
+    scenarios: Any = (),
+    config: Mapping[str, Any] | None = None,
+    report: bool = True,
+    max_umap_cells: int = 3000,
+) -> None:
+    """Write the whole summary folder ``out_dir`` and replace the old one (see module doc):
+
+    ``metrics.csv`` (THE tidy table), ``rankings.csv``, ``summary.md``, ``ranking.png``
+    (whenever there is a score), ``overview_<dataset>_<scenario>.png`` and
+    ``metrics_<dataset>_<scenario>.png`` per group, and ``report.html`` when ``report``.
+    ``runs``, ``scenarios``, ``config``: as :func:`write_report`.
+    """
+    runs = as_runs(runs)
+    scen = _scenario_paths(scenarios)
+    if report:
+        _check_exists(runs, scen)
+    with replaced_dir(out_dir) as tmp:
+        pngs = []
+        figures = [("ranking.png", plots.ranking_png(agg.per_group))]
+        for ds, sc in agg.groups:
+            figures.append((f"overview_{ds}_{sc}.png", plots.overview_png(agg.metrics, ds, sc)))
+            figures.append((f"metrics_{ds}_{sc}.png",
+                            plots.seed_spread_png(agg.metrics, ds, sc)))
+        for name, png in figures:
+            if png is not None:
+                (tmp / name).write_bytes(png)
+                pngs.append(name)
+        agg.per_group.to_csv(tmp / "rankings.csv", index=False)
+        (tmp / "summary.md").write_text(summary_markdown(agg, pngs))
+        if report:
+            write_report(agg, tmp / "report.html", runs=runs, scenarios=scen, config=config,
+                         max_umap_cells=max_umap_cells)
+        agg.metrics[COLUMNS].to_csv(tmp / "metrics.csv", index=False)
+
+
+# --------------------------------------------------------------------------------------------
+# report.html
+# --------------------------------------------------------------------------------------------
+def _scenario_paths(scenarios: Any) -> dict[tuple[str, str], str]:
+    """``{(dataset, scenario): path}`` from such a mapping or from records with keys
+    ``dataset``, ``scenario``, ``path``."""
+    if isinstance(scenarios, Mapping):
+        return {tuple(k): str(v) for k, v in scenarios.items()}
     out = {}
-    for it in items:
-        if isinstance(it, str | os.PathLike):
-            path = Path(it).as_posix()
-            m = (_RUN_RE if n_keys == 4 else _SCEN_RE).search(path)
-            if m is None:
-                want = ("{dataset}/{scenario}/{model}/seed{seed}/<file>" if n_keys == 4
-                        else "{dataset}/{scenario}/<file>")
-                raise InputError(f"{path}: cannot tell which run it belongs to; expected a path "
-                                 f"ending in {want}, or pass (keys..., path) records")
-            key = tuple(m.groups())
-            if n_keys == 4:
-                key = (*key[:3], int(key[3]))
-            out[key] = str(it)
-        else:
-            it = tuple(it)
-            key = tuple(it[:-1])
-            if n_keys == 4:
-                key = (*key[:3], int(key[3]))
-            out[key] = str(it[-1])
+    for rec in scenarios:
+        if not isinstance(rec, Mapping) or set(rec) != {"dataset", "scenario", "path"}:
+            raise ValueError(f"scenario record {rec!r}: expected a mapping with exactly the keys "
+                             "dataset, scenario, path")
+        out[(str(rec["dataset"]), str(rec["scenario"]))] = str(rec["path"])
     return out
 
 
-def _img(png: bytes | None, alt: str) -> str:
+def _check_exists(runs: list[RunFiles], scen: Mapping[tuple[str, str], str]) -> None:
+    paths = [p for r in runs for p in (r.history, r.predictions) if p is not None]
+    for path in [*paths, *scen.values()]:
+        if not os.path.exists(path):
+            raise InputError(f"{path}: file not found (named as a report input); rerun the rule "
+                             "that makes it or drop it from the aggregate rule's inputs")
+
+
+def _figure(png: bytes | None, alt: str) -> dict[str, str] | None:
     if png is None:
-        return ""
-    b64 = base64.b64encode(png).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"></figure>'
+        return None
+    return {"alt": alt, "b64": base64.b64encode(png).decode("ascii")}
 
 
-def _table(df: pd.DataFrame) -> str:
-    return ("<div class='scroll'>" + df.to_html(escape=True, na_rep="–", border=0, classes="tab")
-            + "</div>")
+def _table(df: pd.DataFrame) -> Markup:
+    return Markup(df.to_html(escape=True, na_rep="–", border=0, classes="tab"))
 
 
 def _versions() -> pd.DataFrame:
@@ -102,20 +210,29 @@ def _versions() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("package")
 
 
-def _umap_section(mdata, preds: Predictions, model: str, max_cells: int, seed: int) -> str:
+def _registry_table() -> pd.DataFrame:
+    rows = [{"metric": m.name, "family": m.family, "better": m.direction or "–",
+             "summary row": m.summary_row, "ranked": "yes" if m.ranked else "no",
+             "needs": ", ".join(sorted(m.requires)) or "–",
+             "scenarios": ", ".join(sorted(m.scenarios)) if m.scenarios else "all",
+             "description": m.description} for m in METRICS.values()]
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def _umap(mdata, preds: Predictions, model: str, max_cells: int, seed: int) -> dict | None:
     """UMAP of modality-alone embeddings concatenated, coloured by label/modality/Leiden."""
     mods = [m for m in mdata.mod if m in preds.embeddings]
     if not mods:
-        return ""
+        return None
     n = len(preds.obs_names)
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(n, min(n, max_cells), replace=False))
     embs = [np.asarray(preds.embeddings[m])[keep] for m in mods]
     if len({e.shape[1] for e in embs}) != 1:
-        return ""
+        return None
     x = np.vstack(embs).astype(np.float32)
     if not np.isfinite(x).all():
-        return f"<p>{html.escape(model)}: non-finite embedding, no UMAP.</p>"
+        return {"text": f"{model}: non-finite embedding, no UMAP."}
     pos = pd.Index(np.asarray(mdata.obs_names).astype(str)).get_indexer(preds.obs_names[keep])
     colours: dict[str, np.ndarray] = {}
     if LABEL in mdata.obs:
@@ -125,16 +242,16 @@ def _umap_section(mdata, preds: Predictions, model: str, max_cells: int, seed: i
     if joint is not None and np.isfinite(joint).all():
         colours["Leiden (joint embedding)"] = np.tile(_leiden(np.asarray(joint)[keep], seed),
                                                       len(mods))
-    import umap
+    import umap  # optional heavy dependency (numba compilation): only when a report is drawn
 
     n_nb = int(min(15, max(2, len(x) - 1)))
     coords = umap.UMAP(n_neighbors=n_nb, random_state=seed, n_jobs=1).fit_transform(x)
-    return _img(plots.embedding_png(coords, colours, f"{model}: test cells embedded from each "
-                                    f"modality alone ({', '.join(mods)})"), f"UMAP {model}")
+    title = f"{model}: test cells embedded from each modality alone ({', '.join(mods)})"
+    return _figure(plots.embedding_png(coords, colours, title), f"UMAP {model}")
 
 
 def _leiden(z: np.ndarray, seed: int) -> np.ndarray:
-    import anndata as ad
+    import anndata as ad  # heavy (scanpy): only when a report is drawn
     import scanpy as sc
 
     a = ad.AnnData(np.asarray(z, dtype=np.float32))
@@ -144,16 +261,16 @@ def _leiden(z: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(a.obs["leiden"]).astype(str)
 
 
-def _imputation_section(mdata, preds_by_model: dict[str, Predictions]) -> str:
+def _imputations(mdata, preds_by_model: dict[str, Predictions]) -> list[dict[str, Any]]:
     pairs = sorted({p for pr in preds_by_model.values() for p in pr.imputations})
     out = []
+    test = np.asarray(mdata.obs[SPLIT] == TEST)
+    names = np.asarray(mdata.obs_names[test]).astype(str)
     for src, tgt in pairs:
         if tgt not in mdata.mod:
             continue
-        test = np.asarray(mdata.obs[SPLIT] == TEST)
         xt = mdata.mod[tgt].X[test]
         xt = xt.toarray() if hasattr(xt, "toarray") else np.asarray(xt)
-        names = np.asarray(mdata.obs_names[test]).astype(str)
         j = int(np.argmax(xt.var(axis=0)))
         feat = str(mdata.mod[tgt].var_names[j])
         figs = []
@@ -161,146 +278,105 @@ def _imputation_section(mdata, preds_by_model: dict[str, Predictions]) -> str:
             if (src, tgt) not in pr.imputations:
                 continue
             order = pd.Index(names).get_indexer(pr.obs_names)
-            obs = xt[order, j]
             pred = np.asarray(pr.imputations[(src, tgt)])[:, j]
-            figs.append(_img(plots.scatter_png(obs, pred, f"{model}: {src}→{tgt}, {feat}"),
-                             f"imputation {model} {src} {tgt}"))
+            figs.append(_figure(plots.scatter_png(xt[order, j], pred,
+                                                  f"{model}: {src}→{tgt}, {feat}"),
+                                f"imputation {model} {src} {tgt}"))
         if figs:
-            out.append(f"<h4>{html.escape(src)} → {html.escape(tgt)} (feature {html.escape(feat)},"
-                       f" the most variable observed)</h4><div class='row'>{''.join(figs)}</div>")
-    return "".join(out)
+            out.append({"src": src, "tgt": tgt, "feature": feat, "figures": figs})
+    return out
+
+
+def _group(agg: Aggregate, ds: str, sc: str, runs: list[RunFiles],
+           scen: Mapping[tuple[str, str], str], max_umap_cells: int,
+           provenance: dict[str, Any]) -> dict[str, Any]:
+    metrics = agg.metrics
+    models = sorted(metrics.loc[(metrics["dataset"] == ds) & (metrics["scenario"] == sc),
+                                "model"].unique())
+    mine = sorted((r for r in runs if (r.dataset, r.scenario) == (ds, sc)), key=lambda r: r.key)
+    chosen: dict[str, str] = {}  # lowest seed with predictions, per model
+    for r in mine:
+        if r.predictions is not None:
+            chosen.setdefault(r.model, r.predictions)
+    umaps: list[dict] = []
+    imputations: list[dict] = []
+    if (ds, sc) in scen:
+        mdata = md.read_h5mu(scen[(ds, sc)])
+        provenance[f"{ds}/{sc}"] = _plain(mdata.uns.get(PROVENANCE, {}))
+        loaded = {mo: pr for mo, path in chosen.items() if not (pr := Predictions.read(path)).failed}
+        umaps = [u for mo, pr in loaded.items()
+                 if (u := _umap(mdata, pr, mo, max_umap_cells, 0)) is not None]
+        imputations = _imputations(mdata, loaded)
+    curves = []
+    for mo in models:
+        hs = {f"seed {r.seed}": pd.read_csv(r.history) for r in mine
+              if r.model == mo and r.history is not None}
+        hs = {k: v for k, v in hs.items() if len(v)}
+        if hs:
+            curves.append(_figure(plots.history_png(hs, f"{mo}: training curves"),
+                                  f"history {mo}"))
+    cost_rows = [m.summary_row for m in METRICS.values() if m.family == "cost"]
+    cost = comparison_table(metrics, ds, sc, cost_rows)
+    return {
+        "anchor": f"{ds}-{sc}",
+        "title": f"{ds} / {sc}",
+        "ranking": _table(ranking_display(agg.group_ranking(ds, sc))),
+        "comparison": _table(comparison_table(metrics, ds, sc, headline_rows())),
+        "overview": _figure(plots.overview_png(metrics, ds, sc), "overview"),
+        "spread": _figure(plots.seed_spread_png(metrics, ds, sc), "seed spread"),
+        "foscttm": _figure(plots.pair_png(metrics, ds, sc, "foscttm/"), "foscttm pairs"),
+        "umaps": umaps,
+        "imputations": imputations,
+        "curves": [c for c in curves if c is not None],
+        "cost": _table(cost) if cost.shape[1] else None,
+    }
 
 
 def write_report(
-    metrics: pd.DataFrame | str | os.PathLike,
+    agg: Aggregate,
     out_html: str | os.PathLike,
     *,
-    histories: Any = (),
-    predictions: Any = (),
+    runs: Iterable[RunFiles | Mapping[str, Any]] = (),
     scenarios: Any = (),
     config: Mapping[str, Any] | None = None,
     max_umap_cells: int = 3000,
 ) -> None:
-    """Write the self-contained ``report.html`` (atomically).
+    """Render ``report.html`` (atomically) from the aggregate.
 
-    - ``metrics``: the tidy table (DataFrame) or the path of ``metrics.csv``.
-    - ``histories`` / ``predictions``: ``history.csv`` / ``predictions.h5`` paths ending in
-      ``{dataset}/{scenario}/{model}/seed{seed}/<file>``, or ``(dataset, scenario, model, seed,
-      path)`` records. For UMAPs and scatter plots the lowest seed of each model is used.
-    - ``scenarios``: ``scenario.h5mu`` paths ending in ``{dataset}/{scenario}/<file>``, or
-      ``(dataset, scenario, path)`` records (needed for UMAPs, scatter plots, provenance).
-    - ``config``: the workflow config (shown; ``aggregation.weights`` used for the ranking).
+    - ``runs``: :class:`dmmvae.aggregate.RunFiles` (or mappings with its fields); their
+      ``predictions`` (lowest seed per model) give UMAPs and imputation scatter plots, their
+      ``history`` the training curves.
+    - ``scenarios``: ``{(dataset, scenario): scenario.h5mu}`` or records with keys
+      ``dataset``, ``scenario``, ``path`` (needed for UMAPs, scatter plots, provenance).
+    - ``config``: the workflow config (shown as is).
     """
-    import mudata as md
-
-    if not isinstance(metrics, pd.DataFrame):
-        metrics = read_metric_csvs([metrics])
-    config = dict(config or {})
-    weights = dict((config.get("aggregation") or {}).get("weights") or {})
-    hist = _records(histories, 4)
-    preds_paths = _records(predictions, 4)
-    scen_paths = _records(scenarios, 2)
-    for path in [*hist.values(), *preds_paths.values(), *scen_paths.values()]:
-        if not os.path.exists(path):
-            raise InputError(f"{path}: file not found (named as a report input); rerun the rule "
-                             "that makes it or drop it from the aggregate rule's inputs")
-    per_group, overall = rank_models(metrics, weights)
-    body: list[str] = []
-    toc: list[str] = []
-    body.append("<h2 id='overall'>Overall ranking</h2>")
-    body.append("<p>Rank-based (1 = best per ranked metric; family rank = mean; score = weighted "
-                "mean of family ranks, lower is better). Weights: "
-                + html.escape(json.dumps({**_default_weights(), **weights})) + "</p>")
-    body.append(_table(overall.set_index("model")))
-    body.append(_img(plots.ranking_png(per_group), "ranking per dataset"))
-    fails = failures(metrics)
-    if len(fails):
-        body.append("<h2 id='failed'>Failed runs</h2>" + _table(fails.set_index("dataset")))
+    runs = as_runs(runs)
+    scen = _scenario_paths(scenarios)
+    _check_exists(runs, scen)
     provenance: dict[str, Any] = {}
-    for (ds, sc), grp in metrics.groupby(["dataset", "scenario"]):
-        anchor = f"{ds}-{sc}"
-        toc.append(f"<li><a href='#{html.escape(anchor)}'>{html.escape(ds)} / "
-                   f"{html.escape(sc)}</a></li>")
-        body.append(f"<h2 id='{html.escape(anchor)}'>{html.escape(ds)} / {html.escape(sc)}</h2>")
-        rk = per_group[(per_group["dataset"] == ds) & (per_group["scenario"] == sc)]
-        body.append("<h3>Ranking</h3>" + _table(rk.drop(columns=["dataset", "scenario"])
-                                                .set_index("model").dropna(axis=1, how="all")
-                                                .round(3)))
-        body.append("<h3>Comparison (mean ± sd over seeds)</h3>"
-                    + _table(comparison_table(metrics, ds, sc, HEADLINE)))
-        body.append("<h3>Overview</h3>" + _img(plots.overview_png(metrics, ds, sc), "overview"))
-        body.append("<h3>Per-metric, seed spread</h3>"
-                    + _img(plots.seed_spread_png(metrics, ds, sc), "seed spread"))
-        fos = plots.pair_png(metrics, ds, sc, "foscttm/")
-        if fos is not None:
-            body.append("<h3>FOSCTTM per modality pair</h3>" + _img(fos, "foscttm pairs"))
-        # per-model pictures from predictions (lowest seed)
-        models = sorted(grp["model"].unique())
-        chosen: dict[str, str] = {}
-        for mo in models:
-            seeds = sorted(k[3] for k in preds_paths if k[:3] == (ds, sc, mo))
-            if seeds:
-                chosen[mo] = preds_paths[(ds, sc, mo, seeds[0])]
-        mdata = None
-        if (ds, sc) in scen_paths:
-            mdata = md.read_h5mu(scen_paths[(ds, sc)])
-            provenance[f"{ds}/{sc}"] = _plain(mdata.uns.get(PROVENANCE, {}))
-        if mdata is not None and chosen:
-            loaded = {}
-            for mo, path in chosen.items():
-                pr = Predictions.read(path)
-                if not pr.failed:
-                    loaded[mo] = pr
-            umaps = "".join(_umap_section(mdata, pr, mo, max_umap_cells, 0)
-                            for mo, pr in loaded.items())
-            if umaps:
-                body.append("<h3>Embeddings: do the modalities mix?</h3>" + umaps)
-            imp = _imputation_section(mdata, loaded)
-            if imp:
-                body.append("<h3>Imputation: predicted vs observed</h3>" + imp)
-        curves = []
-        for mo in models:
-            hs = {f"seed {k[3]}": pd.read_csv(p) for k, p in sorted(hist.items())
-                  if k[:3] == (ds, sc, mo)}
-            hs = {k: v for k, v in hs.items() if len(v)}
-            if hs:
-                curves.append(_img(plots.history_png(hs, f"{mo}: training curves"),
-                                   f"history {mo}"))
-        if curves:
-            body.append("<h3>Training curves</h3>" + "".join(curves))
-        cost_names = ["train_seconds", "train_max_rss_mb", "eval_seconds", "eval_max_rss_mb",
-                      "epochs"]
-        cost = comparison_table(metrics, ds, sc, cost_names)
-        if cost.shape[1]:
-            body.append("<h3>Cost</h3>" + _table(cost))
-    body.append("<h2 id='provenance'>Provenance</h2>")
-    body.append("<h3>Data</h3><pre>" + html.escape(json.dumps(provenance, indent=2,
-                                                             default=str)) + "</pre>")
-    body.append("<h3>Package versions</h3>" + _table(_versions()))
-    import yaml
-
-    body.append("<h3>Config</h3><pre>" + html.escape(yaml.safe_dump(_plain(config),
-                                                                    sort_keys=False)) + "</pre>")
-    body.append("<h3>Protocol</h3><p>" + html.escape(PROTOCOL_SUMMARY) + "</p>")
-    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    page = _PAGE.format(
-        generated=html.escape(now),
-        toc="".join(toc),
-        body="\n".join(body),
+    groups = [_group(agg, ds, sc, runs, scen, max_umap_cells, provenance)
+              for ds, sc in agg.groups]
+    fails = failures(agg.metrics)
+    page = _ENV.get_template("report.html.j2").render(
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        ranking_rule=RANKING_RULE,
+        weights=json.dumps(agg.weights),
+        overall=_table(ranking_display(agg.overall.set_index("model"))),
+        ranking_figure=_figure(plots.ranking_png(agg.per_group), "ranking per dataset"),
+        failed=_table(fails.set_index("dataset")) if len(fails) else None,
+        groups=groups,
+        registry=_table(_registry_table()),
+        provenance=json.dumps(provenance, indent=2, default=str),
+        versions=_table(_versions()),
+        config=yaml.safe_dump(_plain(dict(config or {})), sort_keys=False),
+        protocol=PROTOCOL_SUMMARY,
     )
-    write_text(out_html, page)
-
-
-def _default_weights() -> dict[str, float]:
-    from .aggregate import DEFAULT_WEIGHTS
-
-    return dict(DEFAULT_WEIGHTS)
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(page)
 
 
 def _plain(obj: Any) -> Any:
-    from .io import _plain as plain
-
-    obj = plain(obj)
+    obj = _plain_io(obj)
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -308,28 +384,3 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, str | int | float | bool) or obj is None:
         return obj
     return str(obj)
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>dmmvae benchmark report</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; color: #222; }}
-table.tab {{ border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1em; }}
-table.tab th, table.tab td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
-table.tab th {{ background: #f0f0f0; }}
-figure {{ display: inline-block; margin: 0.3em; }}
-img {{ max-width: 100%; }}
-pre {{ background: #f7f7f7; padding: 0.6em; font-size: 12px; overflow-x: auto; }}
-.row {{ display: flex; flex-wrap: wrap; }}
-.scroll {{ overflow-x: auto; }}
-</style></head>
-<body>
-<h1>Multimodal integration benchmark</h1>
-<p>Generated {generated}. Lower FOSCTTM, higher accuracy/correlation/AUROC; realism AUROC best at
-0.5. Every number is computed on test cells only (see Protocol).</p>
-<ul><li><a href="#overall">Overall ranking</a></li>{toc}<li><a href="#provenance">Provenance</a>
-</li></ul>
-{body}
-</body></html>
-"""

@@ -1,3 +1,5 @@
+# Writes the whole results/summary folder and swaps it in (dmmvae.report.write_summary): files
+# of an earlier config (other datasets' figures) never survive beside the new ones.
 rule aggregate_results:
     input:
         metrics=run_paths(f"results/metrics/{RUN_DIR}/metrics.csv"),
@@ -13,6 +15,8 @@ rule aggregate_results:
         ranking_plot=report("results/summary/ranking.png", category="Figures"),
         report=report("results/summary/report.html", category="Report"),
     params:
+        runs=aggregation_runs,
+        scenarios=aggregation_scenarios,
         config=config,
     log:
         "results/logs/aggregate_results.log",

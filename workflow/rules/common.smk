@@ -99,3 +99,31 @@ def get_torch_env(wildcards):
     if config["torch_build"] == "cpu":
         return "../../envs/torch.yaml"
     return "../../envs/torch-gpu.yaml"
+
+
+def aggregation_runs(wildcards):
+    """Every selected run with its wildcards and file paths (dmmvae.aggregate.RunFiles)."""
+    runs = []
+    for r in RUNS:
+        run_dir = RUN_DIR.format(dataset=r.dataset, scenario=r.scenario, model=r.model, seed=r.seed)
+        runs.append(
+            {
+                "dataset": r.dataset,
+                "scenario": r.scenario,
+                "model": r.model,
+                "seed": r.seed,
+                "metrics": f"results/metrics/{run_dir}/metrics.csv",
+                "train_benchmark": f"results/benchmarks/train_model/{run_dir}.tsv",
+                "eval_benchmark": f"results/benchmarks/evaluate_model/{run_dir}.tsv",
+                "history": f"results/models/{run_dir}/history.csv",
+                "predictions": f"results/models/{run_dir}/predictions.h5",
+            }
+        )
+    return runs
+
+
+def aggregation_scenarios(wildcards):
+    return [
+        {"dataset": d, "scenario": s, "path": f"results/data/{d}/{s}/scenario.h5mu"}
+        for d, s in SCENARIOS
+    ]

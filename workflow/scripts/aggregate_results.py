@@ -1,18 +1,18 @@
-"""Snakemake adapter: one tidy metrics table -> comparison tables, plots, report."""
+"""Snakemake adapter: every run's metrics -> the results/summary folder (tables, plots, report)."""
 
 from pathlib import Path
 
 from dmmvae.aggregate import aggregate
 from dmmvae.logging_utils import job_log
+from dmmvae.report import write_summary
 
 with job_log(snakemake.log[0]):
-    aggregate(
-        list(snakemake.input.metrics),
+    runs = list(snakemake.params.runs)
+    result = aggregate(runs, config=snakemake.params.config)
+    write_summary(
+        result,
         Path(snakemake.output.metrics).parent,
-        benchmark_tsvs=[*snakemake.input.train_benchmarks, *snakemake.input.eval_benchmarks],
-        histories=list(snakemake.input.histories),
-        predictions=list(snakemake.input.predictions),
-        scenarios=list(snakemake.input.scenarios),
+        runs=runs,
+        scenarios=list(snakemake.params.scenarios),
         config=snakemake.params.config,
-        report=True,
     )

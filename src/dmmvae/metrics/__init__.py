@@ -1,21 +1,23 @@
-"""Metrics of ``PROTOCOL.md``: pure functions on arrays and a plain dict registry.
+"""Metrics of ``PROTOCOL.md``: pure functions on arrays and ONE registry that drives everything.
 
-========================  =====================================================  ===========
-registry name             function                                               library
-========================  =====================================================  ===========
-``foscttm``               :func:`foscttm` (exact, chunked, CUDA when present)     numpy/numba/torch
-``label_transfer``        :func:`label_transfer` (k-NN, both directions)          scikit-learn
-``imputation``            :func:`imputation_scores` (Pearson/cosine/AUROC)        numpy/scipy
-``scib``                  :func:`scib_scores` (bio conservation, batch)           scib-metrics
-``recovery``              :func:`ground_truth_recovery` (synthetic data)          scikit-learn
-``realism``               :func:`c2st_auroc` (classifier two-sample test)         scikit-learn
-========================  =====================================================  ===========
+:data:`METRICS` (see :mod:`dmmvae.metrics._registry`) maps each metric name to its
+:class:`Metric` entry: the function that scores one run, its ranking family and direction,
+its summary row, whether it is ranked, and where it applies. Evaluation, ranking, tables,
+plots and the report all read it.
+
+==========================  ===================================================  ==============
+family                      array function                                       library
+==========================  ===================================================  ==============
+``foscttm``                 :func:`foscttm` (exact, chunked, CUDA when present)   numpy/numba/torch
+``label_transfer``          :func:`label_transfer` (k-NN, both directions)        scikit-learn
+``imputation``              :func:`imputation_scores` (Pearson/cosine/AUROC)      numpy/scipy
+``scib``                    :func:`scib_scores` (bio conservation, batch)         scib-metrics
+``recovery``                :func:`ground_truth_recovery` (synthetic data)        scikit-learn
+``realism``                 :func:`c2st_auroc` (classifier two-sample test)       scikit-learn
+==========================  ===================================================  ==============
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from ._foscttm import foscttm, foscttm_bruteforce, foscttm_cdist, foscttm_per_cell
 from ._imputation import (
@@ -28,20 +30,27 @@ from ._imputation import (
 from ._label_transfer import knn_transfer, label_transfer
 from ._realism import c2st_auroc
 from ._recovery import ground_truth_recovery, r2_linear
+from ._registry import (
+    METRICS,
+    REQUIREMENTS,
+    EvalInputs,
+    Metric,
+    Score,
+    compute_rows,
+    computed_families,
+    direction_of,
+    families,
+    family_of,
+    headline_rows,
+    mean_row,
+    metric_of,
+    ranked_metrics,
+)
 from ._scib import scib_scores
 
-METRICS: dict[str, Callable[..., Any]] = {
-    "foscttm": foscttm,
-    "label_transfer": label_transfer,
-    "imputation": imputation_scores,
-    "scib": scib_scores,
-    "recovery": ground_truth_recovery,
-    "realism": c2st_auroc,
-}
 
-
-def get_metric(name: str) -> Callable[..., Any]:
-    """The metric function registered under ``name``; ValueError listing valid names otherwise."""
+def get_metric(name: str) -> Metric:
+    """The registry entry named ``name``; ValueError listing the valid names otherwise."""
     try:
         return METRICS[name]
     except KeyError:
@@ -50,7 +59,20 @@ def get_metric(name: str) -> Callable[..., Any]:
 
 __all__ = [
     "METRICS",
+    "REQUIREMENTS",
+    "EvalInputs",
+    "Metric",
+    "Score",
+    "compute_rows",
+    "computed_families",
+    "direction_of",
+    "families",
+    "family_of",
     "get_metric",
+    "headline_rows",
+    "mean_row",
+    "metric_of",
+    "ranked_metrics",
     "foscttm",
     "foscttm_per_cell",
     "foscttm_bruteforce",

@@ -1,9 +1,14 @@
 """Integration quality of a joint embedding with scib-metrics (jax; CPU or GPU).
 
-The metric functions of ``scib_metrics`` are called one by one (as its ``Benchmarker`` does,
-same neighbour counts: 15 for graph connectivity, 50 for kBET, 90 for LISI), on exact
-neighbours from scikit-learn (each cell is its own first neighbour, as in scib-metrics'
-pynndescent helper). Scores are *not* min-max scaled (that only makes sense across methods);
+The public metric functions of ``scib_metrics`` are called one by one with the neighbour
+counts its ``Benchmarker`` uses (15 for graph connectivity, 50 for kBET, 90 for LISI), on
+exact neighbours from scikit-learn passed as scib-metrics' public ``NeighborsResults`` (each
+cell is its own first neighbour, as in scib-metrics' pynndescent helper; ``Benchmarker``
+documents the same hook as ``prepare(neighbor_computer=...)``). The functions are called
+directly rather than through ``Benchmarker`` because a metric that fails on the data (e.g. a
+label with too few cells) then costs only that metric, its error recorded, while
+``Benchmarker.benchmark`` stops at the first failure; on the same data both give the same
+numbers. Scores are *not* min-max scaled (that only makes sense across methods);
 ``bio_conservation`` and ``batch_correction`` are the means of their finite metrics and
 ``total = 0.6 bio + 0.4 batch`` as in scib-metrics (``total = bio`` without batches).
 
@@ -12,9 +17,8 @@ Batch correction (only with > 1 batch): bras, ilisi_knn, kbet_per_label, graph_c
 A metric that cannot be computed on the data (e.g. too few cells per label) is NaN and its
 error is returned in ``errors``.
 
-One deviation from plain scib-metrics, for speed only: kBET's diffusion-map neighbours
-(``scib_metrics.utils.diffusion_nn``) are found *exactly* with scikit-learn instead of
-approximately with pynndescent, whose numba compilation costs 20-40 s in every fresh process.
+kBET's diffusion-map neighbours are found by scib-metrics itself (pynndescent, approximate):
+its numba compilation costs about 27 s in every fresh process that has batches to score.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def scib_version() -> str:
     return str(scib_metrics.__version__)
 
 
-def _neighbors(x: np.ndarray, k: int, **_ignored):
+def _neighbors(x: np.ndarray, k: int):
     """Exact k nearest neighbours (self first), as scib-metrics' ``NeighborsResults``."""
     from scib_metrics.nearest_neighbors import NeighborsResults
     from sklearn.neighbors import NearestNeighbors
@@ -62,10 +66,6 @@ def _neighbors(x: np.ndarray, k: int, **_ignored):
     nn = NearestNeighbors(n_neighbors=k, metric="euclidean").fit(x)
     dist, idx = nn.kneighbors(x)
     return NeighborsResults(indices=idx, distances=dist)
-
-
-def _exact_pynndescent(X: np.ndarray, n_neighbors: int, random_state: int = 0, n_jobs: int = 1):
-    return _neighbors(np.asarray(X), n_neighbors)
 
 
 def scib_scores(
@@ -77,11 +77,8 @@ def scib_scores(
     names are those listed in the module docstring plus ``bio_conservation``,
     ``batch_correction`` (only with batches) and ``total``.
     """
-    from unittest import mock
-
     _enable_jax_cache()
     import scib_metrics as sm
-    import scib_metrics.nearest_neighbors as sm_nn
 
     x = np.asarray(x, dtype=np.float32)
     labels = np.asarray(labels).astype(str)
@@ -134,11 +131,6 @@ def scib_scores(
                 names.append(name)
         return names
 
-    with mock.patch.object(sm_nn, "pynndescent", _exact_pynndescent):
-        return _run_all(run, bio_fns, batch_fns, has_batch, scores, errors)
-
-
-def _run_all(run, bio_fns, batch_fns, has_batch, scores, errors) -> dict[str, object]:
     bio_names = run(bio_fns)
     bio = [scores[k] for k in bio_names if np.isfinite(scores[k])]
     scores["bio_conservation"] = float(np.mean(bio)) if bio else float("nan")

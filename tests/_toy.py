@@ -1,4 +1,5 @@
-"""A small synthetic scenario and matching predictions, for tests and benchmarks.
+"""A small synthetic scenario and matching predictions, for tests and benchmarks (a test
+fixture, not part of the package: tests import it as ``from _toy import ...``).
 
 Cells come from ``n_types`` clusters in a shared latent space; each modality adds private
 factors. RNA (sparse, normalize_total 1e4 + log1p of Poisson counts), ADT (CLR) and ATAC
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..constants import (
+from dmmvae.constants import (
     BATCH,
     JOINT,
     LABEL,
@@ -25,7 +26,7 @@ from ..constants import (
     TRUE_SHARED,
     true_private_key,
 )
-from ..io import Predictions
+from dmmvae.io import Predictions
 
 
 def toy_scenario(
@@ -86,7 +87,7 @@ def toy_scenario(
     mdata.obsm[TRUE_SHARED] = z.astype(np.float32)
     for m, priv in private.items():
         mdata.obsm[true_private_key(m)] = priv.astype(np.float32)
-    mdata.uns[PROVENANCE] = {"source": "dmmvae.metrics._toy.toy_scenario", "seed": seed}
+    mdata.uns[PROVENANCE] = {"source": "tests/_toy.py:toy_scenario", "seed": seed}
     return mdata
 
 
