@@ -135,7 +135,7 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
     torch.set_num_threads(1)
     import mudata as md
 
-    from dmmvae import train as train_mod
+    from dmmvae.methods import vae as vae_mod  # MultimodalVAE.fit calls vae.fit_model
 
     # peak after reading the input alone (the same read run_training does)
     t0 = time.perf_counter()
@@ -145,7 +145,7 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
 
     gc.collect()
     seen: dict = {}
-    fit = train_mod.fit_model
+    fit = vae_mod.fit_model
 
     def fit_and_record(*args, **kwargs):  # peak at the end of fit, before predict
         hist = fit(*args, **kwargs)
@@ -153,7 +153,7 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
         seen["epoch_s"] = [round(float(s), 1) for s in hist["seconds"]]
         return hist
 
-    train_mod.fit_model = fit_and_record
+    vae_mod.fit_model = fit_and_record
     t1 = time.perf_counter()
     train_model_job(path, model, out_dir, epochs=epochs, amp=amp)
     return {

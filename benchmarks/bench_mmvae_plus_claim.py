@@ -35,8 +35,8 @@ from dmmvae.constants import JOINT, SPLIT, TEST, TRUE_SHARED, true_private_key
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
-from dmmvae.metrics import foscttm, ground_truth_recovery
 from dmmvae.methods import build_model
+from dmmvae.metrics import foscttm, ground_truth_recovery
 
 MODELS = ("mvae", "mmvae", "mmvae_plus")
 

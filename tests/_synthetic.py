@@ -11,9 +11,9 @@ from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
-from dmmvae.metrics import foscttm, imputation_scores, label_transfer
 from dmmvae.methods import build_model
 from dmmvae.methods.data import MultimodalData, build_spec
+from dmmvae.metrics import foscttm, imputation_scores, label_transfer
 
 MOD_SPECS = {
     "rna": {"kind": "rna", "n_features": 150, "n_private": 2},

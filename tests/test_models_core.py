@@ -20,7 +20,6 @@ from _synthetic import (
 
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.scenarios import make_scenario, protocol_split
-from dmmvae.metrics import foscttm, imputation_scores
 from dmmvae.methods import MODELS, build_model
 from dmmvae.methods.data import MultimodalData, build_spec
 from dmmvae.methods.likelihoods import LIKELIHOODS, clr, get_likelihood, to_scoring
@@ -30,6 +29,7 @@ from dmmvae.methods.objectives import (
     mixture_moments,
     product_of_experts,
 )
+from dmmvae.metrics import foscttm, imputation_scores
 
 VARIANTS = ["mvae", "mmvae", "mopoe", "mlp_fusion"]
 FAST = {"n_hidden": 64, "n_latent": 8}

@@ -26,11 +26,11 @@ from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
-from dmmvae.metrics import foscttm, label_transfer
 from dmmvae.methods import MODELS, build_model
 from dmmvae.methods.data import build_spec
 from dmmvae.methods.likelihoods import LIKELIHOODS
 from dmmvae.methods.scmodal import link_features, mutual_nearest_neighbours
+from dmmvae.metrics import foscttm, label_transfer
 
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]
 FAST = {"n_hidden": 32, "n_latent": 8}

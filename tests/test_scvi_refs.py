@@ -17,8 +17,8 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.io import InputError
-from dmmvae.metrics import imputation_scores, label_transfer
 from dmmvae.methods import MODELS, build_model
+from dmmvae.metrics import imputation_scores, label_transfer
 
 SPECS = {
     "rna": {"kind": "rna", "n_features": 120, "n_private": 2},

@@ -16,13 +16,10 @@ from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.io import InputError, Predictions
 from dmmvae.methods import build_model
-from dmmvae.train import (
-    TRAINING_DEFAULTS,
-    TrainingFailure,
-    resolve_device,
-    resolve_training,
-    run_training,
-)
+from dmmvae.methods._loop import TrainingFailure, resolve_training
+from dmmvae.runtime import resolve_device
+from dmmvae.schema import schema_defaults
+from dmmvae.train import run_training
 
 MODS = {
     "rna": {"kind": "rna", "n_features": 120, "n_private": 2},
@@ -206,7 +203,9 @@ def test_kl_warmup_is_linear():
 
 
 def test_training_config_validation_and_device():
-    assert resolve_training(None) == {**TRAINING_DEFAULTS}
+    assert resolve_training(None) == schema_defaults("training")
+    with pytest.raises(ValueError, match="valid keys"):
+        resolve_training({"max_epoch": 3})
     assert resolve_training({"amp": True})["amp"] == "bf16"
     with pytest.raises(ValueError, match="valid values"):
         resolve_training({"amp": "fp8"})

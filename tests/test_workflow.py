@@ -18,10 +18,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def workflow_copy(dest: Path) -> Path:
     """A copy of the workflow (not results/) so tests never touch the user's checkout."""
     dest.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "config", "envs"):
+    for item in ("Snakefile", "workflow", "config", "envs", "src"):
         src = ROOT / item
         if src.is_dir():
-            shutil.copytree(src, dest / item)
+            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
         elif src.exists():
             shutil.copy2(src, dest / item)
     return dest
@@ -85,19 +85,42 @@ def test_bad_config_stops_before_any_job(tmp_path, edit, message):
     assert not (wf / "results").exists()
 
 
+def _missing_local_file(c):
+    """A valid config whose only dataset is a local file that does not exist."""
+    c["datasets"] = {
+        "mine": {
+            "source": "local",
+            "modalities": {
+                "rna": {"format": "10x_h5", "path": "data/my_cite.h5"},
+                "adt": {"format": "10x_h5", "path": "data/my_cite.h5"},
+            },
+        }
+    }
+
+
 def test_missing_local_file_is_named(tmp_path):
     wf = workflow_copy(tmp_path)
-
-    def edit(c):
-        c["datasets"]["mine"] = {
-            "source": "local",
-            "files": {"rna_adt": {"path": "data/my_cite.h5", "format": "10x_h5"}},
-        }
-
-    cfg = with_config(wf, "test.yaml", edit)
+    cfg = with_config(wf, "test.yaml", _missing_local_file)
     res = snakemake(wf, "-n", "--cores", "1", "--configfile", cfg)
+    out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "data/my_cite.h5" in res.stdout + res.stderr
+    assert "dataset 'mine': the file 'data/my_cite.h5' does not exist" in out, out
+    assert "Invalid configuration" in out and "Fix:" in out
+
+
+def test_missing_local_file_beats_stale_results(tmp_path):
+    """An earlier run's summary must not make a missing input look like 'Nothing to be done'."""
+    wf = workflow_copy(tmp_path)
+    cfg = with_config(wf, "test.yaml", _missing_local_file)
+    stale = wf / "results" / "summary"
+    stale.mkdir(parents=True)
+    for name in ("metrics.csv", "summary.md", "report.html"):
+        (stale / name).write_text("stale\n")
+    res = snakemake(wf, "-n", "--cores", "1", "--configfile", cfg)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "Nothing to be done" not in out
+    assert "data/my_cite.h5" in out
 
 
 @pytest.mark.slow
@@ -118,8 +141,15 @@ def test_tiny_benchmark_runs_end_to_end(tmp_path):
     assert 0.4 < fos["random"] < 0.6
     assert fos["pca_cca"] < fos["random"] - 0.1
     assert fos["mvae"] < fos["random"] - 0.1
-    assert (summary / "summary.md").read_text().count("|") > 10
-    assert "failed" in (summary / "summary.md").read_text()
+    md = (summary / "summary.md").read_text()
+    ranking = [ln for ln in md.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in ranking[0].strip("|").split("|")]
+    assert "model" in header and "score" in header, header
+    rows = {ln.split("|")[header.index("model") + 1].strip(): ln for ln in ranking[2:]}
+    assert {"mvae", "pca_cca", "random"} <= set(rows), md
+    score = rows["mvae"].split("|")[header.index("score") + 1].strip()
+    assert float(score) > 0 and len(score) <= 5, score  # printed to 3 significant digits
+    assert "failed" in md
     assert (summary / "report.html").stat().st_size > 10_000
     assert list(summary.glob("*.png"))
     # every rule logged; training and evaluation benchmarked

@@ -10,13 +10,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-SWEEP_SEP = "__"
+from .data.demo import HALF_A, HALF_B
+from .data.prepare import local_input_paths
+from .data.synthetic import DEFAULT_MODALITIES
+from .methods import MODELS
 
-# def schema_defaults(section): defaults of a config section. It lives in dmmvae.schema (a leaf
-# module that imports nothing of the package, so every layer can use it without a cycle):
-#     from dmmvae.schema import schema_defaults       (or, inside the package, from .schema ...)
+SWEEP_SEP = "__"
 
 
 class ConfigError(ValueError):
@@ -72,8 +74,6 @@ def _select(config: Mapping, section: str, available: Iterable[str]) -> list[str
 
 def check_models(models: Mapping[str, Mapping]) -> None:
     """Every model entry names a registry model and only parameters that model accepts."""
-    from .methods import MODELS
-
     for name, spec in models.items():
         if spec["model"] not in MODELS:
             raise ConfigError(
@@ -91,12 +91,8 @@ def dataset_modalities(spec: Mapping) -> list[str] | None:
     if spec.get("modalities"):
         return list(spec["modalities"])
     if spec["source"] == "synthetic":
-        from .data.synthetic import DEFAULT_MODALITIES
-
         return list((spec.get("params") or {}).get("modalities") or DEFAULT_MODALITIES)
     if spec["source"] == "pbmc68k_genesplit":
-        from .data.demo import HALF_A, HALF_B
-
         return [HALF_A, HALF_B]
     return None
 
@@ -107,8 +103,6 @@ def resolve_runs(config: Mapping) -> list[Run]:
     Methods that need paired train cells (``needs_pairs``, e.g. CCA) are left out of scenarios
     with no paired train cells (diagonal), where they are not applicable.
     """
-    from .methods import MODELS
-
     models = expand_models(config["models"])
     check_models(models)
     datasets = _select(config, "datasets", config["datasets"])
@@ -150,3 +144,23 @@ def check_scenarios(config: Mapping, runs: Iterable[Run]) -> None:
 
 def merged(defaults: Mapping | None, override: Mapping | None) -> dict:
     return {**(defaults or {}), **(override or {})}
+
+
+def check_local_paths(config: Mapping, runs: Iterable[Run], root: str | Path = ".") -> None:
+    """Every file of the selected ``local`` datasets exists, checked before the DAG is built.
+
+    Snakemake cannot build a missing input file, so without this check a checkout that still
+    holds an earlier run's ``results/summary`` would answer "Nothing to be done" and show the
+    stale results instead of saying that the file is missing.
+    """
+    for ds in sorted({r.dataset for r in runs}):
+        spec = config["datasets"][ds]
+        for path in local_input_paths(spec):
+            full = Path(root) / path
+            if not full.exists():
+                raise ConfigError(
+                    f"dataset '{ds}': the file '{path}' does not exist (looked for "
+                    f"{full.resolve()}). Fix: correct the path under 'datasets.{ds}' (relative "
+                    "paths start from the directory snakemake runs in), or leave the dataset out "
+                    "with 'run.datasets'."
+                )

@@ -12,6 +12,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path("results/.jax_cache"
 from dmmvae.data.prepare import download_filenames, local_input_paths  # noqa: E402
 from dmmvae.config import (  # noqa: E402
     ConfigError,
+    check_local_paths,
     check_scenarios,
     expand_models,
     merged,
@@ -21,6 +22,7 @@ from dmmvae.config import (  # noqa: E402
 try:
     RUNS = resolve_runs(config)
     check_scenarios(config, RUNS)
+    check_local_paths(config, RUNS)
 except ConfigError as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 

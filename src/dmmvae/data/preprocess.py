@@ -35,7 +35,8 @@ the one every scanpy user gets.
 
 Sparse matrices stay sparse end to end; derived matrices share index arrays where possible.
 
-Parameters (``params`` dict; every key optional, defaults in :data:`DEFAULT_PARAMS`)
+Parameters (``params`` dict; every key optional; defaults in the config schema, read by
+:func:`dmmvae.schema.schema_defaults`)
 ------------------------------------------------------------------------------------
 ``train_fraction`` (float, 0.8)
     Fraction of the kept cells in the train split (PROTOCOL: 0.8).
@@ -72,13 +73,12 @@ Parameters (``params`` dict; every key optional, defaults in :data:`DEFAULT_PARA
 ``atac.tfidf_scale`` (float, 1e4)
     Scale factor inside the TF log.
 
-The config schema (``workflow/schemas/config.schema.yaml``, ``$defs/preprocessing``) checks
-these keys before any job runs; ``tests/test_preprocess.py`` keeps it in step with the defaults.
+The config schema (``src/dmmvae/schemas/config.schema.yaml``) holds the defaults (the top-level
+``preprocessing`` default) and checks these keys (``$defs/preprocessing``) before any job runs.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.metadata
 import logging
 import time
@@ -104,32 +104,13 @@ from ..constants import (
     TRAIN,
 )
 from ..io import InputError
+from ..schema import schema_defaults
+from ._validate import COUNT_KINDS, validate_modality
 from .scenarios import protocol_split
 
 log = logging.getLogger(__name__)
 
-COUNT_KINDS = ("rna", "adt", "atac")
 CHUNK_ROWS = 8192  # rows per chunk when streaming over a sparse matrix
-
-DEFAULT_PARAMS: dict[str, Any] = {
-    "train_fraction": 0.8,
-    "rna": {
-        "min_genes": "auto",
-        "max_genes": None,
-        "max_pct_mito": "auto",
-        "whole_transcriptome_genes": 10000,
-        "mito_prefix": "MT-",
-        "min_cells": 3,
-        "min_counts": 1,
-        "n_top_genes": 2000,
-        "extra_genes": 0,
-        "target_sum": 1e4,
-    },
-    "adt": {"min_counts": 1},
-    "atac": {"min_counts": 1, "min_cell_fraction": 0.01, "n_lsi": 50, "tfidf_scale": 1e4},
-}
-
-
 
 # --------------------------------------------------------------------------------------
 # parameters and validation
@@ -137,8 +118,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 
 def resolve_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with ``params``; unknown keys -> ValueError listing the valid ones."""
-    out = copy.deepcopy(DEFAULT_PARAMS)
+    """Defaults (the config schema's ``preprocessing`` and ``split.train_fraction``) overlaid
+    with ``params``; unknown keys -> ValueError listing the valid ones."""
+    out = {
+        "train_fraction": schema_defaults("split")["train_fraction"],
+        **schema_defaults("preprocessing"),
+    }
     for key, val in dict(params or {}).items():
         if key not in out:
             raise ValueError(f"unknown preprocessing parameter '{key}'; valid: {sorted(out)}")
@@ -166,43 +151,6 @@ def _as_csr(X: Any) -> sp.csr_matrix:
             X = X.astype(np.float32)
         return X
     return sp.csr_matrix(np.asarray(X, dtype=np.float32))
-
-
-def _values(X: Any) -> np.ndarray:
-    """The stored values of X (sparse: ``.data``; dense: flat view)."""
-    if sp.issparse(X):
-        return np.asarray(X.data) if hasattr(X, "data") else np.asarray(sp.csr_matrix(X).data)
-    return np.asarray(X).reshape(-1)
-
-
-def validate_modality(adata: ad.AnnData, name: str, kind: str, where: str = "input") -> None:
-    """Raise InputError on NaN/inf, and for count kinds on negative or non-integer values."""
-    vals = _values(adata.X)
-    step = 1 << 24
-    for start in range(0, vals.size, step):
-        chunk = vals[start : start + step]
-        if not np.all(np.isfinite(chunk)):
-            bad = int((~np.isfinite(chunk)).sum())
-            raise InputError(
-                f"{where}: modality '{name}' contains {bad}+ NaN/inf values; "
-                "fix: remove or impute them upstream (raw counts must be finite)"
-            )
-        if kind in COUNT_KINDS:
-            if np.any(chunk < 0):
-                raise InputError(
-                    f"{where}: modality '{name}' ({kind}) has negative values where raw counts "
-                    "are expected; fix: provide raw UMI/fragment counts (e.g. layers['counts']), "
-                    "not normalised or scaled data"
-                )
-            frac = chunk != np.round(chunk)
-            if np.any(frac):
-                ex = chunk[frac][:3].tolist()
-                raise InputError(
-                    f"{where}: modality '{name}' ({kind}) has non-integer values (e.g. {ex}) "
-                    "where raw counts are expected; fix: provide raw counts (for an .h5ad with "
-                    "normalised .X, store the counts in layers['counts']), or declare the "
-                    "modality kind 'gaussian' if it is already normalised"
-                )
 
 
 # --------------------------------------------------------------------------------------
@@ -643,7 +591,6 @@ def preprocess(raw: md.MuData, params: Mapping[str, Any] | None = None, seed: in
 
 
 __all__ = [
-    "DEFAULT_PARAMS",
     "clr",
     "preprocess",
     "rank_genes_seurat_v3",

@@ -43,7 +43,7 @@ import scipy.sparse as sp
 
 from ..constants import BATCH, LABEL, MODALITY_KIND
 from ..io import InputError
-from .preprocess import validate_modality
+from ._validate import validate_modality
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,13 @@ class Method(ABC):
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     #: True when the method needs train cells that show two modalities (e.g. CCA).
     needs_pairs: ClassVar[bool] = False
-    #: True for torch models (they get a device and write a checkpoint).
+    #: True for torch models (they write a checkpoint of their weights).
     is_neural: ClassVar[bool] = False
+    #: True when the method runs on the job's device (CUDA when present); False: CPU only.
+    uses_device: ClassVar[bool] = False
+    #: The keys of the ``training`` config the method applies ("all" = every key). Whatever
+    #: else ``training`` holds is recorded as ignored in ``run_info.yaml``.
+    TRAINING_KEYS: ClassVar[frozenset[str] | str] = frozenset()
 
     def __init__(self, **params: Any) -> None:
         self.validate_params(params)
@@ -53,16 +58,28 @@ class Method(ABC):
                 f"valid parameters are {sorted(cls.DEFAULTS)}"
             )
 
+    @classmethod
+    def applied_training(cls, training: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of the resolved ``training`` config this method applies."""
+        if cls.TRAINING_KEYS == "all":
+            return dict(training)
+        return {k: v for k, v in training.items() if k in cls.TRAINING_KEYS}
+
     @abstractmethod
     def fit(
         self,
         mdata: md.MuData,
         *,
+        training: Mapping[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
-        time_limit_s: float | None = None,
     ) -> pd.DataFrame:
-        """Train on the train cells; return the per-epoch history (may be empty)."""
+        """Train on the train cells; return the per-epoch history (may be empty).
+
+        ``training`` is the training config (None: the schema defaults; resolved by
+        :func:`dmmvae.methods._loop.resolve_training`); the method applies the keys named by
+        ``TRAINING_KEYS`` and ignores the others.
+        """
 
     @abstractmethod
     def predict(self, mdata: md.MuData) -> Predictions:

@@ -54,7 +54,7 @@ class PcaCca(Method):
     DEFAULTS: ClassVar[dict[str, Any]] = {"n_pcs": 50, "n_components": 20, "max_iter": 1000}
     needs_pairs = True
 
-    def fit(self, mdata, *, seed=0, device="cpu", time_limit_s=None) -> pd.DataFrame:
+    def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         mods = list(mdata.mod)
         self._pcas = {}
         for m in mods:
@@ -93,7 +93,7 @@ class KnnRegression(Method):
     DEFAULTS: ClassVar[dict[str, Any]] = {"n_pcs": 50, "k": 15}
     needs_pairs = True
 
-    def fit(self, mdata, *, seed=0, device="cpu", time_limit_s=None) -> pd.DataFrame:
+    def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         self._seed = seed
         self._mdata = mdata
         return pd.DataFrame()
@@ -127,7 +127,7 @@ class KnnRegression(Method):
 class RandomEmbedding(Method):
     DEFAULTS: ClassVar[dict[str, Any]] = {"n_dims": 20}
 
-    def fit(self, mdata, *, seed=0, device="cpu", time_limit_s=None) -> pd.DataFrame:
+    def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         self._seed = seed
         return pd.DataFrame()
 

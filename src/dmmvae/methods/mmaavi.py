@@ -185,9 +185,9 @@ class MMAAVI(MultimodalVAE):
         self._groups = torch.as_tensor(codes) if self.n_groups else None
         assert len(codes) == n
 
-    def fit(self, mdata, *, seed=0, device="cpu", time_limit_s=None, training=None):
+    def fit(self, mdata, *, training=None, seed=0, device="cpu"):
         self._assign_groups(mdata)
-        hist = super().fit(mdata, seed=seed, device=device, time_limit_s=time_limit_s, training=training)
+        hist = super().fit(mdata, training=training, seed=seed, device=device)
         self.train_info["discriminator_groups"] = self.group_names if self.n_groups else []
         return hist
 

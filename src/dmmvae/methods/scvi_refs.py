@@ -32,6 +32,7 @@ Predictions (test cells)
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, ClassVar
 
 import anndata as ad
@@ -109,6 +110,10 @@ class _ScviMethod(Method):
         "early_stopping": True,
         "lr": 4e-3,
     }
+    uses_device: ClassVar[bool] = True
+    #: epochs, batch size and lr are scvi-tools' own (``params``); of ``training`` only the
+    #: time limit applies (Lightning's ``max_time``)
+    TRAINING_KEYS: ClassVar[frozenset[str]] = frozenset({"time_limit_minutes"})
     #: modalities the method requires / accepts
     REQUIRED: ClassVar[tuple[str, ...]] = ()
     ACCEPTED: ClassVar[tuple[str, ...]] = ()
@@ -125,8 +130,9 @@ class _ScviMethod(Method):
             )
         return mods
 
-    def _train_kwargs(self, device: str, seed: int) -> dict[str, Any]:
+    def _train_kwargs(self, device: str, seed: int, training=None) -> dict[str, Any]:
         p = self.params
+        limit = (training or {}).get("time_limit_minutes")
         kw = {
             "max_epochs": int(p["max_epochs"]),
             "batch_size": int(p["batch_size"]),
@@ -135,6 +141,8 @@ class _ScviMethod(Method):
             "plan_kwargs": {"lr": float(p["lr"])},
             "enable_progress_bar": False,
         }
+        if limit:  # Lightning stops at the time limit (training ends early, not a failure)
+            kw["max_time"] = datetime.timedelta(minutes=float(limit))
         return kw
 
     def checkpoint(self) -> dict[str, Any]:
@@ -181,7 +189,7 @@ class TotalVI(_ScviMethod):
                                                     columns=mdata.mod[ADT].var_names.astype(str))
         return a
 
-    def fit(self, mdata, *, seed=0, device="cpu", time_limit_s=None, training=None) -> pd.DataFrame:
+    def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         scvi = import_scvi()
         self._check_modalities(mdata)
         scvi.settings.seed = int(seed)
@@ -196,7 +204,7 @@ class TotalVI(_ScviMethod):
         scvi.model.TOTALVI.setup_anndata(adata, protein_expression_obsm_key="protein_expression",
                                          layer=COUNTS, batch_key="_dmmvae_batch")
         self._model = scvi.model.TOTALVI(adata, n_latent=int(self.params["n_latent"]))
-        self._model.train(**self._train_kwargs(device, seed))
+        self._model.train(**self._train_kwargs(device, seed, training))
         self._kept = _kept_fraction(mdata)
         self.train_info = {"epochs_run": len(self._history(self._model)), "n_train_cells": len(rows),
                            "scvi_version": scvi.__version__}
@@ -262,7 +270,7 @@ class MultiVI(_ScviMethod):
         layers = {f"{names[m]}": COUNTS for m in self._mods}
         scvi.model.MULTIVI.setup_mudata(mdata_s, batch_key="_dmmvae_batch", modalities=modalities, **layers)
 
-    def fit(self, mdata, *, seed=0, device="cpu", time_limit_s=None, training=None) -> pd.DataFrame:
+    def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         scvi = import_scvi()
         self._mods = [m for m in (RNA, ATAC, ADT) if m in self._check_modalities(mdata)]
         if len(self._mods) < 2:
@@ -274,7 +282,7 @@ class MultiVI(_ScviMethod):
         mdata_s = self._mudata(mdata, rows, {m: v[rows] for m, v in show.items()})
         self._setup(scvi, mdata_s)
         self._model = scvi.model.MULTIVI(mdata_s, n_latent=int(self.params["n_latent"]))
-        self._model.train(**self._train_kwargs(device, seed))
+        self._model.train(**self._train_kwargs(device, seed, training))
         self._kept = _kept_fraction(mdata)
         self.train_info = {"epochs_run": len(self._history(self._model)), "n_train_cells": len(rows),
                            "scvi_version": scvi.__version__}

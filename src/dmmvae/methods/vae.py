@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from ..constants import JOINT, SPLIT, TEST
 from ..io import Predictions
 from ._base import Method
+from ._loop import fit_model
 from .data import DataSpec, ModalitySpec, MultimodalData
 from .likelihoods import get_likelihood, nonzero_entries, to_scoring
 from .nn import MLP, Decoder, Encoder
@@ -124,6 +125,8 @@ class MultimodalVAE(Method, nn.Module):
         "classifier_weight": 1.0,  # semi-supervised label head (training.semi_supervised_fraction)
     }
     is_neural: ClassVar[bool] = True
+    uses_device: ClassVar[bool] = True
+    TRAINING_KEYS: ClassVar[str] = "all"
 
     def __init__(self, **params: Any) -> None:
         nn.Module.__init__(self)
@@ -324,20 +327,14 @@ class MultimodalVAE(Method, nn.Module):
         self,
         mdata: md.MuData,
         *,
+        training: dict[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
-        time_limit_s: float | None = None,
-        training: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
-        """Build from ``mdata`` and train (:func:`dmmvae.train.fit_model`); returns the history.
-
-        Raises :class:`dmmvae.train.TrainingFailure` on a non-finite loss or the time limit.
+        """Build from ``mdata`` and train (the one loop, :func:`._loop.fit_model`); returns the
+        history. Raises :class:`._loop.TrainingFailure` on a non-finite loss or the time limit.
         """
-        from ..train import fit_model
-
-        return fit_model(
-            self, mdata, seed=seed, device=device, time_limit_s=time_limit_s, training=training
-        )
+        return fit_model(self, mdata, seed=seed, device=device, training=training)
 
     def embed(self, qz: dict[str, Gaussian], masks: dict[str, Tensor]) -> Tensor:
         return self.fuse(qz, masks).mu
