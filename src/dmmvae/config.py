@@ -155,7 +155,7 @@ def check_local_paths(config: Mapping, runs: Iterable[Run], root: str | Path = "
     """
     for ds in sorted({r.dataset for r in runs}):
         spec = config["datasets"][ds]
-        for path in local_input_paths(spec):
+        for path in [*local_input_paths(spec), *annotation_paths(spec)]:
             full = Path(root) / path
             if not full.exists():
                 raise ConfigError(
@@ -164,3 +164,27 @@ def check_local_paths(config: Mapping, runs: Iterable[Run], root: str | Path = "
                     "paths start from the directory snakemake runs in), or leave the dataset out "
                     "with 'run.datasets'."
                 )
+
+
+def annotation_paths(spec: Mapping) -> list[str]:
+    """The gene annotation file a dataset names (for RNA<->ATAC links), if any."""
+    return [str(spec["gene_annotation"])] if spec.get("gene_annotation") else []
+
+
+def preprocessing_params(config: Mapping, dataset: str) -> dict:
+    """The preprocessing parameters of one dataset: the top-level ``preprocessing``, the
+    dataset's own overrides (per modality kind), and its ``gene_annotation`` /
+    ``protein_gene`` as ``links`` parameters."""
+    spec = config["datasets"][dataset]
+    out = {k: dict(v) if isinstance(v, Mapping) else v
+           for k, v in (config.get("preprocessing") or {}).items()}
+    for key, val in (spec.get("preprocessing") or {}).items():
+        out[key] = {**out.get(key, {}), **val} if isinstance(val, Mapping) else val
+    links = dict(out.get("links") or {})
+    if spec.get("gene_annotation"):
+        links["gene_annotation"] = str(spec["gene_annotation"])
+    if spec.get("protein_gene"):
+        links["protein_gene"] = {**links.get("protein_gene", {}), **spec["protein_gene"]}
+    if links:
+        out["links"] = links
+    return out

@@ -12,10 +12,12 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path("results/.jax_cache"
 from dmmvae.data.prepare import download_filenames, local_input_paths  # noqa: E402
 from dmmvae.config import (  # noqa: E402
     ConfigError,
+    annotation_paths,
     check_local_paths,
     check_scenarios,
     expand_models,
     merged,
+    preprocessing_params,
     resolve_runs,
 )
 
@@ -61,7 +63,12 @@ def get_prepare_inputs(wildcards):
 
 
 def get_preprocessing(wildcards):
-    return merged(config["preprocessing"], dataset_spec(wildcards).get("preprocessing"))
+    return preprocessing_params(config, wildcards.dataset)
+
+
+def get_preprocess_inputs(wildcards):
+    """The raw MuData, and the dataset's gene annotation when it names one."""
+    return ["results/data/{dataset}/raw.h5mu", *annotation_paths(dataset_spec(wildcards))]
 
 
 def get_scenario(wildcards):

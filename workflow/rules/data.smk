@@ -35,7 +35,7 @@ rule prepare_dataset:
 
 rule preprocess_dataset:
     input:
-        "results/data/{dataset}/raw.h5mu",
+        get_preprocess_inputs,
     output:
         "results/data/{dataset}/preprocessed.h5mu",
     params:

@@ -72,6 +72,10 @@ Parameters (``params`` dict; every key optional; defaults in the config schema, 
     LSI components (capped at ``min(n_peaks, n_train) - 1``); 0 disables LSI.
 ``atac.tfidf_scale`` (float, 1e4)
     Scale factor inside the TF log.
+``links.*`` (linked features, :mod:`dmmvae.data.links`)
+    ``promoter_bp`` (2000), ``weighting`` ("none" or "glue"), ``extend_bp`` (150000),
+    ``gene_annotation`` (BED/GTF path or null: the dataset's ``gene_annotation``),
+    ``protein_gene`` (protein -> gene overrides: the dataset's ``protein_gene``).
 
 The config schema (``src/dmmvae/schemas/config.schema.yaml``) holds the defaults (the top-level
 ``preprocessing`` default) and checks these keys (``$defs/preprocessing``) before any job runs.
@@ -106,6 +110,7 @@ from ..constants import (
 from ..io import InputError
 from ..schema import schema_defaults
 from ._validate import COUNT_KINDS, validate_modality
+from .links import add_links
 from .scenarios import protocol_split
 
 log = logging.getLogger(__name__)
@@ -481,7 +486,10 @@ def _kind_of(name: str, a: ad.AnnData) -> str:
     return str(kind)
 
 
-def preprocess(raw: md.MuData, params: Mapping[str, Any] | None = None, seed: int = 0) -> md.MuData:
+def preprocess(
+    raw: md.MuData, params: Mapping[str, Any] | None = None, seed: int = 0,
+    where: str = "input",
+) -> md.MuData:
     """Preprocess a raw-count MuData into the data contract (see module docstring).
 
     ``raw.obs`` may hold ``cell_type`` / ``batch`` (cast to str) and any other columns; they and
@@ -583,10 +591,12 @@ def preprocess(raw: md.MuData, params: Mapping[str, Any] | None = None, seed: in
         },
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    mdata.uns[PROVENANCE] = _clean_for_h5(prov)
     for k, v in raw.uns.items():
         if k != PROVENANCE:
             mdata.uns[k] = v
+    # 4. linked features (from feature annotations only; PROTOCOL "Linked features") -------
+    prov["preprocessing"]["links"] = add_links(mdata, **p["links"], where=where)
+    mdata.uns[PROVENANCE] = _clean_for_h5(prov)
     return mdata
 
 
