@@ -124,5 +124,12 @@ def toy_predictions(mdata, *, noise: float = 0.3, seed: int = 1, dim: int | None
             gen[m] = (x[rng.permutation(n)] + rng.normal(scale=noise, size=x.shape)).astype(
                 np.float32
             )
+    cross = {}
+    if generated:  # "sampled" cross-modal generations: observed cells of other test cells
+        for (s, t), p in imp.items():
+            x = mdata.mod[t].X[test]
+            x = x.toarray() if sp.issparse(x) else np.asarray(x)
+            cross[(s, t)] = (x[rng.permutation(n)] + rng.normal(scale=noise, size=x.shape)).astype(
+                np.float32)
     return Predictions(np.asarray(mdata.obs_names[test]), emb, imp, gen,
-                       info={"shared_dims": list(range(k))})
+                       info={"shared_dims": list(range(k))}, cross_generated=cross)

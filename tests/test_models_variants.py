@@ -23,13 +23,14 @@ from _synthetic import (
 )
 
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
+from dmmvae.data.links import add_links
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MODELS, build_model
 from dmmvae.methods.data import build_spec
 from dmmvae.methods.likelihoods import LIKELIHOODS
-from dmmvae.methods.scmodal import link_features, mutual_nearest_neighbours
+from dmmvae.methods.scmodal import mutual_nearest_neighbours
 from dmmvae.metrics import foscttm, label_transfer
 
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]
@@ -50,6 +51,7 @@ def _gene_split(n_cells: int = 600, overlap: int = 100):
     with md.set_options(pull_on_update=False):
         out = md.MuData({"genes_a": a[:, :half].copy(), "genes_b": a[:, a.n_vars - half :].copy()})
     out.obs = pre.obs.copy()
+    add_links(out)  # the preprocessing step that links the shared genes by name
     return out
 
 
@@ -243,14 +245,6 @@ def test_scmodal_aligns_unpaired_modalities_through_linked_features():
             assert lt["acc_mean"] > 0.6
     assert scores["features"] < 0.1, scores
     assert scores["features"] < scores["none"] - 0.2, scores
-
-
-def test_link_features_matches_proteins_to_their_genes():
-    genes = ["CD4", "CD8A", "PTPRC", "MS4A1", "HLA-DRA", "ACTB", "CD14"]
-    adts = ["CD4", "CD8a", "CD45RA", "CD20-TotalSeqB", "HLA-DR", "ADT_CD14", "CD999"]
-    pairs = dict(link_features(adts, genes))
-    assert pairs == {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 6}
-    assert link_features(["peak1", "peak2"], genes) == []
 
 
 def test_mutual_nearest_neighbours_are_mutual():

@@ -129,6 +129,7 @@ def eval_inputs(mdata, preds: Predictions, params: Mapping[str, Any]) -> EvalInp
         embeddings={k: np.asarray(v) for k, v in preds.embeddings.items()},
         imputations=dict(preds.imputations),
         generated=dict(preds.generated),
+        cross_generated=dict(preds.cross_generated),
         read_observed=lambda m: mdata.mod[m].X[idx],
         labels=labels,
         label_mask=lab_mask,

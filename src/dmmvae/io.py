@@ -76,6 +76,8 @@ class Predictions:
     - ``embeddings[mod]``: (n_test, d) encoded from ``mod`` alone; ``embeddings["joint"]`` optional.
     - ``imputations[(src, tgt)]``: (n_test, n_features_tgt) in the scoring normalization of tgt.
     - ``generated[mod]``: (n, n_features_mod) sampled from the prior, scoring normalization.
+    - ``cross_generated[(src, tgt)]``: (n_test, n_features_tgt) SAMPLED from tgt's likelihood
+      given src alone (the realism test's cross-modal generations; imputations are means).
     - ``obs_names``: the test cells, in order.
     - ``failure``: None, or a dict {reason, epoch, log} when the method failed.
     """
@@ -88,11 +90,13 @@ class Predictions:
         generated: dict[str, np.ndarray] | None = None,
         failure: dict[str, Any] | None = None,
         info: dict[str, Any] | None = None,
+        cross_generated: dict[tuple[str, str], np.ndarray] | None = None,
     ) -> None:
         self.obs_names = np.asarray(obs_names).astype(str)
         self.embeddings = dict(embeddings or {})
         self.imputations = dict(imputations or {})
         self.generated = dict(generated or {})
+        self.cross_generated = dict(cross_generated or {})
         self.failure = failure
         self.info = dict(info or {})
 
@@ -118,6 +122,11 @@ class Predictions:
                 )
             for mod, arr in self.generated.items():
                 f.create_dataset(f"{GENERATED_GROUP}/prior/{mod}", data=np.asarray(arr, np.float32))
+            for (src, tgt), arr in self.cross_generated.items():
+                arr = np.asarray(arr)
+                dtype = np.float16 if arr.shape[1] > 20000 else np.float32
+                f.create_dataset(f"{GENERATED_GROUP}/cross/{src}_to_{tgt}",
+                                 data=arr.astype(dtype, copy=False))
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Predictions:
@@ -131,4 +140,8 @@ class Predictions:
                 src, tgt = k.split("_to_")
                 imp[(src, tgt)] = v[:].astype(np.float32)
             gen = {k: v[:] for k, v in f.get(f"{GENERATED_GROUP}/prior", {}).items()}
-        return cls(obs_names, emb, imp, gen, failure, info)
+            cross = {}
+            for k, v in f.get(f"{GENERATED_GROUP}/cross", {}).items():
+                src, tgt = k.split("_to_")
+                cross[(src, tgt)] = v[:].astype(np.float32)
+        return cls(obs_names, emb, imp, gen, failure, info, cross)

@@ -26,9 +26,8 @@ import torch
 from .constants import SPLIT, TEST
 from .io import InputError, Predictions, atomic_path, write_yaml
 from .methods import build_model
-from .methods._base import MissingDependencyError
+from .methods._base import MissingDependencyError, NotApplicableError
 from .methods._loop import TrainingFailure, resolve_training
-from .methods.controls import MissingPairsError
 from .runtime import peak_memory_mb, resolve_device
 
 
@@ -74,8 +73,8 @@ def run_training(
     except TrainingFailure as e:
         failure = {"reason": e.reason, "epoch": e.epoch, "log": e.log}
         history = e.history
-    except MissingPairsError as e:  # a control that needs paired cells, on diagonal data
-        failure = {"reason": "missing_pairs", "epoch": 0, "log": str(e)}
+    except NotApplicableError as e:  # e.g. needs paired cells or linked features
+        failure = {"reason": e.reason, "epoch": 0, "log": str(e)}
     except MissingDependencyError as e:  # optional reference tool not installed
         failure = {"reason": "not_installed", "epoch": 0, "log": str(e)}
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:

@@ -309,7 +309,7 @@ def add_links(
                 rna, atac = (a, b) if ka == "rna" else (b, a)
                 genes = gene_coordinates(mdata.mod[rna].var, annotation, where=where)
                 if "interval" not in mdata.mod[atac].var:
-                    log.warning("%s: peaks of '%s' carry no 'interval': no gene-peak link", where,
+                    log.info("%s: peaks of '%s' carry no 'interval': no gene-peak link", where,
                                 atac)
                     continue
                 peaks = parse_intervals(mdata.mod[atac].var["interval"].to_numpy(),

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from ._base import Method
+from ._base import (
+    Method,
+    MissingDependencyError,
+    MissingLinksError,
+    MissingPairsError,
+    NotApplicableError,
+)
 from .controls import KnnRegression, PcaCca, RandomEmbedding
 from .dmmvae import DMMVAE
+from .gw_ot import GromovWassersteinOT
+from .linked_cca import LinkedCCA
 from .mlp_fusion import MLPFusion
 from .mmaavi import MMAAVI
 from .mmvae import MMVAE
@@ -18,6 +26,8 @@ MODELS: dict[str, type[Method]] = {
     "pca_cca": PcaCca,
     "knn_regression": KnnRegression,
     "random": RandomEmbedding,
+    "linked_cca": LinkedCCA,
+    "gw_ot": GromovWassersteinOT,
     "mvae": MVAE,
     "mmvae": MMVAE,
     "mopoe": MoPoE,
@@ -42,4 +52,13 @@ def build_model(name: str, params: dict | None = None) -> Method:
     return get_model_class(name)(**(params or {}))
 
 
-__all__ = ["MODELS", "Method", "build_model", "get_model_class"]
+__all__ = [
+    "MODELS",
+    "Method",
+    "MissingDependencyError",
+    "MissingLinksError",
+    "MissingPairsError",
+    "NotApplicableError",
+    "build_model",
+    "get_model_class",
+]

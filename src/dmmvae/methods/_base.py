@@ -20,6 +20,25 @@ class MissingDependencyError(ModuleNotFoundError):
     """
 
 
+class NotApplicableError(RuntimeError):
+    """The method does not apply to this scenario or dataset (``reason`` names why);
+    ``run_training`` records a failure with that reason instead of stopping the grid."""
+
+    reason = "not_applicable"
+
+
+class MissingPairsError(NotApplicableError):
+    """The method needs train cells that show two modalities, and the scenario has none."""
+
+    reason = "missing_pairs"
+
+
+class MissingLinksError(NotApplicableError):
+    """The method needs linked features (PROTOCOL "Linked features"), and the data have none."""
+
+    reason = "missing_links"
+
+
 class Method(ABC):
     """A method: ``fit`` on the train cells of a scenario, ``predict`` on its test cells.
 

@@ -26,11 +26,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from ..constants import JOINT, SPLIT, TEST, TRAIN, visible_key
 from ..io import Predictions
-from ._base import Method
-
-
-class MissingPairsError(RuntimeError):
-    """The method needs train cells that show two modalities, and the scenario has none."""
+from ._base import Method, MissingPairsError
 
 
 def _pca(X_fit, n_components: int, seed: int) -> PCA:

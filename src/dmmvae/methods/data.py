@@ -45,6 +45,7 @@ from ..constants import (
     TRAIN,
     visible_key,
 )
+from ..data.links import LINKS
 from ..io import InputError
 from .likelihoods import DEFAULT_LIKELIHOOD, get_likelihood
 
@@ -69,20 +70,38 @@ class ModalitySpec:
 class DataSpec:
     modalities: dict[str, ModalitySpec]
     labels: list[str]
+    #: linked features between modality pairs, from the preprocessed file (the data contract of
+    #: :mod:`dmmvae.data.links`): ``{(a, b): (i, j, w)}``, features i of a link to j of b
+    links: dict[tuple[str, str], tuple[list[int], list[int], list[float]]] = field(
+        default_factory=dict
+    )
 
     @property
     def names(self) -> list[str]:
         return list(self.modalities)
 
+    def link(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(i, j, w)`` of the links between ``a`` and ``b``, oriented a -> b (empty if none)."""
+        if (a, b) in self.links:
+            i, j, w = self.links[(a, b)]
+        elif (b, a) in self.links:
+            j, i, w = self.links[(b, a)]
+        else:
+            i, j, w = [], [], []
+        return np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(w, np.float32)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "modalities": {k: asdict(v) for k, v in self.modalities.items()},
             "labels": self.labels,
+            "links": [[a, b, *map(list, v)] for (a, b), v in self.links.items()],
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DataSpec:
-        return cls({k: ModalitySpec(**v) for k, v in d["modalities"].items()}, list(d["labels"]))
+        links = {(a, b): (i, j, w) for a, b, i, j, w in d.get("links", [])}
+        return cls({k: ModalitySpec(**v) for k, v in d["modalities"].items()}, list(d["labels"]),
+                   links)
 
 
 def _source(mdata: md.MuData) -> str:
@@ -170,7 +189,12 @@ def build_spec(
     labels: list[str] = []
     if LABEL in mdata.obs:
         labels = sorted(str(v) for v in mdata.obs[LABEL].dropna().unique())
-    return DataSpec(specs, labels)
+    links = {}
+    for entry in (mdata.uns.get(LINKS) or {}).values():
+        a, b = str(entry["src"]), str(entry["tgt"])
+        if a in specs and b in specs and len(entry["i"]):
+            links[(a, b)] = tuple(np.asarray(entry[k]).tolist() for k in ("i", "j", "w"))
+    return DataSpec(specs, labels, links)
 
 
 class _Rows:

@@ -18,18 +18,18 @@ no KL, no prior), trained with five terms (weights as in the paper's defaults):
   log-normalised) input and of ``z`` must have cosine similarity up to ``geo_clamp`` (0.975).
 - ``lambda_mnn`` (10; scMODAL: 1) **anchors** as soft L2 constraints ``sum S_ij |z_a,i - z_b,j|^2 / sum S``:
   ``S`` = mutual ``n_knn``-nearest neighbours (cosine) between the cells of the minibatch that
-  show ``a`` and those that show ``b``, computed on the LINKED features only. Linked features
-  are found by name (:func:`link_features`): the same gene in two modalities, or an ADT
-  protein and the gene that encodes it (``CD4`` <-> ``CD4``, ``CD8a`` <-> ``CD8A``,
-  ``CD45RA`` <-> ``PTPRC``, ... via :data:`PROTEIN_TO_GENE`). With ``anchors="auto"`` a cell
+  show ``a`` and those that show ``b``, computed on the LINKED features only: the links of the
+  preprocessed file (:mod:`dmmvae.data.links`, the same for every method): a protein and the
+  gene that encodes it, a gene and its gene activity (the sum of its linked peaks), or
+  same-name features. With ``anchors="auto"`` a cell
   that shows both modalities (paired / mosaic scenarios) is also its own anchor. Defaults
   ``n_knn=5`` and weight 10 differ from the paper's (30 neighbours in 500-cell batches,
   weight 1): our minibatches are smaller (each modality ~half of 128-256 cells) and on the
   synthetic gene-split test weight 1 left the diagonal FOSCTTM at 0.21 against 0.02 with 10.
 
 scMODAL needs no pairing at all: on the diagonal scenario it trains from single-modality
-cells only. When two modalities have no linked feature (e.g. RNA + ATAC peaks without a gene
-activity matrix, or synthetic data), that pair runs WITHOUT feature anchors (alignment then
+cells only. When two modalities have no linked feature (e.g. RNA + ATAC peaks without gene
+coordinates, or synthetic data), that pair runs WITHOUT feature anchors (alignment then
 rests on the GAN, cycle and geometry terms alone), and ``Predictions.info["anchors"]`` says
 so; a shared PCA/CCA space cannot be fitted without paired cells, so it is not used.
 
@@ -40,7 +40,6 @@ the train codes (running estimate), since the latent space has no prior of its o
 
 from __future__ import annotations
 
-import re
 from itertools import permutations
 from typing import Any, ClassVar
 
@@ -55,73 +54,6 @@ from .objectives import Gaussian, count_visible, masked
 from .vae import LossOutput, MultimodalVAE
 
 ANCHORS = ("auto", "features", "pairs", "none")
-
-#: Antibody (ADT) names whose gene symbol differs from the protein name (upper case keys).
-PROTEIN_TO_GENE: dict[str, str] = {
-    "CD3": "CD3E", "CD8": "CD8A", "CD8A": "CD8A", "CD11A": "ITGAL", "CD11B": "ITGAM",
-    "CD11C": "ITGAX", "CD16": "FCGR3A", "CD18": "ITGB2", "CD20": "MS4A1", "CD21": "CR2",
-    "CD25": "IL2RA", "CD26": "DPP4", "CD29": "ITGB1", "CD31": "PECAM1", "CD32": "FCGR2A",
-    "CD35": "CR1", "CD39": "ENTPD1", "CD45": "PTPRC", "CD45RA": "PTPRC", "CD45RO": "PTPRC",
-    "CD49B": "ITGA2", "CD49D": "ITGA4", "CD49F": "ITGA6", "CD54": "ICAM1", "CD56": "NCAM1",
-    "CD57": "B3GAT1", "CD62L": "SELL", "CD62P": "SELP", "CD64": "FCGR1A", "CD71": "TFRC",
-    "CD73": "NT5E", "CD94": "KLRD1", "CD95": "FAS", "CD103": "ITGAE", "CD107A": "LAMP1",
-    "CD112": "NECTIN2", "CD117": "KIT", "CD122": "IL2RB", "CD123": "IL3RA", "CD127": "IL7R",
-    "CD134": "TNFRSF4", "CD137": "TNFRSF9", "CD141": "THBD", "CD152": "CTLA4", "CD154": "CD40LG",
-    "CD155": "PVR", "CD158": "KIR2DL1", "CD161": "KLRB1", "CD183": "CXCR3", "CD184": "CXCR4",
-    "CD185": "CXCR5", "CD194": "CCR4", "CD195": "CCR5", "CD196": "CCR6", "CD197": "CCR7",
-    "CD223": "LAG3", "CD235A": "GYPA", "CD244": "CD244", "CD252": "TNFSF4", "CD268": "TNFRSF13C",
-    "CD272": "BTLA", "CD273": "PDCD1LG2", "CD274": "CD274", "CD278": "ICOS", "CD279": "PDCD1",
-    "CD303": "CLEC4C", "CD304": "NRP1", "CD314": "KLRK1", "CD319": "SLAMF7", "CD335": "NCR1",
-    "CD352": "SLAMF6", "CD357": "TNFRSF18", "CD366": "HAVCR2", "FCER1": "FCER1A",
-    "FCERIA": "FCER1A", "FCER1A": "FCER1A", "HLA-DR": "HLA-DRA", "HLADR": "HLA-DRA",
-    "HLA-ABC": "HLA-A", "IGD": "IGHD", "IGM": "IGHM", "IGG": "IGHG1", "TCRAB": "TRAC",
-    "TCRGD": "TRDC", "TCR-AB": "TRAC", "TCR-GD": "TRDC", "KLRG1": "KLRG1", "CX3CR1": "CX3CR1",
-}
-
-_PREFIXES = ("ADT_", "ADT-", "ANTI-", "ANTI_", "HTO_", "PROT_", "PROTEIN_")
-_SUFFIX = re.compile(r"([-_.](TOTALSEQ[ABC]?|TSB|TSA|TSC|ADT|PROT|PROTEIN|ANTIBODY)\b.*|[-_.]\d+)$")
-
-
-def _normalise_name(name: str) -> str:
-    n = str(name).strip().upper()
-    for p in _PREFIXES:
-        if n.startswith(p):
-            n = n[len(p):]
-    prev = None
-    while prev != n:
-        prev, n = n, _SUFFIX.sub("", n)
-    return n
-
-
-def link_features(names_a: list[str], names_b: list[str]) -> list[tuple[int, int]]:
-    """Pairs ``(i, j)`` of features measuring the same gene in two modalities, by name.
-
-    Exact (case-insensitive) matches first; then each side's names are mapped through
-    :data:`PROTEIN_TO_GENE` after removing ADT decorations (``ADT_``, ``-TotalSeqB``,
-    ``_1``), so that an antibody links to the gene that encodes it. Each feature of ``a``
-    links to at most one feature of ``b``.
-    """
-    def keys(name: str) -> list[str]:
-        n = _normalise_name(name)
-        out = [str(name).strip().upper(), n]
-        if n in PROTEIN_TO_GENE:
-            out.append(PROTEIN_TO_GENE[n])
-        return out
-
-    index_b: dict[str, int] = {}
-    for j, nb in enumerate(names_b):
-        for k in keys(nb):
-            index_b.setdefault(k, j)
-    pairs, used_b = [], set()
-    for i, na in enumerate(names_a):
-        for k in keys(na):
-            j = index_b.get(k)
-            if j is not None and j not in used_b:
-                pairs.append((i, j))
-                used_b.add(j)
-                break
-    return pairs
-
 
 def _log_view(target: str, x: Tensor) -> Tensor:
     """Log-normalised view of a target batch (counts), the values as they are otherwise."""
@@ -181,15 +113,20 @@ class ScMODAL(MultimodalVAE):
         use_features = self.params["anchors"] in ("auto", "features")
         for i, a in enumerate(mods):
             for b in mods[i + 1:]:
-                pairs = link_features(spec.modalities[a].feature_names, spec.modalities[b].feature_names)
+                la, lb, lw = spec.link(a, b)  # the preprocessed file's links (data contract)
+                genes, inverse = np.unique(la, return_inverse=True)
                 key = f"{a}+{b}"
-                if use_features and len(pairs) >= int(self.params["min_links"]):
-                    ia, ib = (torch.as_tensor(v, dtype=torch.long) for v in zip(*pairs, strict=True))
-                    self.links[(a, b)] = (ia, ib)
-                    self.anchor_report[key] = f"mutual nearest neighbours on {len(pairs)} linked features"
+                if use_features and len(genes) >= int(self.params["min_links"]):
+                    self.links[(a, b)] = tuple(
+                        torch.as_tensor(v) for v in (genes, inverse, lb, lw.astype(np.float32))
+                    )
+                    self.anchor_report[key] = (
+                        f"mutual nearest neighbours on {len(genes)} linked features "
+                        f"({len(la)} links)"
+                    )
                 elif use_features:
                     self.anchor_report[key] = (
-                        f"no feature anchors ({len(pairs)} linked features < min_links="
+                        f"no feature anchors ({len(genes)} linked features < min_links="
                         f"{self.params['min_links']}); GAN + cycle + geometry only"
                     )
                 else:
@@ -289,9 +226,13 @@ class ScMODAL(MultimodalVAE):
                 ra, rb = masks[a], masks[b]
                 if int(ra.sum()) < 2 or int(rb.sum()) < 2:
                     continue
-                ia, ib = (t.to(x[a].device) for t in self.links[(a, b)])
-                fa = _standardise(_log_view(self.spec.modalities[a].target, x[a][ra])[:, ia])
-                fb = _standardise(_log_view(self.spec.modalities[b].target, x[b][rb])[:, ib])
+                genes, inverse, ib, w = (t.to(x[a].device) for t in self.links[(a, b)])
+                fa = _standardise(_log_view(self.spec.modalities[a].target, x[a][ra])[:, genes])
+                # b in a's linked features: each feature of a gets the (weighted) sum of the
+                # features of b linked to it (a linked protein; gene activity of peaks)
+                vb = _log_view(self.spec.modalities[b].target, x[b][rb])[:, ib] * w
+                fb = vb.new_zeros(vb.shape[0], len(genes)).index_add_(1, inverse, vb)
+                fb = _standardise(fb)
                 with torch.no_grad():
                     s = mutual_nearest_neighbours(fa, fb, int(self.params["n_knn"]))
                 if s.sum() == 0:
@@ -334,4 +275,4 @@ class ScMODAL(MultimodalVAE):
         return preds
 
 
-__all__ = ["ANCHORS", "PROTEIN_TO_GENE", "ScMODAL", "link_features", "mutual_nearest_neighbours"]
+__all__ = ["ANCHORS", "ScMODAL", "mutual_nearest_neighbours"]

@@ -386,6 +386,8 @@ class MultimodalVAE(Method, nn.Module):
             if s != t
         }
         gen = {m: np.empty((n, width[m]), np.float32) for m in mods}
+        cross = {k: np.empty_like(v) for k, v in imp.items()}  # sampled, for the realism test
+        torch.manual_seed(seed + 1)
 
         def put(out: np.ndarray, start: int, values: Tensor) -> None:
             out[start : start + len(values)] = values.float().cpu().numpy()
@@ -401,6 +403,7 @@ class MultimodalVAE(Method, nn.Module):
                 px = self.impute_params(qz, masks, s, tgts)
                 for t in tgts:
                     put(imp[(s, t)], start, self.scoring_mean(t, px[t]))
+                    put(cross[(s, t)], start, self.scoring_sample(t, px[t]))
             start += len(batch["index"])
         g = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
@@ -415,6 +418,7 @@ class MultimodalVAE(Method, nn.Module):
             imputations=imp,
             generated=gen,
             info={"model": type(self).__name__, "params": self.params, **self.train_info},
+            cross_generated=cross,
         )
 
     # ------------------------------------------------------------------ checkpoints

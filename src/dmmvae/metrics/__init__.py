@@ -12,8 +12,9 @@ family                      array function                                      
 ``label_transfer``          :func:`label_transfer` (k-NN, both directions)        scikit-learn
 ``imputation``              :func:`imputation_scores` (Pearson/cosine/AUROC)      numpy/scipy
 ``scib``                    :func:`scib_scores` (bio conservation, batch)         scib-metrics
-``recovery``                :func:`ground_truth_recovery` (synthetic data)        scikit-learn
-``realism``                 :func:`c2st_auroc` (classifier two-sample test)       scikit-learn
+``mixing``                  :func:`modality_mixing` (stacked per-modality)         scib-metrics
+``recovery``                :func:`recovery_by_modality` (synthetic data)         scikit-learn
+``realism``                 :func:`c2st_auroc` (trees, two-sample test)            scikit-learn
 ==========================  ===================================================  ==============
 """
 
@@ -28,8 +29,9 @@ from ._imputation import (
     pearson_per_feature,
 )
 from ._label_transfer import knn_transfer, label_transfer
+from ._mixing import modality_mixing
 from ._realism import c2st_auroc
-from ._recovery import ground_truth_recovery, r2_linear
+from ._recovery import ground_truth_recovery, r2_linear, recovery_by_modality
 from ._registry import (
     METRICS,
     REQUIREMENTS,
@@ -86,6 +88,8 @@ __all__ = [
     "auroc_flat",
     "scib_scores",
     "ground_truth_recovery",
+    "modality_mixing",
     "r2_linear",
+    "recovery_by_modality",
     "c2st_auroc",
 ]

@@ -26,14 +26,16 @@ from ..constants import JOINT
 from ._foscttm import foscttm
 from ._imputation import imputation_scores
 from ._label_transfer import label_transfer
+from ._mixing import modality_mixing
 from ._realism import c2st_auroc
-from ._recovery import ground_truth_recovery
+from ._recovery import r2_linear, recovery_by_modality
 from ._scib import scib_scores
 
 Direction = Literal["min", "max", "half"] | None
 
 #: What a metric may need, checked before its function is called (see :meth:`EvalInputs.has`).
-REQUIREMENTS = ("embeddings", "joint", "imputations", "generated", "labels", "ground_truth")
+REQUIREMENTS = ("embeddings", "joint", "imputations", "generated", "labels", "ground_truth",
+                "two_embeddings")
 
 
 class Score(NamedTuple):
@@ -50,8 +52,9 @@ class EvalInputs:
     """The test cells of one run, as every metric function sees them.
 
     - ``mods``: the scenario's modalities in ``mdata.mod`` order; ``kinds[mod]`` their kind.
-    - ``embeddings[mod]`` / ``embeddings[JOINT]``, ``imputations[(src, tgt)]``,
-      ``generated[mod]``: the predictions (absent parts are absent keys).
+    - ``embeddings[mod]`` / ``embeddings[JOINT]``, ``imputations[(src, tgt)]`` (means),
+      ``generated[mod]`` (prior samples), ``cross_generated[(src, tgt)]`` (samples of tgt's
+      likelihood given src alone): the predictions (absent parts are absent keys).
     - :meth:`observed`: a modality's scoring-normalized test cells (read once, then cached;
       the same object on every call, so caches keyed on it work).
     - ``labels``: labels of the labelled test cells (None when fewer than 10 cells or 2 types
@@ -70,6 +73,7 @@ class EvalInputs:
     imputations: dict[tuple[str, str], np.ndarray]
     generated: dict[str, np.ndarray]
     read_observed: Callable[[str], Any]
+    cross_generated: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     labels: np.ndarray | None = None
     label_mask: np.ndarray | None = None
     label_note: str = ""
@@ -95,6 +99,7 @@ class EvalInputs:
             "generated": lambda: bool(self.generated),
             "labels": lambda: self.labels is not None,
             "ground_truth": lambda: self.true_shared is not None,
+            "two_embeddings": lambda: sum(m in self.embeddings for m in self.mods) >= 2,
         }
         if requirement not in checks:
             raise ValueError(f"unknown metric requirement '{requirement}'; valid requirements "
@@ -267,33 +272,59 @@ def shared_latent(inp: EvalInputs) -> np.ndarray | None:
 
 
 def score_recovery(inp: EvalInputs) -> list[Score]:
-    """Held-out R^2 from the shared latent to the true shared / private factors."""
-    z = shared_latent(inp)
-    if z is None:
+    """Held-out R^2 to the true shared / private factors from EACH single-modality embedding
+    (``/<mod>``), across modalities (``/<a>-><b>``: fitted on a, applied to b), and from the
+    joint embedding (``/joint``, not in the mean); ``shared_dims`` columns when given."""
+    note = "fitted on half of the test cells, scored on the other half"
+    seed = int(inp.params.get("recovery_seed", 0))
+    dims = inp.info.get("shared_dims")
+    emb = {}
+    for m in [*inp.mods, JOINT]:
+        if m in inp.embeddings:
+            z = np.asarray(inp.embeddings[m])
+            emb[m] = z[:, np.asarray(dims, dtype=int)] if dims else z
+    if not emb:
         return []
-    note = "held-out half of test cells"
-    if not _finite(z):
-        return [Score("recovery_shared_r2", np.nan, "non-finite embedding", note)]
-    if len(z) < 4:
-        return [Score("recovery_shared_r2", np.nan, f"only {len(z)} test cells", note)]
-    res = ground_truth_recovery(z, inp.true_shared, inp.true_private,
-                                seed=int(inp.params.get("recovery_seed", 0)))
-    rows = [Score("recovery_shared_r2", res["shared_r2"], "", note)]
-    priv = []
-    for m in inp.true_private:
-        rows.append(Score(f"recovery_private_r2/{m}", res[f"private_r2/{m}"], "", note))
-        priv.append(res[f"private_r2/{m}"])
-    return rows + mean_row("recovery_private_r2", priv, note)
+    n = len(next(iter(emb.values())))
+    if n < 4:
+        return [Score("recovery_shared_r2/mean", np.nan, f"only {n} test cells", note)]
+    bad = [m for m, z in emb.items() if not _finite(z)]
+    if bad:
+        return [Score("recovery_shared_r2/mean", np.nan, f"non-finite embedding {bad}", note)]
+    single = {m: z for m, z in emb.items() if m != JOINT}
+    res = recovery_by_modality(single, inp.true_shared, inp.true_private, seed=seed)
+    rows = [Score(f"recovery_{k}", v, "", note) for k, v in res.items()]
+    if JOINT in emb:
+        rows.append(Score("recovery_shared_r2/joint", r2_linear(emb[JOINT], inp.true_shared, seed),
+                          "", note))
+    shared = [v for k, v in res.items() if k.startswith("shared_r2/")]
+    private = [v for k, v in res.items() if k.startswith("private_r2/")]
+    return rows + mean_row("recovery_shared_r2", shared, note) + mean_row(
+        "recovery_private_r2", private, note)
+
+
+def score_mixing(inp: EvalInputs) -> list[Score]:
+    """Modality mixing: scib-metrics on the stacked single-modality embeddings of the labelled
+    test cells (batch = modality of origin)."""
+    mask = inp.label_mask
+    emb = {m: np.asarray(inp.embeddings[m])[mask] for m in inp.mods if m in inp.embeddings}
+    if not all(_finite(z) for z in emb.values()):
+        return [Score("mixing/total", np.nan, "non-finite embedding")]
+    res = modality_mixing(emb, inp.labels)
+    note = f"scib-metrics {res['version']}, batch = modality{inp.label_note}"
+    return [Score(f"mixing/{s}", v, res["errors"].get(s, ""), note)
+            for s, v in res["scores"].items()]
 
 
 def score_realism(inp: EvalInputs) -> list[Score]:
-    """Classifier two-sample test of prior samples and cross-modal generations vs observed."""
+    """Classifier two-sample test of cells SAMPLED from the likelihood (from the prior, and
+    given the other modality alone) vs observed cells."""
     p = inp.params
     kw = {"n_pcs": int(p.get("realism_n_pcs", 50)), "folds": int(p.get("realism_folds", 5)),
           "max_cells": p.get("realism_max_cells", 5000)}
     note = f"pca={kw['n_pcs']} folds={kw['folds']}"
     sources = [(f"prior/{m}", m, g) for m, g in sorted(inp.generated.items())]
-    sources += [(f"{s}->{t}", t, g) for (s, t), g in sorted(inp.imputations.items())]
+    sources += [(f"{s}->{t}", t, g) for (s, t), g in sorted(inp.cross_generated.items())]
     rows: list[Score] = []
     vals: list[float] = []
     cache: dict = {}  # one PCA per modality, shared by its generated sets
@@ -340,11 +371,18 @@ METRICS: dict[str, Metric] = {
                headline=("scib/bio_conservation", "scib/batch_correction", "scib/total"),
                requires=frozenset({"joint", "labels"}),
                description="scib-metrics on the joint embedding, 0.6 bio + 0.4 batch"),
-        Metric("recovery_shared_r2", "recovery", "max", score_recovery,
-               summary="recovery_shared_r2", requires=_REC,
-               description="held-out R² shared latent -> true shared factors (synthetic)"),
+        Metric("mixing", "mixing", "max", score_mixing, summary="mixing/total",
+               headline=("mixing/batch_correction", "mixing/total"),
+               requires=frozenset({"two_embeddings", "labels"}),
+               scenarios=frozenset({"diagonal", "mosaic"}),
+               description="modality mixing: scib-metrics on the stacked single-modality "
+                           "embeddings, batch = modality (diagonal and mosaic)"),
+        Metric("recovery_shared_r2", "recovery", "max", score_recovery, requires=_REC,
+               description="held-out R² from each single-modality embedding (and across "
+                           "modalities) to the true shared factors (synthetic)"),
         Metric("recovery_private_r2", "recovery", "min", score_recovery, requires=_REC,
-               description="held-out R² shared latent -> true private factors (leakage)"),
+               description="held-out R² from each modality's embedding to its true private "
+                           "factors (leakage)"),
         Metric("realism_c2st_auroc", "realism", "half", score_realism,
                requires=frozenset({"generated"}),
                description="classifier two-sample AUROC, generated vs observed (0.5 best); "
