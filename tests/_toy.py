@@ -126,7 +126,7 @@ def toy_predictions(mdata, *, noise: float = 0.3, seed: int = 1, dim: int | None
             )
     cross = {}
     if generated:  # "sampled" cross-modal generations: observed cells of other test cells
-        for (s, t), p in imp.items():
+        for s, t in imp:
             x = mdata.mod[t].X[test]
             x = x.toarray() if sp.issparse(x) else np.asarray(x)
             cross[(s, t)] = (x[rng.permutation(n)] + rng.normal(scale=noise, size=x.shape)).astype(

@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import anndata as ad
+import networkx as nx
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -96,8 +97,6 @@ def _scglue_settings(scglue) -> Iterator[None]:
 def guidance_graph(mdata: md.MuData, prefix: dict[str, str]):
     """The networkx guidance graph of the stored links: vertices ``<mod>:<feature>``, an edge
     per link (weight clipped into (0, 1], sign +1) and a self-loop per feature."""
-    import networkx as nx
-
     g = nx.Graph()
     names = {m: [f"{prefix[m]}{v}" for v in mdata.mod[m].var_names.astype(str)] for m in prefix}
     for m in prefix:

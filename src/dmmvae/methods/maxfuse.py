@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..constants import JOINT, LSI, MODALITY_KIND, SPLIT, TEST, TRAIN, visible_key
+from ..constants import COUNTS, JOINT, LSI, MODALITY_KIND, SPLIT, TEST, TRAIN, visible_key
 from ..data.links import gene_space, link_matrix
 from ..io import InputError, Predictions
 from ._base import Method, MissingDependencyError, MissingLinksError, NotApplicableError
@@ -66,6 +66,10 @@ def import_maxfuse():
 
 def _dense(X) -> np.ndarray:
     return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+
+
+def _count_like(a) -> bool:
+    return COUNTS in a.layers or a.uns.get(MODALITY_KIND) in ("rna", "adt", "atac")
 
 
 def _cap(n: int | None, n_features: int) -> int | None:
@@ -101,9 +105,11 @@ class MaxFuse(Method):
         Xa, genes_a = gene_space(mdata, anchor, rna=anchor)
         Xb, genes_b = gene_space(mdata, partner, rna=anchor)
         ia = pd.Index(genes_a).get_indexer(genes_b)
-        A = _dense(log_normalise(sp.csr_matrix(Xa)[:, ia]))
-        B = _dense(log_normalise(Xb))
-        return A, B
+        A, B = sp.csr_matrix(Xa)[:, ia], sp.csr_matrix(Xb)
+        # count-like modalities are log-normalised; gaussian ones (gene split) are used as given
+        A = log_normalise(A) if _count_like(mdata.mod[anchor]) else A
+        B = log_normalise(B) if _count_like(mdata.mod[partner]) else B
+        return _dense(A), _dense(B)
 
     @staticmethod
     def _active(mdata: md.MuData, mod: str) -> np.ndarray:
