@@ -77,17 +77,17 @@ def test_annotation_of_another_naming_scheme_stops_with_the_count_placed():
 
 
 def test_protein_names_link_to_their_genes():
-    proteins = ["ADT_CD3-TotalSeqB", "CD8a", "HLA.DR", "CD45RA", "CD4", "IgG1.K.Isotype.Control",
+    proteins = ["ADT_CD3-TotalSeqB", "CD8a", "HLA.DR", "CD45RA", "CD4-2", "IgG1.K.Isotype.Control",
                 "CD999"]
     genes = ["CD3E", "CD8A", "HLA-DRA", "PTPRC", "CD4", "ACTB"]
     i, j, unmatched, iso = protein_gene_links(proteins, genes)
     assert {proteins[a]: genes[b] for a, b in zip(i, j, strict=True)} == {
         "ADT_CD3-TotalSeqB": "CD3E", "CD8a": "CD8A", "HLA.DR": "HLA-DRA", "CD45RA": "PTPRC",
-        "CD4": "CD4"}
+        "CD4-2": "CD4"}
     assert unmatched == ["CD999"] and iso == ["IgG1.K.Isotype.Control"]
-    i, j, unmatched, _ = protein_gene_links(proteins, genes, {"CD999": "ACTB", "CD4": None})
+    i, j, unmatched, _ = protein_gene_links(proteins, genes, {"CD999": "ACTB", "CD4-2": None})
     linked = {proteins[a]: genes[b] for a, b in zip(i, j, strict=True)}
-    assert linked["CD999"] == "ACTB" and "CD4" not in linked and not unmatched
+    assert linked["CD999"] == "ACTB" and "CD4-2" not in linked and not unmatched
     assert normalise_protein("ADT_CD45RO_TotalSeqA") == "CD45RO"
     assert normalise_protein("HLA.DR") == "HLA-DR"
 

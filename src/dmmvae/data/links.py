@@ -260,7 +260,9 @@ def protein_gene_links(
                 continue
             cands = [gene]
         else:
-            cands = [c for c in (table.get(key), key, str(p)) if c]
+            # a replicate antibody of the same protein (Hao et al.: CD3-1, CD3-2) is the protein
+            base = re.sub(r"-\d+$", "", key)
+            cands = [c for c in (table.get(key), key, str(p), table.get(base), base) if c]
         j = next((gene_index[c.upper()] for c in cands if c.upper() in gene_index), None)
         if j is None:
             unmatched.append(p)

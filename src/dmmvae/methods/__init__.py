@@ -11,8 +11,10 @@ from ._base import (
 )
 from .controls import KnnRegression, PcaCca, RandomEmbedding
 from .dmmvae import DMMVAE
+from .glue import GLUE
 from .gw_ot import GromovWassersteinOT
 from .linked_cca import LinkedCCA
+from .maxfuse import MaxFuse
 from .mlp_fusion import MLPFusion
 from .mmaavi import MMAAVI
 from .mmvae import MMVAE
@@ -28,6 +30,8 @@ MODELS: dict[str, type[Method]] = {
     "random": RandomEmbedding,
     "linked_cca": LinkedCCA,
     "gw_ot": GromovWassersteinOT,
+    "glue": GLUE,
+    "maxfuse": MaxFuse,
     "mvae": MVAE,
     "mmvae": MMVAE,
     "mopoe": MoPoE,

@@ -50,8 +50,8 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import anndata as ad
-import networkx as nx
 import mudata as md
+import networkx as nx
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
