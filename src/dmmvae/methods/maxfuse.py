@@ -84,7 +84,10 @@ class MaxFuse(Method):
         # split_into_batches
         "max_outward_size": 5000,
         "matching_ratio": 4,
-        "metacell_size": 2,
+        # 1: no meta-cells. MaxFuse's tutorials use 2 on >= 10k cells; on the stand-ins' few
+        # hundred train cells per modality meta-cells halve the pivots (gene split FOSCTTM
+        # 0.40 with 2, 0.20 with 1)
+        "metacell_size": 1,
         # construct_graphs
         "n_neighbors": 15,
         "graph_svd": [40, 15],  # arr1 (anchor), arr2 (partner) before the kNN graphs
@@ -93,9 +96,12 @@ class MaxFuse(Method):
         "init_wt": 0.3,
         "init_svd": [25, 20],
         "refine_wt": 0.3,
-        "refine_svd": [40, None],
+        # the tutorials' None for a low-dimensional partner (proteins); capped at the number
+        # of features, so 30 only reduces a wide partner (CCA on a few hundred pivots
+        # over-fits hundreds of raw features)
+        "refine_svd": [30, 30],
         "cca_components": 20,
-        "filter_prop": 0.5,  # fraction of pivots dropped as bad matches
+        "filter_prop": 0.3,  # fraction of pivots dropped as bad matches
         "clip": 10.0,
     }
     #: MaxFuse matches cells, no paired train cell needed
