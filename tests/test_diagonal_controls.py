@@ -4,8 +4,12 @@ gw_ot (SCOT-style Gromov-Wasserstein transport, no links). Both see no paired tr
 from __future__ import annotations
 
 import functools
+import sys
+import tempfile
 
+import numpy as np
 import pytest
+from sklearn.preprocessing import normalize
 
 from dmmvae.data.demo import HALF_A, HALF_B
 from dmmvae.data.prepare import prepare_dataset
@@ -13,6 +17,15 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MissingLinksError, build_model
+from dmmvae.methods._base import MissingDependencyError
+from dmmvae.methods.gw_ot import (
+    barycentric_projection,
+    graph_distances,
+    import_ot,
+    place_by_neighbours,
+    self_tuned_gw,
+)
+from dmmvae.methods.linked_cca import Standardiser, l2_rows, seurat_cca, standardize_cells
 from dmmvae.metrics import foscttm, label_transfer
 
 
@@ -23,7 +36,8 @@ def _diagonal(raw, params=None):
 @functools.cache
 def gene_split(link_fraction: float):
     raw = prepare_dataset("gs", {"source": "pbmc68k_genesplit",
-                                 "params": {"link_fraction": link_fraction}}, cache_dir=".")
+                                 "params": {"link_fraction": link_fraction}},
+                           cache_dir=tempfile.gettempdir())
     return _diagonal(raw)
 
 
@@ -71,9 +85,93 @@ def test_linked_cca_and_gw_ot_align_real_cite_and_teaseq(shared_data):
                 "modalities": {"rna": {"format": "10x_h5", "path": h5},
                                "adt": {"format": "10x_h5", "path": h5}},
                 "labels": {"path": str(tenx / f"{name}.labels.csv"), "column": "cell_type"}}
-        sc = _diagonal(prepare_dataset(name, spec, cache_dir="."))
+        sc = _diagonal(prepare_dataset(name, spec, cache_dir=tempfile.gettempdir()))
         fos_cca, _ = _scores("linked_cca", sc, "rna", "adt")
-        assert fos_cca < ceiling, (name, fos_cca)  # measured 0.32 (TEA-seq), 0.21 (CITE)
-        if name.startswith("teaseq"):
+        assert fos_cca < ceiling, (name, fos_cca)  # measured 0.29 (TEA-seq), 0.19 (CITE)
+        if name.startswith("neurips"):  # 600 cells: the quick one (TEA-seq: 0.19 in 38 s)
             fos_gw, _ = _scores("gw_ot", sc, "rna", "adt")
-            assert fos_gw < 0.35, fos_gw  # measured 0.20
+            assert fos_gw < 0.3, fos_gw  # measured 0.11
+
+
+# ---- the pure functions, on synthetic data with a known pairing neither method sees ----
+def _manifold(n: int, seed: int) -> np.ndarray:
+    """2-D latent: 4 clusters of unequal sizes at unequal distances (no isometry swaps them),
+    each with a continuous within-cluster spread."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 7.0], [9.0, 9.0]])
+    sizes = np.array([0.4, 0.3, 0.2, 0.1])
+    lab = rng.choice(4, size=n, p=sizes)
+    return centres[lab] + rng.normal(scale=[1.2, 0.5], size=(n, 2))
+
+
+def _view(z: np.ndarray, d: int, seed: int, noise: float = 0.1) -> np.ndarray:
+    """A noisy nonlinear view of the latent ``z`` in ``d`` features."""
+    rng = np.random.default_rng(seed)
+    h = np.tanh(z @ rng.normal(scale=0.4, size=(2, 16)) + rng.normal(size=16))
+    x = h @ rng.normal(size=(16, d))
+    return x + noise * rng.normal(size=x.shape)
+
+
+def test_gw_ot_aligns_two_nonlinear_views_without_pairs():
+    z = _manifold(500, seed=0)
+    xa, xb = normalize(_view(z, 30, seed=1)), normalize(_view(z, 40, seed=2))  # as gw_ot's views
+    rng = np.random.default_rng(3)
+    train_a, train_b = rng.permutation(400)[:200], 200 + rng.permutation(200)  # disjoint cells
+    test = np.arange(400, 500)
+    best = self_tuned_gw({30: xa[train_a]}, {30: xb[train_b]}, [20, 30], epsilon=5e-3,
+                         max_iter=300, metric="correlation")
+    proj = barycentric_projection(best["T"], xa[train_a])
+    emb_b = place_by_neighbours(xb[train_b], proj, xb[test], 5)
+    fos = foscttm(xa[test], emb_b)
+    fos_random = foscttm(xa[test], rng.normal(size=emb_b.shape))
+    assert fos < 0.25 < 0.4 < fos_random
+
+
+def test_self_tuning_keeps_the_lowest_gw_distance():
+    z = _manifold(200, seed=4)
+    xa, xb = _view(z, 20, seed=5), _view(z[::-1], 20, seed=6)
+    best = self_tuned_gw({5: xa}, {5: xb}, [5, 15], epsilon=1e-2, max_iter=100,
+                         metric="euclidean")
+    gws = [g["gw"] for g in best["grid"]]
+    assert len(gws) == 2 and best["gw"] == min(gws)
+    assert best["k"] == [5, 15][int(np.argmin(gws))]
+    assert best["T"].shape == (200, 200)
+    np.testing.assert_allclose(best["T"].sum(axis=1), 1 / 200, rtol=1e-3)
+
+
+def test_graph_distances_are_symmetric_shortest_paths_scaled_to_one():
+    x = np.r_[np.arange(10.0), 100 + np.arange(5.0)][:, None]  # two components
+    d = graph_distances(x, 2, metric="euclidean")
+    np.testing.assert_allclose(d, d.T)
+    assert d.max() == 1.0 and np.all(np.diag(d) == 0)
+    # along the chain the hop count grows with the position; the other component is unreachable
+    # and gets the largest finite length (the chain's end to end), i.e. 1 after scaling
+    assert np.all(np.diff(d[0, :10]) >= 0) and 0 < d[0, 1] < d[0, 5] < d[0, 9]
+    assert d[0, 12] == 1.0 == d[0, 9]
+
+
+def test_missing_pot_is_a_missing_dependency_with_the_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ot", None)
+    with pytest.raises(MissingDependencyError, match="pip install pot==0.9.7.post1"):
+        import_ot()
+
+
+def test_seurat_cca_aligns_unpaired_cells_through_shared_genes():
+    """Modality B is a noisy linear-ish readout of the same genes; the CCA of unpaired cells
+    places the held-out cells of both sides near their partners."""
+    rng = np.random.default_rng(0)
+    n, g = 600, 40
+    z = _manifold(n, seed=7)
+    rna = np.log1p(np.exp(_view(z, g, seed=8, noise=0.3) / 3))
+    prot = 2.0 * rna + 0.5 * rng.normal(size=rna.shape)  # the linked readout of each gene
+    ia, ib, test = np.arange(0, 250), np.arange(250, 500), np.arange(500, 600)
+    sa, sb = Standardiser(rna[ia]), Standardiser(prot[ib])
+    wa, wb = seurat_cca(standardize_cells(sa(rna[ia])), standardize_cells(sb(prot[ib])), 10)
+    ea = l2_rows(standardize_cells(sa(rna[test])) @ wa)
+    eb = l2_rows(standardize_cells(sb(prot[test])) @ wb)
+    assert np.allclose(np.linalg.norm(ea, axis=1), 1)
+    fos = foscttm(ea, eb)
+    assert fos < 0.15 < 0.4 < foscttm(ea, rng.normal(size=eb.shape))
+    # the canonical cell embeddings of the train cells are the singular vectors
+    u = standardize_cells(sa(rna[ia])) @ wa
+    np.testing.assert_allclose(u.T @ u, np.eye(10), atol=1e-8)

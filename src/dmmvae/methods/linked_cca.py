@@ -87,6 +87,12 @@ def seurat_cca(
     return Xb.T @ v / d, Xa.T @ u / d
 
 
+def standardize_cells(Z: np.ndarray) -> np.ndarray:
+    """Seurat's ``Standardize`` in ``RunCCA``: each cell centred and scaled over its genes."""
+    sd = Z.std(axis=1, ddof=1, keepdims=True)
+    return (Z - Z.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+
 def l2_rows(Z: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(Z, axis=1, keepdims=True)
     return Z / np.where(norm > 0, norm, 1.0)
@@ -99,18 +105,26 @@ class LinkedCCA(Method):
         "n_components": 20,  # canonical components (Seurat's default dims 1:20 for anchors)
         "clip": 10.0,  # ScaleData clip
         "min_genes": 5,  # fewer shared linked genes than this stops with a clear error
+        "standardize_cells": True,  # RunCCA(standardize=TRUE): z-score each cell over genes
     }
 
-    def _gene_matrix(self, mdata: md.MuData, mod: str, anchor: str) -> tuple[np.ndarray, list]:
+    def _gene_matrix(self, mdata: md.MuData, mod: str, anchor: str) -> tuple[sp.csr_matrix, list]:
+        """Log-normalised gene-space matrix (sparse; densified only on the genes kept)."""
         X, genes = gene_space(mdata, mod, rna=anchor)
-        a = mdata.mod[mod] if mod != anchor else mdata.mod[anchor]
+        a = mdata.mod[mod]
         counts = COUNTS in a.layers or a.uns.get(MODALITY_KIND) in ("rna", "adt", "atac")
         X = log_normalise(X) if counts else sp.csr_matrix(X, dtype=np.float64)
-        return X.toarray(), genes
+        return X, genes
+
+    def _cells(self, Z: np.ndarray) -> np.ndarray:
+        return standardize_cells(Z) if self.params["standardize_cells"] else Z
 
     def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         mods = list(mdata.mod)
-        anchor = mods[0]
+        # the anchor: the first RNA modality (the gene space), else the first modality
+        kinds = [mdata.mod[m].uns.get(MODALITY_KIND) for m in mods]
+        anchor = mods[kinds.index("rna")] if "rna" in kinds else mods[0]
+        mods = [anchor] + [m for m in mods if m != anchor]
         train = mdata.obs[SPLIT].to_numpy() == TRAIN
         self._anchor = anchor
         self._pairs: dict[str, dict[str, Any]] = {}
@@ -122,17 +136,17 @@ class LinkedCCA(Method):
             ia = pd.Index(genes_a).get_indexer(genes_b)
             rows_a = train & mdata.obs[visible_key(anchor)].to_numpy(bool)
             rows_b = train & mdata.obs[visible_key(partner)].to_numpy(bool)
-            A, B = Xa[:, ia], Xb
-            keep = (A[rows_a].std(axis=0) > 0) & (B[rows_b].std(axis=0) > 0)
+            A, B = Xa[rows_a][:, ia].toarray(), Xb[rows_b].toarray()
+            keep = (A.std(axis=0) > 0) & (B.std(axis=0) > 0)
             if keep.sum() < int(self.params["min_genes"]):
                 raise InputError(
                     f"linked_cca: only {int(keep.sum())} linked genes vary in both '{anchor}' "
                     f"and '{partner}' train cells; fix: give gene coordinates / a protein table so "
                     "more features link, or leave linked_cca out for this dataset"
                 )
-            sa = Standardiser(A[rows_a][:, keep], self.params["clip"])
-            sb = Standardiser(B[rows_b][:, keep], self.params["clip"])
-            wa, wb = seurat_cca(sa(A[rows_a][:, keep]), sb(B[rows_b][:, keep]),
+            sa = Standardiser(A[:, keep], self.params["clip"])
+            sb = Standardiser(B[:, keep], self.params["clip"])
+            wa, wb = seurat_cca(self._cells(sa(A[:, keep])), self._cells(sb(B[:, keep])),
                                 int(self.params["n_components"]), seed)
             self._pairs[partner] = {"ia": ia[keep], "keep": keep, "sa": sa, "sb": sb,
                                     "wa": wa, "wb": wb, "n_genes": int(keep.sum())}
@@ -151,10 +165,11 @@ class LinkedCCA(Method):
         emb: dict[str, np.ndarray] = {}
         for partner, p in self._pairs.items():
             Xb, _ = self._gene_matrix(mdata, partner, anchor)
-            zb = l2_rows(p["sb"](Xb[test][:, p["keep"]]) @ p["wb"])
-            emb[partner] = zb
+            zb = self._cells(p["sb"](Xb[test][:, np.flatnonzero(p["keep"])].toarray()))
+            emb[partner] = l2_rows(zb @ p["wb"])
             if anchor not in emb:
-                emb[anchor] = l2_rows(p["sa"](Xa[test][:, p["ia"]]) @ p["wa"])
+                za = self._cells(p["sa"](Xa[test][:, p["ia"]].toarray()))
+                emb[anchor] = l2_rows(za @ p["wa"])
         emb[JOINT] = np.mean([emb[m] for m in emb], axis=0)
         return Predictions(mdata.obs_names[test], embeddings=emb)
 
