@@ -248,8 +248,6 @@ def _metrics_table(path: Path) -> pd.DataFrame:
 @pytest.mark.slow
 def test_test_config_through_slurm_matches_local_run(tmp_path, slurm_cluster):
     """The real workflow on config/test.yaml: every job through sbatch, same metrics as local."""
-    if not (ROOT / "Snakefile").exists() or not (ROOT / "config" / "test.yaml").exists():
-        pytest.skip("the workflow (Snakefile, config/test.yaml) is not in this checkout yet")
     config = ["--configfile", "config/test.yaml"]
     local = _workflow_copy(tmp_path / "local")
     cluster = _workflow_copy(tmp_path / "slurm")

@@ -168,6 +168,12 @@ class MaxFuse(Method):
         active1, active2 = a1(AA[rows[anchor]]), a2(AB[rows[partner]])
         n_sh, n1, n2 = shared1.shape[1], active1.shape[1], active2.shape[1]
         out = io.StringIO()  # MaxFuse prints its progress: keep it for the log
+        # Reproducibility: MaxFuse's exact SVD (scipy ``svds`` without a start vector) draws a
+        # fresh unseeded start each call under scipy >= 1.15, so results vary run to run; its
+        # randomized SVD (sklearn, ``random_state=None``) draws from numpy's legacy global RNG,
+        # which is seeded here. Hence ``randomized_svd=True`` in every step below.
+        np.random.seed(int(seed))  # noqa: NPY002
+        rsvd = {"randomized_svd": True, "svd_runs": 1}
         with contextlib.redirect_stdout(out):
             fusor = mf.model.Fusor(shared1, shared2, active1, active2)
             fusor.split_into_batches(max_outward_size=int(p["max_outward_size"]),
@@ -178,15 +184,15 @@ class MaxFuse(Method):
                 svd_components1=_cap(p["graph_svd"][0], n1),
                 svd_components2=_cap(p["graph_svd"][1], n2),
                 resolution1=float(p["resolution"]), resolution2=float(p["resolution"]),
-                leiden_seed=int(seed))
+                leiden_seed=int(seed), **rsvd)
             fusor.find_initial_pivots(wt1=float(p["init_wt"]), wt2=float(p["init_wt"]),
                                       svd_components1=_cap(p["init_svd"][0], n_sh),
-                                      svd_components2=_cap(p["init_svd"][1], n_sh))
+                                      svd_components2=_cap(p["init_svd"][1], n_sh), **rsvd)
             fusor.refine_pivots(wt1=float(p["refine_wt"]), wt2=float(p["refine_wt"]),
                                 svd_components1=_cap(p["refine_svd"][0], n1),
                                 svd_components2=_cap(p["refine_svd"][1], n2),
                                 cca_components=int(min(p["cca_components"], n1, n2)),
-                                n_iters=1)
+                                n_iters=1, **rsvd)
             fusor.filter_bad_matches(target="pivot", filter_prop=float(p["filter_prop"]))
         log.info("maxfuse:\n%s", out.getvalue())
         self._fusor = fusor
