@@ -110,6 +110,19 @@ def test_resume_partial_file_from_previous_run(served, tmp_path):
     assert server.requests == [("sub/pbmc.h5", "bytes=1000-", 206)]
 
 
+def test_complete_partial_file_is_not_downloaded_again(served, tmp_path):
+    """A partial file that already holds every byte: the server answers 416, nothing is sent."""
+    server, src = served
+    tmp_path = tmp_path / "cache"
+    tmp_path.mkdir()
+    data = src.read_bytes()
+    (tmp_path / ".pbmc.h5.part").write_bytes(data)
+    out = fetch(f"{server.url}/sub/pbmc.h5", tmp_path, md5=_md5(src), **FAST)
+    assert out.read_bytes() == data
+    assert server.requests == [("sub/pbmc.h5", f"bytes={len(data)}-", 416)]
+    assert _leftovers(tmp_path) == []
+
+
 def test_server_without_range_restarts(served, tmp_path):
     server, src = served
     tmp_path = tmp_path / "cache"

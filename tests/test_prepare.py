@@ -15,6 +15,7 @@ import yaml
 from _httpserver import serve
 
 from dmmvae.constants import BATCH, COUNTS, LABEL, LIBRARY, LSI, PROVENANCE, SPLIT
+from dmmvae.data.download import fetch_dataset
 from dmmvae.data.prepare import (
     SOURCES,
     download_filenames,
@@ -180,11 +181,21 @@ def test_download_source_via_local_http_server(shared_data, tmp_path):
             },
             "labels": {"file": "labels", "column": "cell_type", "batch_column": "batch"},
         }
+        # prepare only reads the cache: before the download step it names the file and the fix
+        with pytest.raises(
+            InputError, match=r"cite\.h5.*not in the download cache.*download_dataset"
+        ):
+            prepare_dataset("cite", spec, cache_dir=tmp_path / "cache")
+        got = fetch_dataset("cite", spec, tmp_path / "cache", progress=False)
+        assert set(got) == {"matrix", "labels"}  # the optional file is not fetched
+        n_requests = len(server.requests)
         raw = prepare_dataset("cite", spec, cache_dir=tmp_path / "cache")
+        assert len(server.requests) == n_requests  # no second download in prepare
     assert raw.n_obs == 600 and set(raw.obs[BATCH]) == {"s1d1", "s1d2"}
     lock = yaml.safe_load((tmp_path / "cache" / "checksums.lock.yaml").read_text())
     assert set(lock) == {"labels.csv"}
     assert raw.uns[PROVENANCE]["files"]["fragments"]["skipped"].startswith("optional")
+    assert raw.uns[PROVENANCE]["files"]["matrix"]["md5"] == md5
     # second run: no server at all, the verified cache is used
     raw2 = prepare_dataset("cite", spec, cache_dir=tmp_path / "cache")
     assert raw2.n_obs == 600
@@ -217,10 +228,11 @@ def test_download_source_from_mirror_folder(shared_data, tmp_path):
         },
         "labels": {"file": "labels", "column": "cell_type"},
     }
-    raw = prepare_dataset("tea", spec, cache_dir=tmp_path, mirror=str(shared_data))
+    fetch_dataset("tea", spec, tmp_path, mirror=str(shared_data), progress=False)
+    raw = prepare_dataset("tea", spec, cache_dir=tmp_path)
     assert raw.n_obs == 1262
     with pytest.raises(InputError, match=r"GSM4949911\.h5.*data_mirror"):
-        prepare_dataset("tea", spec, cache_dir=tmp_path / "other")
+        fetch_dataset("tea", spec, tmp_path / "other", progress=False)
 
 
 @pytest.mark.shared_data

@@ -315,3 +315,36 @@ def test_corrupt_tarball(shared_data, tmp_path):
         read_mtx(bad)
     assert tarfile.is_tarfile(shared_data / MTX_TAR)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.shared_data
+def test_10x_h5_keeps_feature_interval(shared_data):
+    """muon keeps every feature field; gene-peak links need `interval` for genes and peaks."""
+    import h5py
+
+    path = shared_data / "tenx/mop_snareseq_half_a_5232.filtered_feature_bc_matrix.h5"
+    mods = read_10x_h5(path)
+    with h5py.File(path, "r") as f:
+        interval = f["matrix/features/interval"][:].astype(str)
+        ftype = f["matrix/features/feature_type"][:].astype(str)
+    for m, ft in (("rna", "Gene Expression"), ("atac", "Peaks")):
+        assert list(mods[m].var["interval"]) == list(interval[ftype == ft])
+        assert mods[m].var["genome"].notna().all()
+
+
+@pytest.mark.shared_data
+def test_mtx_cellranger_layout_read_by_scanpy_geo_layouts_by_us(shared_data, tmp_path, monkeypatch):
+    import scanpy as sc
+
+    calls = []
+    real = sc.read_10x_mtx
+    monkeypatch.setattr(sc, "read_10x_mtx", lambda *a, **k: calls.append(a) or real(*a, **k))
+    read_mtx(shared_data / MTX_TAR)  # CellRanger v3 layout
+    assert len(calls) == 1
+    # a 1-column GEO feature list: scanpy.read_10x_mtx raises KeyError 1 on it; ours reads it
+    X = np.arange(12).reshape(4, 3)
+    _write_mtx_triple(tmp_path / "geo", X, [["A"], ["B"], ["C"]], [f"c{i}" for i in range(4)])
+    got = read_mtx(tmp_path / "geo")["rna"]
+    assert len(calls) == 1
+    np.testing.assert_array_equal(_dense(got.X), X)
+    assert list(got.var_names) == ["A", "B", "C"]

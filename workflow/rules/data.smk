@@ -22,7 +22,6 @@ rule prepare_dataset:
     params:
         spec=dataset_spec,
         download_dir=config["download_dir"],
-        mirror=config["data_mirror"],
     log:
         "results/logs/prepare_dataset/{dataset}.log",
     resources:

@@ -8,10 +8,12 @@
    (``<prefix>/<relpath or basename>``).
 3. Then the original URL.
 
-Downloads go through ``pooch.retrieve`` with a custom downloader: bytes stream into
+Downloads go through ``pooch.retrieve`` with a downloader that wraps pooch's own
+:class:`pooch.HTTPDownloader` (requests, tqdm progress bar): bytes stream into
 ``<dest_dir>/.<name>.part``, which survives an interrupted run and is continued with an HTTP
 ``Range`` request where the server allows it (``206``), restarted otherwise; each attempt is
-retried (``retries``, with backoff). pooch checks the checksum on a temporary file and moves
+retried (``retries``, with backoff). Resume is the one thing pooch lacks (pooch 1.9: its
+downloaders always write from byte 0, and ``Pooch(retry_if_failed=...)`` restarts from 0). pooch checks the checksum on a temporary file and moves
 it into place only when it matches (atomic), removing it otherwise. Where no md5/sha256 is
 published, the first download records its sha256 in ``lock_file`` (YAML:
 ``{file name: {sha256, url, size}}``) and later runs verify against it.
@@ -96,6 +98,50 @@ def _content_range_total(value: str | None) -> int | None:
     return None
 
 
+def _download_once(url: str, part: Path, *, progress: bool, timeout: float) -> None:
+    """One attempt: pooch's HTTPDownloader streams into ``part``, asking for the missing bytes
+    with ``Range``. A requests response hook sees the status before any byte is written:
+    ``206`` -> append after the partial bytes, ``200`` (Range ignored) -> rewrite from byte 0."""
+    import requests
+
+    have = part.stat().st_size if part.exists() else 0
+    seen: dict = {}
+    with open(part, "r+b" if have else "w+b") as fh:
+
+        def _place(r, *args, **kwargs):
+            if r.status_code in (200, 206):
+                seen["status"], seen["length"] = r.status_code, r.headers.get("Content-Length")
+                fh.seek(have if r.status_code == 206 else 0)
+                fh.truncate()
+            return r
+
+        downloader = pooch.HTTPDownloader(
+            progressbar=progress,
+            chunk_size=CHUNK,
+            timeout=timeout,
+            headers={"Range": f"bytes={have}-"} if have else {},
+            hooks={"response": _place},
+        )
+        try:
+            downloader(url, fh, None)
+        except requests.HTTPError as err:
+            r = err.response
+            if r is None or r.status_code != 416 or not have:
+                raise
+            total = _content_range_total(r.headers.get("Content-Range"))
+            if total == have:
+                return  # the partial file is already complete
+            fh.truncate(0)  # stale partial file: start again
+            raise OSError(f"server refused range {have}- (size {total})") from err
+        if have and seen.get("status") == 200:
+            log.info("%s: server ignored Range; downloaded from the start", url)
+        start = have if seen.get("status") == 206 else 0
+        length = seen.get("length")
+        size = fh.seek(0, os.SEEK_END)
+        if length is not None and size != start + int(length):
+            raise OSError(f"connection closed after {size} of {start + int(length)} bytes")
+
+
 def http_download(
     url: str,
     part: Path,
@@ -105,53 +151,24 @@ def http_download(
     timeout: float = 60.0,
     backoff: float = 1.0,
 ) -> None:
-    """Stream ``url`` into ``part``, continuing an existing partial file with HTTP Range."""
+    """Stream ``url`` into ``part`` with :class:`pooch.HTTPDownloader`, continuing an existing
+    partial file with an HTTP ``Range`` request. The retry loop is ours because pooch's
+    (``Pooch(retry_if_failed=...)``) restarts every attempt from byte 0."""
     import requests
-    from tqdm.auto import tqdm
 
     last: Exception | None = None
     for attempt in range(retries + 1):
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
         try:
-            with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
-                if r.status_code == 416 and have:
-                    total = _content_range_total(r.headers.get("Content-Range"))
-                    if total == have:
-                        return  # the partial file is already complete
-                    part.unlink()  # stale partial file: start again
-                    raise OSError(f"server refused range {have}- (size {total})")
-                r.raise_for_status()
-                resumed = have > 0 and r.status_code == 206
-                start = have if resumed else 0
-                length = r.headers.get("Content-Length")
-                total = start + int(length) if length is not None else None
-                if have and not resumed:
-                    log.info("%s: server ignored Range; downloading from the start", url)
-                with (
-                    open(part, "ab" if resumed else "wb") as fh,
-                    tqdm(
-                        total=total,
-                        initial=start,
-                        unit="B",
-                        unit_scale=True,
-                        desc=part.name.lstrip(".").removesuffix(".part"),
-                        disable=not progress,
-                        leave=False,
-                    ) as bar,
-                ):
-                    for chunk in r.iter_content(CHUNK):
-                        fh.write(chunk)
-                        bar.update(len(chunk))
-                size = part.stat().st_size
-                if total is not None and size != total:
-                    raise OSError(f"connection closed after {size} of {total} bytes")
-                return
+            _download_once(url, part, progress=progress, timeout=timeout)
+            return
         except (requests.RequestException, OSError) as err:
             last = err
-            if attempt < retries:
-                log.info("download of %s failed (%s); retry %d/%d", url, err, attempt + 1, retries)
-                time.sleep(backoff * (attempt + 1))
+        finally:
+            if part.exists() and part.stat().st_size == 0:  # leave no empty partial file
+                part.unlink()
+        if attempt < retries:
+            log.info("download of %s failed (%s); retry %d/%d", url, last, attempt + 1, retries)
+            time.sleep(backoff * (attempt + 1))
     assert last is not None
     raise last
 
@@ -295,6 +312,15 @@ def file_name(entry: dict) -> str:
     return entry.get("filename") or _default_name(entry["url"])
 
 
+def wanted_files(spec: dict) -> dict[str, dict]:
+    """Entries of ``spec["files"]`` to download: optional ones only with ``download_optional``."""
+    return {
+        key: entry
+        for key, entry in (spec.get("files") or {}).items()
+        if not entry.get("optional") or spec.get("download_optional", False)
+    }
+
+
 def fetch_dataset_file(
     spec: dict,
     filename: str,
@@ -304,7 +330,8 @@ def fetch_dataset_file(
     progress: bool = True,
 ) -> Path:
     """Fetch the entry of ``spec["files"]`` whose cache name is ``filename`` into ``dest_dir``
-    (``<download_dir>/<dataset>``); the lock file sits in ``<download_dir>``."""
+    (``<download_dir>/<dataset>``); the lock file sits in ``<download_dir>``. ``retries``:
+    ``spec["download_retries"]`` (default 3)."""
     files = spec.get("files") or {}
     matches = [e for e in files.values() if file_name(e) == filename]
     if not matches:
@@ -324,7 +351,35 @@ def fetch_dataset_file(
         progress=progress,
         fname=filename,
         relpath=entry.get("relpath"),
+        retries=int(spec.get("download_retries", 3)),
     )
 
 
-__all__ = ["LOCK_FILE", "fetch", "fetch_dataset_file", "file_name", "http_download"]
+def fetch_dataset(
+    name: str,
+    spec: dict,
+    download_dir: str | os.PathLike,
+    *,
+    mirror: str | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Fetch every wanted file of 'download' dataset ``name`` into ``<download_dir>/<name>``
+    (what the workflow's ``download_dataset`` rule does file by file); returns key -> path.
+    For use outside Snakemake (tests, notebooks) before :func:`dmmvae.data.prepare.prepare_dataset`,
+    which only reads the cache."""
+    dest = Path(download_dir) / name
+    return {
+        key: fetch_dataset_file(spec, file_name(entry), dest, mirror=mirror, progress=progress)
+        for key, entry in wanted_files(spec).items()
+    }
+
+
+__all__ = [
+    "LOCK_FILE",
+    "fetch",
+    "fetch_dataset",
+    "fetch_dataset_file",
+    "file_name",
+    "http_download",
+    "wanted_files",
+]

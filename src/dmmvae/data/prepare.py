@@ -1,16 +1,19 @@
 """Dataset sources -> one raw-count MuData per dataset (input of :func:`preprocess`).
 
-:data:`SOURCES` maps ``spec["source"]`` to a function ``(name, spec, cache_dir, mirror) ->
+:data:`SOURCES` maps ``spec["source"]`` to a function ``(name, spec, cache_dir) ->
 MuData``:
 
 - ``synthetic``: :func:`dmmvae.data.synthetic.simulate_shared_private` with ``spec["params"]``.
 - ``pbmc68k_genesplit``: :func:`dmmvae.data.demo.pbmc68k_gene_split` (``params.seed``).
-- ``download``: fetch every entry of ``spec["files"]`` (``url`` + ``md5``/``sha256``; none ->
-  sha256 recorded in ``<cache_dir>/checksums.lock.yaml``; ``optional: true`` files only with
-  ``download_optional: true``; ``filename``: its name in the cache, default the URL's basename; ``relpath``: where it sits
-  under the mirror; ``download_retries``, default 3) with
-  :func:`dmmvae.data.download.fetch`, then read them as for ``local``; ``modalities`` and
-  ``labels`` refer to the files by their key.
+- ``download``: read the entries of ``spec["files"]`` from the download cache
+  ``<cache_dir>/<name>/<filename>``, where the download step (the workflow's download_dataset
+  rule, or :func:`dmmvae.data.download.fetch_dataset`) fetched them and verified their checksum
+  once (``url`` + ``md5``/``sha256``; none -> sha256 recorded in
+  ``<cache_dir>/checksums.lock.yaml``; ``optional: true`` files only with
+  ``download_optional: true``; ``filename``: its name in the cache, default the URL's basename;
+  ``relpath``: where it sits under the mirror; ``download_retries``, default 3). Nothing is
+  fetched or re-hashed here. Then they are read as for ``local``; ``modalities`` and ``labels``
+  refer to the files by their key.
 - ``local``: bring-your-own files, referred to by path.
 
 Modality entries (``spec["modalities"][<name>]``): ``format`` (a key of
@@ -43,7 +46,7 @@ import pandas as pd
 
 from ..constants import BATCH, LABEL, PROVENANCE
 from ..io import InputError
-from .download import LOCK_FILE, fetch, file_name
+from .download import file_name, wanted_files
 from .readers import READER_NOTES, get_reader, match_barcodes, read_labels
 
 log = logging.getLogger(__name__)
@@ -55,15 +58,13 @@ _PATH_OPTIONS = ("matrix", "features", "barcodes")
 # --------------------------------------------------------------------------------------
 # generated sources
 # --------------------------------------------------------------------------------------
-def _synthetic(
-    name: str, spec: Mapping[str, Any], cache_dir: Path, mirror: str | None
-) -> md.MuData:
+def _synthetic(name: str, spec: Mapping[str, Any], cache_dir: Path) -> md.MuData:
     from .synthetic import simulate_shared_private
 
     return simulate_shared_private(**dict(spec.get("params") or {}))
 
 
-def _pbmc68k(name: str, spec: Mapping[str, Any], cache_dir: Path, mirror: str | None) -> md.MuData:
+def _pbmc68k(name: str, spec: Mapping[str, Any], cache_dir: Path) -> md.MuData:
     from .demo import pbmc68k_gene_split
 
     return pbmc68k_gene_split(**dict(spec.get("params") or {}))
@@ -72,32 +73,31 @@ def _pbmc68k(name: str, spec: Mapping[str, Any], cache_dir: Path, mirror: str | 
 # --------------------------------------------------------------------------------------
 # files: download / local
 # --------------------------------------------------------------------------------------
-def _fetch_files(
-    name: str, spec: Mapping[str, Any], cache_dir: Path, mirror: str | None
+def _cached_files(
+    name: str, spec: Mapping[str, Any], cache_dir: Path
 ) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The files of a 'download' dataset, as the download step left them in
+    ``<cache_dir>/<name>`` (fetched and checksum-verified there, once): nothing is fetched or
+    hashed again here."""
     files = spec.get("files") or {}
     if not files:
         raise InputError(
             f"dataset '{name}': source 'download' needs a 'files' mapping (key -> url, md5)"
         )
-    dest = cache_dir / name
+    wanted = wanted_files(dict(spec))
     out: dict[str, Path] = {}
     record: dict[str, Any] = {}
     for key, f in files.items():
-        if f.get("optional") and not spec.get("download_optional", False):
+        if key not in wanted:
             record[key] = {"url": f["url"], "skipped": "optional (set download_optional: true)"}
             continue
-        path = fetch(
-            f["url"],
-            dest,
-            md5=f.get("md5"),
-            sha256=f.get("sha256"),
-            mirror=mirror,
-            lock_file=cache_dir / LOCK_FILE,
-            fname=file_name(f),
-            relpath=f.get("relpath"),
-            retries=int(spec.get("download_retries", 3)),
-        )
+        path = cache_dir / name / file_name(f)
+        if not path.is_file():
+            raise InputError(
+                f"dataset '{name}': file {path} (files.{key}, {f['url']}) is not in the download "
+                "cache; fix: run the workflow's download_dataset rule for it (Snakemake does so "
+                "before prepare_dataset), or call dmmvae.data.download.fetch_dataset first"
+            )
         out[key] = path
         record[key] = {
             "url": f["url"],
@@ -272,13 +272,11 @@ def assemble(
     return mdata, report
 
 
-def _files_source(
-    name: str, spec: Mapping[str, Any], cache_dir: Path, mirror: str | None
-) -> md.MuData:
+def _files_source(name: str, spec: Mapping[str, Any], cache_dir: Path) -> md.MuData:
     files: dict[str, Path] = {}
     file_record: dict[str, Any] = {}
     if spec["source"] == "download":
-        files, file_record = _fetch_files(name, spec, cache_dir, mirror)
+        files, file_record = _cached_files(name, spec, cache_dir)
     mods = _read_modalities(name, spec, files)
     labels, label_record = _labels(name, spec, files, mods)
     lab_spec = spec.get("labels") or {}
@@ -308,11 +306,7 @@ def download_filenames(spec: Mapping[str, Any]) -> list[str]:
     """Cache file names of a 'download' dataset (optional files only with download_optional)."""
     if spec.get("source") != "download":
         return []
-    return [
-        file_name(f)
-        for f in (spec.get("files") or {}).values()
-        if not f.get("optional") or spec.get("download_optional", False)
-    ]
+    return [file_name(f) for f in wanted_files(dict(spec)).values()]
 
 
 def local_input_paths(spec: Mapping[str, Any]) -> list[str]:
@@ -330,7 +324,7 @@ def local_input_paths(spec: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-SOURCES: dict[str, Callable[[str, Mapping[str, Any], Path, str | None], md.MuData]] = {
+SOURCES: dict[str, Callable[[str, Mapping[str, Any], Path], md.MuData]] = {
     "synthetic": _synthetic,
     "pbmc68k_genesplit": _pbmc68k,
     "download": _files_source,
@@ -339,15 +333,18 @@ SOURCES: dict[str, Callable[[str, Mapping[str, Any], Path, str | None], md.MuDat
 
 
 def prepare_dataset(
-    name: str, spec: Mapping[str, Any], *, cache_dir: str | os.PathLike, mirror: str | None = None
+    name: str, spec: Mapping[str, Any], *, cache_dir: str | os.PathLike
 ) -> md.MuData:
-    """Build the raw-count MuData of dataset ``name`` from its config ``spec``."""
+    """Build the raw-count MuData of dataset ``name`` from its config ``spec``.
+
+    ``cache_dir``: the download cache; a 'download' dataset's files must already be there
+    (:func:`dmmvae.data.download.fetch_dataset`, or the workflow's download_dataset rule)."""
     source = spec.get("source")
     if source not in SOURCES:
         raise ValueError(
             f"dataset '{name}': unknown source '{source}'; valid sources are {sorted(SOURCES)}"
         )
-    mdata = SOURCES[source](name, spec, Path(cache_dir), mirror)
+    mdata = SOURCES[source](name, spec, Path(cache_dir))
     if mdata.n_obs == 0:
         raise InputError(f"dataset '{name}': no cells after reading; fix: check the input files")
     prov = dict(mdata.uns.get(PROVENANCE, {}))

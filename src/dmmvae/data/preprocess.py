@@ -289,7 +289,14 @@ def _mito_mask(var_names: pd.Index, prefix: str) -> np.ndarray:
 def _qc_mask(
     name: str, kind: str, X: sp.csr_matrix, var_names: pd.Index, p: dict
 ) -> tuple[np.ndarray, dict]:
-    """Bool mask of cells passing this modality's QC, and a report of removals per criterion."""
+    """Bool mask of cells passing this modality's QC, and a report of removals per criterion.
+
+    Not ``scanpy.pp.calculate_qc_metrics`` (scanpy 1.11.5), on purpose: on float32 counts its
+    ``pct_counts_<qc_var>`` is float32 (3 of 10 counts -> 30.0000019), which flips cells at a
+    ``max_pct_mito`` boundary; and it calls ``eliminate_zeros()`` on the caller's matrix in
+    place. Totals and detected genes here equal its ``total_counts`` / ``n_genes_by_counts``
+    (they would differ only on stored explicit zeros, which scanpy drops; none in the stand-ins).
+    """
     total = _row_sums(X)
     report: dict[str, Any] = {}
     keep = total >= p["min_counts"]

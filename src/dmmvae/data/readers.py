@@ -3,12 +3,14 @@
 Formats (registry :data:`READERS`, name -> function ``(path, **options) -> dict[str, AnnData]``):
 
 - ``10x_h5``: CellRanger / cellranger-arc ``filtered_feature_bc_matrix.h5`` (v2 or v3 layout),
-  read by ``scanpy.read_10x_h5(path, gex_only=False)``; features split by ``feature_type``
-  (Gene Expression -> rna, Peaks -> atac, Antibody Capture -> adt).
+  read by ``muon.read_10x_h5`` (scanpy's reader, split by ``feature_type`` into a MuData;
+  Gene Expression -> rna, Peaks -> atac, Antibody Capture -> adt); every feature field of the
+  file is kept in ``var`` (``gene_ids``, ``feature_types``, ``genome``, ``interval``).
 - ``mtx``: 10x / GEO Matrix Market output: a folder, a ``.tar.gz`` tarball, or explicit
   ``matrix`` / ``features`` / ``barcodes`` paths (GEO prefixes such as
   ``GSM5008737_RNA_3P-matrix.mtx.gz`` are fine); ``features.tsv`` (3 columns), ``genes.tsv``
-  (2 columns) or a 1-column list; read with ``scipy.io.mmread``.
+  (2 columns) or a 1-column list; CellRanger v3/v2 layouts read by ``scanpy.read_10x_mtx``,
+  the other GEO layouts by ``scipy.io.mmread``; split by feature type with ``mudata``.
 - ``adt_csv``: an ADT count table (CSV/TSV, optionally gzipped), cells x proteins or proteins x
   cells: the orientation is detected (barcode-like labels, or overlap with the barcodes of the
   other modalities) and reported; a ``total`` column is dropped.
@@ -109,7 +111,7 @@ def read_10x_h5(
     ``modalities`` maps the wanted modality names to kinds (default: every kind present, named
     by kind). A requested kind absent from the file -> InputError listing what the file has.
     """
-    import scanpy as sc
+    import muon as mu
 
     path = Path(path)
     _check_exists(path)
@@ -130,8 +132,11 @@ def read_10x_h5(
                     "needs format 'h5ad'/'h5mu')"
                 )
         with warnings.catch_warnings():  # duplicated names are made unique per modality below
-            warnings.filterwarnings("ignore", message="Variable names are not unique")
-            adata = sc.read_10x_h5(path, gex_only=False)
+            warnings.filterwarnings("ignore", message="(Variable names|var_names) are not unique")
+            # muon: scanpy.read_10x_h5(gex_only=False) split by feature_type into a MuData; all
+            # of matrix/features is kept (interval, genome); extended=False: no side files
+            # (fragments, peak annotation) are looked up next to the file
+            mdata = mu.read_10x_h5(path, extended=False)
     except InputError:
         raise
     except Exception as err:  # h5py/scanpy raise OSError, KeyError, ValueError on bad files
@@ -140,7 +145,7 @@ def read_10x_h5(
             "truncated or corrupt; fix: delete it and download it again"
         ) from err
     # CellRanger v2 files have no feature_type: genes only
-    return _split_by_feature_type(adata, path, modalities, "rna", "10x HDF5")
+    return _pick_modalities(_by_feature_type(mdata), path, modalities, "rna", "10x HDF5")
 
 
 # --------------------------------------------------------------------------------------
@@ -165,7 +170,31 @@ def _find_one(folder: Path, patterns: Sequence[str], what: str, origin: Path) ->
     return hits[0]
 
 
+def _scanpy_layout(matrix: Path, features: Path, barcodes: Path, n_cols: int) -> dict | None:
+    """Canonical names under which ``scanpy.read_10x_mtx`` reads these files, or None when it
+    cannot: it knows only CellRanger v3 (all three gzipped, features with >= 3 columns) and v2
+    (all plain, genes.tsv with 2 columns) and always reads features x cells."""
+    gz = {p.suffix == ".gz" for p in (matrix, features, barcodes)}
+    if gz == {True} and n_cols >= 3:
+        names = ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz")
+    elif gz == {False} and n_cols == 2:
+        names = ("matrix.mtx", "genes.tsv", "barcodes.tsv")
+    else:
+        return None
+    return dict(zip(names, (matrix, features, barcodes), strict=True))
+
+
 def _read_mtx_files(matrix: Path, features: Path, barcodes: Path) -> ad.AnnData:
+    """A Matrix Market triple -> cells x features AnnData (var: gene_ids, feature_types).
+
+    CellRanger layouts are read by ``scanpy.read_10x_mtx`` (files linked into a temporary folder
+    under its canonical names, so GEO prefixes, tarball sub-folders and explicit paths all
+    work). The layouts it cannot read and that GEO ships (1-column feature lists, 2-column
+    gzipped features, mixed compression, uncompressed 3-column features, a cells x features
+    matrix) are read with ``scipy.io.mmread`` here.
+    """
+    import scanpy as sc
+
     for p in (matrix, features, barcodes):
         _check_exists(p)
     try:
@@ -178,24 +207,36 @@ def _read_mtx_files(matrix: Path, features: Path, barcodes: Path) -> ad.AnnData:
             f"file {features} / {barcodes}: cannot read as tab-separated text ({err}); "
             "fix: give the features/genes.tsv(.gz) and barcodes.tsv(.gz) of the same matrix"
         ) from err
+    bad_mtx = (
+        f"file {matrix}: cannot read as Matrix Market ({{}}); the file is truncated, corrupt or "
+        "not a .mtx; fix: download it again"
+    )
     try:
-        opener = gzip.open if matrix.suffix == ".gz" else open
-        with opener(matrix, "rb") as fh:
-            X = scipy.io.mmread(fh)
+        shape = tuple(scipy.io.mminfo(str(matrix))[:2])  # the header only
     except Exception as err:
-        raise InputError(
-            f"file {matrix}: cannot read as Matrix Market ({type(err).__name__}: {err}); the file "
-            "is truncated, corrupt or not a .mtx; fix: download it again"
-        ) from err
-    X = sp.csr_matrix(X)
+        raise InputError(bad_mtx.format(f"{type(err).__name__}: {err}")) from err
     n_f, n_b = len(feat), len(bc)
-    if X.shape == (n_f, n_b):
-        X = X.T.tocsr()
-    elif X.shape != (n_b, n_f):
+    if shape not in ((n_f, n_b), (n_b, n_f)):
         raise InputError(
-            f"file {matrix}: matrix is {X.shape[0]} x {X.shape[1]} but {features.name} lists {n_f} "
+            f"file {matrix}: matrix is {shape[0]} x {shape[1]} but {features.name} lists {n_f} "
             f"features and {barcodes.name} {n_b} barcodes; fix: use the three files of one sample"
         )
+    layout = _scanpy_layout(matrix, features, barcodes, feat.shape[1])
+    try:
+        if layout is not None and shape == (n_f, n_b):
+            with tempfile.TemporaryDirectory(prefix="dmmvae_mtx_") as tmp:
+                for canonical, src in layout.items():
+                    (Path(tmp) / canonical).symlink_to(src.resolve())
+                return sc.read_10x_mtx(
+                    tmp, var_names="gene_symbols", make_unique=False, gex_only=False
+                )
+        opener = gzip.open if matrix.suffix == ".gz" else open
+        with opener(matrix, "rb") as fh:
+            X = sp.csr_matrix(scipy.io.mmread(fh))
+    except Exception as err:
+        raise InputError(bad_mtx.format(f"{type(err).__name__}: {err}")) from err
+    if shape == (n_f, n_b):
+        X = X.T.tocsr()
     var = pd.DataFrame(index=feat.iloc[:, 1 if feat.shape[1] > 1 else 0].astype(str).to_numpy())
     if feat.shape[1] > 1:
         var["gene_ids"] = feat.iloc[:, 0].to_numpy()
@@ -257,39 +298,55 @@ def read_mtx(
             origin = Path(f"{path} (member {Path(matrix).relative_to(tmp)})")
         else:
             origin = Path(matrix)
-    return _split_by_feature_type(adata, origin, modalities, default_kind, "Matrix Market")
+    with warnings.catch_warnings():  # duplicated names are made unique per modality
+        warnings.filterwarnings("ignore", message="var_names are not unique")
+        parts = _by_feature_type(md.MuData(adata))
+    return _pick_modalities(parts, origin, modalities, default_kind, "Matrix Market")
 
 
-def _split_by_feature_type(
-    adata: ad.AnnData,
+def _by_feature_type(mdata: md.MuData) -> dict[str, ad.AnnData]:
+    """MuData split by feature type (muon/mudata) -> {10x feature_type: AnnData}; "" when the
+    file has no feature_type column (CellRanger v2, GEO genes.tsv)."""
+    out = {}
+    for a in mdata.mod.values():
+        ft = a.var["feature_types"].astype(str).iloc[0] if "feature_types" in a.var else ""
+        out[ft] = a
+    return out
+
+
+def _pick_modalities(
+    parts: Mapping[str, ad.AnnData],
     origin: Path,
     modalities: Mapping[str, str] | None,
     default_kind: str,
     what: str,
 ) -> dict[str, ad.AnnData]:
-    """Split a multi-feature-type AnnData (10x HDF5, Matrix Market) into one AnnData per
-    requested modality kind; without a feature_type column every feature is ``default_kind``."""
-    if "feature_types" in adata.var:
-        ftypes = adata.var["feature_types"].astype(str).to_numpy()
-        present = {ft: _kind_of_feature_type(ft) for ft in pd.unique(ftypes)}
-    else:
-        ftypes = np.full(adata.n_vars, "")
-        present = {"": default_kind}
+    """One AnnData per requested modality kind from the per-feature-type parts of a file (10x
+    HDF5, Matrix Market); without a feature_type column every feature is ``default_kind``."""
+    present = {ft: (_kind_of_feature_type(ft) if ft else default_kind) for ft in parts}
     if modalities is None:
         modalities = {k: k for k in present.values() if k is not None}
     out = {}
     for name, kind in modalities.items():
         fts = [ft for ft, k in present.items() if k == kind]
         if not fts:
-            has = sorted(present) if "" not in present else [f"{default_kind} (no feature_type column)"]
+            has = (
+                sorted(present)
+                if "" not in present
+                else [f"{default_kind} (no feature_type column)"]
+            )
             raise InputError(
                 f"file {origin}: modality '{name}' ({KIND_FEATURE_TYPE.get(kind, kind)}) is "
                 f"missing; the file has feature types {has}; fix: drop '{name}' from the "
                 "dataset's modalities or point it to the file that holds it"
             )
-        mask = np.isin(ftypes, fts)
-        notes = [f"{what}: {int(mask.sum())} features of type {fts or [kind]}"]
-        out[name] = _finish(adata[:, mask], origin, kind, name, notes)
+        a = (
+            parts[fts[0]]
+            if len(fts) == 1
+            else ad.concat([parts[ft] for ft in fts], axis=1, merge="same")
+        )
+        notes = [f"{what}: {a.n_vars} features of type {[ft for ft in fts if ft] or [kind]}"]
+        out[name] = _finish(a, origin, kind, name, notes)
     ignored = sorted(ft for ft, k in present.items() if k is None)
     if ignored:
         log.info("%s: ignored feature types %s", origin, ignored)
