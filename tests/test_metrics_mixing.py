@@ -25,3 +25,13 @@ def test_mixing_separates_aligned_from_unaligned_modalities():
     assert a["total"] > b["total"]
     with pytest.raises(ValueError, match="two modalities"):
         modality_mixing({"rna": aligned["rna"]}, labels)
+
+
+def test_mixing_without_kbet_leaves_it_out_of_the_batch_aggregate():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 40).astype(str)
+    emb = {"a": rng.normal(size=(120, 4)), "b": rng.normal(size=(120, 4))}
+    res = modality_mixing(emb, labels, kbet=False)["scores"]
+    assert "kbet_per_label" not in res and np.isfinite(res["batch_correction"])
+    batch = [res[k] for k in ("bras", "ilisi_knn", "graph_connectivity") if np.isfinite(res[k])]
+    assert res["batch_correction"] == pytest.approx(np.mean(batch))

@@ -15,10 +15,13 @@ import numpy as np
 from ._scib import scib_scores
 
 
-def modality_mixing(embeddings: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, object]:
+def modality_mixing(
+    embeddings: dict[str, np.ndarray], labels: np.ndarray, kbet: bool = True
+) -> dict[str, object]:
     """scib-metrics on the stacked single-modality embeddings (batch = modality of origin).
 
-    ``embeddings``: modality -> (N, d) embedding of the same N cells; ``labels``: (N,).
+    ``embeddings``: modality -> (N, d) embedding of the same N cells; ``labels``: (N,);
+    ``kbet=False`` leaves kBET per label out of the batch metrics (see ``evaluation.mixing_kbet``).
     Returns :func:`scib_scores`'s dict (``scores``, ``errors``, ``version``).
     """
     mods = list(embeddings)
@@ -30,4 +33,5 @@ def modality_mixing(embeddings: dict[str, np.ndarray], labels: np.ndarray) -> di
     z = np.vstack([np.asarray(embeddings[m], dtype=np.float32) for m in mods])
     n = len(embeddings[mods[0]])
     batch = np.repeat(np.asarray(mods), n)
-    return scib_scores(z, np.tile(np.asarray(labels), len(mods)), batch)
+    return scib_scores(z, np.tile(np.asarray(labels), len(mods)), batch,
+                       skip=() if kbet else ("kbet_per_label",))

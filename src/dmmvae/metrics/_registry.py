@@ -310,8 +310,10 @@ def score_mixing(inp: EvalInputs) -> list[Score]:
     emb = {m: np.asarray(inp.embeddings[m])[mask] for m in inp.mods if m in inp.embeddings}
     if not all(_finite(z) for z in emb.values()):
         return [Score("mixing/total", np.nan, "non-finite embedding")]
-    res = modality_mixing(emb, inp.labels)
-    note = f"scib-metrics {res['version']}, batch = modality{inp.label_note}"
+    kbet = bool(inp.params.get("mixing_kbet", True))
+    res = modality_mixing(emb, inp.labels, kbet=kbet)
+    note = (f"scib-metrics {res['version']}, batch = modality"
+            f"{'' if kbet else ', kbet off'}{inp.label_note}")
     return [Score(f"mixing/{s}", v, res["errors"].get(s, ""), note)
             for s, v in res["scores"].items()]
 

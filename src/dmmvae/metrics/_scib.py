@@ -69,13 +69,15 @@ def _neighbors(x: np.ndarray, k: int):
 
 
 def scib_scores(
-    x: np.ndarray, labels: np.ndarray, batch: np.ndarray | None = None
+    x: np.ndarray, labels: np.ndarray, batch: np.ndarray | None = None,
+    skip: tuple[str, ...] = (),
 ) -> dict[str, object]:
     """scib-metrics scores of embedding ``x`` with cell ``labels`` and optional ``batch``.
 
     Returns ``{"scores": {name: float}, "errors": {name: message}, "version": str}`` where
     names are those listed in the module docstring plus ``bio_conservation``,
-    ``batch_correction`` (only with batches) and ``total``.
+    ``batch_correction`` (only with batches) and ``total``. Metrics named in ``skip`` are
+    not computed (and not in the aggregates).
     """
     _enable_jax_cache()
     import scib_metrics as sm
@@ -107,6 +109,8 @@ def scib_scores(
         "kbet_per_label": lambda: sm.kbet_per_label(sub(50), batch_arr, labels),
         "graph_connectivity": lambda: sm.graph_connectivity(sub(15), labels),
     }
+    bio_fns = {k: f for k, f in bio_fns.items() if k not in skip}
+    batch_fns = {k: f for k, f in batch_fns.items() if k not in skip}
     scores: dict[str, float] = {}
     errors: dict[str, str] = {}
 
