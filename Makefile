@@ -6,7 +6,8 @@ VENV   ?= .venv
 CORES  ?= 2
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# the tests also exercise the optional reference methods (scvi-tools), so they install that extra
+# the tests also exercise the optional reference methods (scvi-tools, scglue, maxfuse), so they
+# install that extra
 TEST_STAMP := $(VENV)/.installed-test-stamp
 
 .PHONY: setup demo test lint dryrun benchmarks
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -e ".[dev,scvi]"
+	$(BIN)/python -m pip install -e ".[dev,refs]"
 	touch $(TEST_STAMP)
 
 setup: $(STAMP)

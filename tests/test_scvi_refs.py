@@ -1,6 +1,6 @@
 """scvi-tools reference methods (totalVI, MultiVI) through their public API.
 
-The training tests need scvi-tools (``pip install -e .[scvi]``) and are skipped without it;
+The training tests need scvi-tools (``pip install -e .[refs]``) and are skipped without it;
 the clear-error test runs everywhere.
 """
 
@@ -56,11 +56,11 @@ def test_run_training_records_missing_scvi_as_not_installed(monkeypatch, tmp_pat
                  seed=0, device="cpu", **out)
     failure = Predictions.read(out["out_predictions"]).failure
     assert failure["reason"] == "not_installed"
-    assert "pip install -e .[scvi]" in failure["log"]
+    assert "pip install -e .[refs]" in failure["log"]
 
 
 def test_wrong_modalities_are_a_clear_input_error():
-    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[scvi])")
+    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[refs])")
     with pytest.raises(InputError, match="needs modalities"):
         build_model("totalvi", FAST).fit(_data(("rna", "atac")), seed=0)
 
@@ -76,7 +76,7 @@ def _truth(sc, mod):
 
 @pytest.mark.parametrize("kind", ["paired", "mosaic"])
 def test_totalvi_trains_and_predicts_in_scoring_normalization(kind):
-    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[scvi])")
+    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[refs])")
     sc = _data(("rna", "adt"), kind)
     model = build_model("totalvi", FAST)
     hist = model.fit(sc, seed=0)
@@ -95,7 +95,7 @@ def test_totalvi_trains_and_predicts_in_scoring_normalization(kind):
 
 
 def test_multivi_rna_atac_trains_and_predicts():
-    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[scvi])")
+    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[refs])")
     sc = _data(("rna", "atac"), "mosaic")
     model = build_model("multivi", FAST)
     hist = model.fit(sc, seed=0)
@@ -113,7 +113,7 @@ def test_multivi_rna_atac_trains_and_predicts():
 
 
 def test_multivi_rna_adt_where_the_api_allows():
-    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[scvi])")
+    pytest.importorskip("scvi", reason="scvi-tools not installed (pip install -e .[refs])")
     sc = _data(("rna", "adt"))
     model = build_model("multivi", {**FAST, "max_epochs": 5})
     model.fit(sc, seed=0)

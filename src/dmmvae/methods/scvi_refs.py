@@ -1,7 +1,7 @@
 """Reference methods run through scvi-tools' public API: ``totalvi`` and ``multivi``.
 
 Optional: scvi-tools is imported inside the methods; without it they raise a
-``ModuleNotFoundError`` telling the user to ``pip install -e .[scvi]`` (the workflow then
+``ModuleNotFoundError`` telling the user to ``pip install -e .[refs]`` (the workflow then
 records a failure for that run instead of stopping the grid).
 
 What each method trains on (train cells only, scenario masks respected)
@@ -47,7 +47,7 @@ from ._base import Method, MissingDependencyError
 
 INSTALL_HINT = (
     "scvi-tools is not installed; the reference methods totalvi / multivi need it. "
-    "Install the optional extra: pip install -e .[scvi] (or leave these models out of the config)"
+    "Install the optional extra: pip install -e .[refs] (or leave these models out of the config)"
 )
 
 
