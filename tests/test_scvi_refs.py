@@ -38,7 +38,7 @@ def test_registered_and_clear_error_without_scvi(monkeypatch):
     assert {"totalvi", "multivi"} <= set(MODELS)
     monkeypatch.setitem(sys.modules, "scvi", None)  # makes `import scvi` fail
     for name in ("totalvi", "multivi"):
-        with pytest.raises(ModuleNotFoundError, match=r"pip install -e \.\[scvi\]"):
+        with pytest.raises(ModuleNotFoundError, match=r"pip install -e \.\[refs\]"):
             build_model(name, {"max_epochs": 1}).fit(_data(("rna", "adt")), seed=0)
 
 
