@@ -30,7 +30,7 @@ from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MODELS, build_model
 from dmmvae.methods.data import build_spec
 from dmmvae.methods.likelihoods import LIKELIHOODS
-from dmmvae.methods.scmodal import mutual_nearest_neighbours
+from dmmvae.methods.objectives import mutual_nearest_neighbours
 from dmmvae.metrics import foscttm, label_transfer
 
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]

@@ -37,7 +37,6 @@ Prior samples: ``c`` uniform, ``u ~ N(0, I)``, ``z ~ p(z | c, u)``. Embeddings: 
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import mudata as md
@@ -49,7 +48,7 @@ from torch import Tensor, nn
 from ..constants import BATCH, SPLIT, TRAIN, visible_key
 from .data import ModalitySpec
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
-from .objectives import Gaussian, count_visible, kl_standard, masked
+from .objectives import Gaussian, count_visible, gmm_prior_kl, masked
 from .vae import LossOutput, MultimodalVAE
 
 DISCRIMINATE = ("batch", "pattern", "batch+pattern", "none")
@@ -221,7 +220,6 @@ class MMAAVI(MultimodalVAE):
         return {m: torch.where(drop, keep == i, masks[m]) for i, m in enumerate(mods)}
 
     def _prior_terms(self, z: Tensor, q: Gaussian, kl_weight: float):
-        k = self.n_components
         logits_c = self.q_c(z)
         c = torch.distributions.RelaxedOneHotCategorical(
             torch.tensor(float(self.params["temperature"]), device=z.device), logits=logits_c
@@ -231,10 +229,7 @@ class MMAAVI(MultimodalVAE):
         u = mu_u + torch.randn_like(mu_u) * (0.5 * lv_u).exp()
         pz_mu, pz_lv = self.p_z(torch.cat([c, u], -1)).float().chunk(2, -1)
         pz = Gaussian(pz_mu, pz_lv.clamp(LOGVAR_MIN, LOGVAR_MAX))
-        kl_z = q.log_prob(z) - pz.log_prob(z)
-        kl_u = kl_standard(mu_u, lv_u)
-        log_qc = F.log_softmax(logits_c, -1)
-        kl_c = (log_qc.exp() * (log_qc + math.log(k))).sum(-1)
+        kl_z, kl_u, kl_c = gmm_prior_kl(z, q, pz, Gaussian(mu_u, lv_u), logits_c)
         return kl_z, kl_u, kl_c, logits_c
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:

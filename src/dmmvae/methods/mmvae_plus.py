@@ -6,7 +6,8 @@ Each modality ``m`` has two encoders: a *shared* one ``q(z_s | x_m)`` (``n_laten
 base class's ``encoders``) and a *private* one ``q(w_m | x_m)`` (``n_private`` dims,
 ``private_encoders``). Decoder ``m`` reads ``[z_s, w_m]``.
 
-Objective (the paper's modified MMVAE, stratified over the visible modalities ``V``)
+Objective (the paper's modified MMVAE, stratified over the visible modalities ``V``;
+:func:`.objectives.shared_private_elbo`)
 ------------------------------------------------------------------------------------
 For every ``r in V``, ``z_s ~ q(z_s | x_r)`` and, for every ``d in V``:
 
@@ -49,7 +50,7 @@ from torch import Tensor, nn
 from ..io import Predictions
 from .data import ModalitySpec
 from .nn import Decoder
-from .objectives import Gaussian, count_visible, masked, mixture_moments
+from .objectives import Gaussian, mixture_moments, shared_private_elbo
 from .vae import LossOutput, MultimodalVAE
 
 CROSS_PRIVATE = ("zero", "prior")
@@ -104,37 +105,25 @@ class MMVAEPlus(MultimodalVAE):
     def loss_terms(
         self, batch: dict[str, Any], kl_weight: float = 1.0
     ) -> tuple[Tensor, dict[str, Tensor], dict[str, Gaussian]]:
-        """Per-cell loss, per-cell named terms and the shared posteriors (see module doc)."""
+        """Per-cell loss, per-cell named terms and the shared posteriors
+        (:func:`.objectives.shared_private_elbo`)."""
         qs = self.encode(batch)
         qw = self.encode_private(batch)
-        masks = batch["mask"]
-        mods = list(qs)
         x, lib = batch["x"], batch["library"]
-        n_vis = count_visible(masks).clamp_min(1.0)
-        w = self.kl_scale(kl_weight)
-        detach = bool(self.params["detach_self_shared"])
-        w_samples = {m: qw[m].rsample() for m in mods}
-        terms: dict[str, Tensor] = {}
-        total = 0.0
-        kl_s = 0.0
-        for r in mods:
-            z_s = qs[r].rsample()
-            for d in mods:
-                if d == r:
-                    z = torch.cat([z_s.detach() if detach else z_s, w_samples[d]], -1)
-                    key = f"recon_{d}"
-                else:
-                    z = torch.cat([z_s, self._cross_private(z_s)], -1)
-                    key = f"cross_{r}_to_{d}"
-                dec = self.decoders[d]
-                lp = masked(dec.likelihood.log_prob(x[d], dec(z, lib[d])), masks[d] & masks[r])
-                terms[key] = lp / n_vis
-                total = total + lp
-            kl_s = kl_s + masked(qs[r].kl_standard(), masks[r])
-        kl_p = sum(masked(qw[m].kl_standard(), masks[m]) for m in mods)
-        terms["kl_shared"] = kl_s / n_vis
-        terms["kl_private"] = kl_p
-        per_cell = -(total / n_vis) + w * (kl_s / n_vis + kl_p)
+
+        def decode_one(z: Tensor, d: str) -> Tensor:
+            dec = self.decoders[d]
+            return dec.likelihood.log_prob(x[d], dec(z, lib[d]))
+
+        per_cell, terms = shared_private_elbo(
+            qs,
+            qw,
+            batch["mask"],
+            decode_one,
+            self.kl_scale(kl_weight),
+            cross_private=self._cross_private,
+            detach_self_shared=bool(self.params["detach_self_shared"]),
+        )
         return per_cell, terms, qs
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:

@@ -17,8 +17,15 @@ Conventions
 
 Fusion rules: :func:`product_of_experts` (with prior expert), :func:`mixture_moments`
 (moment-matched Gaussian of a uniform mixture, for embeddings), :func:`mixture_log_prob`.
-Objectives: :func:`poe_subsampled_elbo` (MVAE), :func:`moe_stratified_elbo` (MMVAE / scMM;
-``estimator`` "elbo", "iwae" or "dreg"), :func:`mopoe_elbo` (MoPoE), :func:`single_elbo`.
+Objectives (every variant's, next to each other): :func:`poe_subsampled_elbo` (MVAE),
+:func:`moe_stratified_elbo` (MMVAE / scMM / D-MMVAE's VAE part; ``estimator`` "elbo", "iwae"
+or "dreg"), :func:`mopoe_elbo` (MoPoE), :func:`shared_private_elbo` (MMVAE++),
+:func:`gmm_prior_kl` (mmAAVI's mixture prior), :func:`single_elbo`.
+Adversarial and alignment terms: :func:`modality_confusion` + :func:`labelled_codes`
+(latent modality adversary of D-MMVAE and scMODAL), :func:`gan_generator_loss` /
+:func:`gan_discriminator_loss` (D-MMVAE's output discriminators), :func:`cycle_loss`
+(D-MMVAE, scMODAL), :func:`geometry_loss` and :func:`anchor_loss` (scMODAL; anchors on linked
+features also in D-MMVAE). The models own the networks; these functions own the arithmetic.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
@@ -388,10 +396,179 @@ def mopoe_elbo(
     return -elbo, terms
 
 
+def shared_private_elbo(
+    shared: Mapping[str, Gaussian],
+    private: Mapping[str, Gaussian],
+    masks: Mapping[str, Tensor],
+    decode_one: Callable[[Tensor, str], Tensor],
+    kl_weight: float,
+    *,
+    cross_private: Callable[[Tensor], Tensor],
+    detach_self_shared: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """MMVAE++ (Märtens & Yau 2024): the stratified MoE bound with shared + private latents.
+
+    ``shared[m]`` is ``q(z_s | x_m)``, ``private[m]`` is ``q(w_m | x_m)``; ``decode_one(z, d)``
+    returns ``log p(x_d | z)`` for ``z = [z_s, w_d]``. For every visible ``r`` (stratified),
+    ``z_s ~ q(z_s | x_r)`` and for every visible ``d``:
+
+    - ``d != r`` (cross-modal prediction): ``log p(x_d | z_s, cross_private(z_s))``; the
+      private part is a zero code or a prior draw (the caller's ``cross_private``). Gradients
+      reach the shared encoder of ``r`` only through these terms.
+    - ``d == r``: ``log p(x_d | stopgrad(z_s), w_d)``, ``w_d ~ q(w_d | x_d)`` (the paper's
+      stop-gradient; ``detach_self_shared=False`` gives the plain shared/private MMVAE).
+
+    KL: ``KL(q(z_s|x_r) || N(0,I))`` averaged over visible ``r`` plus ``KL(q(w_m|x_m) ||
+    N(0,I))`` for every visible ``m``, times ``kl_weight``. Per-cell terms: ``recon_<d>``,
+    ``cross_<r>_to_<d>`` (both divided by the number of visible modalities), ``kl_shared``,
+    ``kl_private``.
+    """
+    mods = list(shared)
+    n_vis = count_visible(masks).clamp_min(1.0)
+    w_samples = {m: private[m].rsample() for m in mods}
+    terms: dict[str, Tensor] = {}
+    total = 0.0
+    kl_s = 0.0
+    for r in mods:
+        z_s = shared[r].rsample()
+        for d in mods:
+            if d == r:
+                z = torch.cat([z_s.detach() if detach_self_shared else z_s, w_samples[d]], -1)
+                key = f"recon_{d}"
+            else:
+                z = torch.cat([z_s, cross_private(z_s)], -1)
+                key = f"cross_{r}_to_{d}"
+            lp = masked(decode_one(z, d), masks[d] & masks[r])
+            terms[key] = lp / n_vis
+            total = total + lp
+        kl_s = kl_s + masked(shared[r].kl_standard(), masks[r])
+    kl_p = sum(masked(private[m].kl_standard(), masks[m]) for m in mods)
+    terms["kl_shared"] = kl_s / n_vis
+    terms["kl_private"] = kl_p
+    per_cell = -(total / n_vis) + kl_weight * (kl_s / n_vis + kl_p)
+    return per_cell, terms
+
+
+def gmm_prior_kl(
+    z: Tensor, q: Gaussian, pz: Gaussian, u: Gaussian, logits_c: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """mmAAVI's mixture prior ``p(z | c, u)``, ``c ~ Cat(1/K)``, ``u ~ N(0, I)``: KL terms.
+
+    ``z`` is one draw of ``q(z | x)``, ``pz = p(z | c, u)`` at the relaxed one-hot ``c ~ q(c|z)``
+    and ``u ~ q(u | z, c)`` (the caller's networks), ``u`` the Gaussian ``q(u | z, c)`` and
+    ``logits_c`` those of ``q(c | z)``. Returns per cell ``(kl_z, kl_u, kl_c)``:
+    ``log q(z|x) - log p(z|c,u)`` (one-sample estimate), ``KL(q(u|z,c) || N(0,I))`` and
+    ``KL(q(c|z) || Cat(1/K))``.
+    """
+    kl_z = q.log_prob(z) - pz.log_prob(z)
+    kl_u = u.kl_standard()
+    log_qc = torch.log_softmax(logits_c, -1)
+    kl_c = (log_qc.exp() * (log_qc + math.log(logits_c.shape[-1]))).sum(-1)
+    return kl_z, kl_u, kl_c
+
+
+# --------------------------------------------------------------------------------------
+# adversarial and alignment terms (D-MMVAE, scMODAL, mmAAVI)
+# --------------------------------------------------------------------------------------
+def labelled_codes(
+    codes: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """The codes of the visible rows of every modality, stacked, with the modality's index
+    (its position in ``codes``) as label: the input of a modality-of-origin discriminator."""
+    zs, ys = [], []
+    for i, (m, z) in enumerate(codes.items()):
+        rows = masks[m]
+        zs.append(z[rows])
+        ys.append(torch.full((int(rows.sum()),), i, dtype=torch.long, device=rows.device))
+    return torch.cat(zs), torch.cat(ys)
+
+
+def modality_confusion(logits: Tensor) -> Tensor:
+    """``KL(uniform || D(z))`` averaged over rows: what the encoders minimise against a
+    modality-of-origin discriminator with ``logits`` (rows, M). Zero at perfect confusion and
+    bounded by the discriminator's confidence (unlike the saturating minimax of two-player
+    GANs); the cross-entropy to the uniform label minus ``log M``."""
+    logp = torch.log_softmax(logits, -1)
+    return (-logp.mean(-1)).mean() - math.log(logits.shape[-1])
+
+
+def gan_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Non-saturating generator loss ``-log D(fake)`` (mean over rows)."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def gan_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """``-log D(real) - log(1 - D(fake))`` (means over rows)."""
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def cycle_loss(z: Tensor, z_back: Tensor) -> Tensor:
+    """Latent cycle consistency per cell: mean squared difference between a code and the code
+    recovered by re-encoding its translation into another modality."""
+    return (z - z_back).pow(2).mean(-1)
+
+
+def standardise(x: Tensor) -> Tensor:
+    """Columns to mean 0, sd 1 over the rows of the minibatch."""
+    return (x - x.mean(0, keepdim=True)) / x.std(0, keepdim=True).clamp_min(1e-4)
+
+
+def gaussian_kernel(x: Tensor) -> Tensor:
+    """``exp(-mean_f (x_i - x_j)^2 / 2)``: scMODAL's row kernel."""
+    return torch.exp(-torch.cdist(x, x).pow(2) / (2 * x.shape[1]))
+
+
+def geometry_loss(view: Tensor, z: Tensor, clamp: float = 0.975) -> Tensor:
+    """scMODAL's geometry preservation for one modality: minus the cosine similarity (capped
+    at ``clamp``) between the rows of the Gaussian kernel of the (standardised) input view and
+    of the codes ``z``, averaged over rows."""
+    kx, kz = gaussian_kernel(view), gaussian_kernel(z)
+    return -F.cosine_similarity(kx, kz, dim=1).clamp(max=clamp).mean()
+
+
+def mutual_nearest_neighbours(a: Tensor, b: Tensor, k: int) -> Tensor:
+    """``(len(a), len(b))`` 0/1 matrix of mutual ``k``-nearest neighbours by cosine similarity."""
+    sim = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
+    ka, kb = min(k, sim.shape[1]), min(k, sim.shape[0])
+    ab = torch.zeros_like(sim).scatter_(1, sim.topk(ka, dim=1).indices, 1.0)
+    ba = torch.zeros_like(sim).scatter_(0, sim.topk(kb, dim=0).indices, 1.0)
+    return ab * ba
+
+
+def anchor_loss(fa: Tensor, fb: Tensor, za: Tensor, zb: Tensor, k: int) -> Tensor | None:
+    """Soft anchors between cells of two modalities that share no cell (scMODAL's MNN term).
+
+    ``fa``/``fb``: the two sets of cells in a COMMON feature space (linked features: a gene and
+    its protein, a gene and its gene activity); ``za``/``zb`` their codes. Anchors ``S`` are
+    mutual ``k``-nearest neighbours (cosine) in the feature space, found without gradient; the
+    loss is ``sum S_ij |za_i - zb_j|^2 / (d sum S)`` (``d`` = latent width). None when no
+    anchor is found."""
+    with torch.no_grad():
+        s = mutual_nearest_neighbours(fa, fb, k)
+    if s.sum() == 0:
+        return None
+    d = torch.cdist(za, zb).pow(2) / za.shape[-1]
+    return (s * d).sum() / s.sum()
+
+
 __all__ = [
     "DecodeFn",
     "Gaussian",
+    "anchor_loss",
     "count_visible",
+    "cycle_loss",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
+    "gaussian_kernel",
+    "geometry_loss",
+    "gmm_prior_kl",
+    "labelled_codes",
+    "modality_confusion",
+    "mutual_nearest_neighbours",
+    "shared_private_elbo",
+    "standardise",
     "kl_gaussians",
     "kl_standard",
     "log_mean_exp",

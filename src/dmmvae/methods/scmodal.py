@@ -43,41 +43,27 @@ from __future__ import annotations
 from itertools import permutations
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..io import Predictions
+from ._views import LinkedFeatures, log_view
 from .nn import MLP
-from .objectives import Gaussian, count_visible, masked
+from .objectives import (
+    Gaussian,
+    anchor_loss,
+    count_visible,
+    cycle_loss,
+    geometry_loss,
+    labelled_codes,
+    masked,
+    modality_confusion,
+    standardise,
+)
 from .vae import LossOutput, MultimodalVAE
 
 ANCHORS = ("auto", "features", "pairs", "none")
-
-def _log_view(target: str, x: Tensor) -> Tensor:
-    """Log-normalised view of a target batch (counts), the values as they are otherwise."""
-    if target == "counts":
-        return torch.log1p(1e4 * x / x.sum(-1, keepdim=True).clamp_min(1e-8))
-    return x
-
-
-def _standardise(x: Tensor) -> Tensor:
-    return (x - x.mean(0, keepdim=True)) / x.std(0, keepdim=True).clamp_min(1e-4)
-
-
-def _kernel(x: Tensor) -> Tensor:
-    return torch.exp(-torch.cdist(x, x).pow(2) / (2 * x.shape[1]))
-
-
-def mutual_nearest_neighbours(a: Tensor, b: Tensor, k: int) -> Tensor:
-    """``(len(a), len(b))`` 0/1 matrix of mutual ``k``-nearest neighbours by cosine similarity."""
-    sim = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
-    ka, kb = min(k, sim.shape[1]), min(k, sim.shape[0])
-    ab = torch.zeros_like(sim).scatter_(1, sim.topk(ka, dim=1).indices, 1.0)
-    ba = torch.zeros_like(sim).scatter_(0, sim.topk(kb, dim=0).indices, 1.0)
-    return ab * ba
-
 
 class ScMODAL(MultimodalVAE):
     DEFAULTS: ClassVar[dict[str, Any]] = {
@@ -108,25 +94,22 @@ class ScMODAL(MultimodalVAE):
         self.latent_disc = MLP(self.latent_dim, max(2, len(mods)), int(self.params["disc_hidden"]), 1, 0.0, None)
         self.register_buffer("z_mean", torch.zeros(self.latent_dim))
         self.register_buffer("z_var", torch.ones(self.latent_dim))
-        self.links: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+        self.links: dict[tuple[str, str], LinkedFeatures] = {}
         self.anchor_report: dict[str, str] = {}
         use_features = self.params["anchors"] in ("auto", "features")
         for i, a in enumerate(mods):
             for b in mods[i + 1:]:
-                la, lb, lw = spec.link(a, b)  # the preprocessed file's links (data contract)
-                genes, inverse = np.unique(la, return_inverse=True)
+                lf = LinkedFeatures.from_spec(spec, a, b)  # the preprocessed file's links
                 key = f"{a}+{b}"
-                if use_features and len(genes) >= int(self.params["min_links"]):
-                    self.links[(a, b)] = tuple(
-                        torch.as_tensor(v) for v in (genes, inverse, lb, lw.astype(np.float32))
-                    )
+                if use_features and lf.n_features >= int(self.params["min_links"]):
+                    self.links[(a, b)] = lf
                     self.anchor_report[key] = (
-                        f"mutual nearest neighbours on {len(genes)} linked features "
-                        f"({len(la)} links)"
+                        f"mutual nearest neighbours on {lf.n_features} linked features "
+                        f"({lf.n_links} links)"
                     )
                 elif use_features:
                     self.anchor_report[key] = (
-                        f"no feature anchors ({len(genes)} linked features < min_links="
+                        f"no feature anchors ({lf.n_features} linked features < min_links="
                         f"{self.params['min_links']}); GAN + cycle + geometry only"
                     )
                 else:
@@ -146,14 +129,6 @@ class ScMODAL(MultimodalVAE):
         w = torch.stack([masks[m].to(qz[m].mu.dtype) for m in mods]).unsqueeze(-1)
         mu = (w * torch.stack([qz[m].mu for m in mods])).sum(0) / w.sum(0).clamp_min(1.0)
         return Gaussian(mu, torch.full_like(mu, -12.0))
-
-    def _labelled_codes(self, z: dict[str, Tensor], masks: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        zs, ys = [], []
-        for i, m in enumerate(z):
-            rows = masks[m]
-            zs.append(z[m][rows])
-            ys.append(torch.full((int(rows.sum()),), i, dtype=torch.long, device=rows.device))
-        return torch.cat(zs), torch.cat(ys)
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
         p = self.params
@@ -175,7 +150,7 @@ class ScMODAL(MultimodalVAE):
             dec = self.decoders[b]
             x_ab = dec.likelihood.mean(dec(z[a], self._median_library(b, z[a])))
             z_back, _ = self.encoders[b](x_ab)
-            la = la + masked((z[a] - z_back).pow(2).mean(-1), masks[a])
+            la = la + masked(cycle_loss(z[a], z_back), masks[a])
         terms["latent_align"] = la
         per_cell = per_cell + float(p["lambda_la"]) * la
         loss = per_cell.mean()
@@ -186,10 +161,9 @@ class ScMODAL(MultimodalVAE):
         terms_mean["geometry"] = geo.detach()
         terms_mean["anchors"] = mnn.detach()
         if self.training and float(p["lambda_gan"]) > 0 and len(mods) > 1:
-            zz, _ = self._labelled_codes(z, masks)
+            zz, _ = labelled_codes(z, masks)
             if len(zz):
-                logp = F.log_softmax(self.latent_disc(zz), -1)
-                confusion = (-logp.mean(-1)).mean() - float(np.log(len(mods)))
+                confusion = modality_confusion(self.latent_disc(zz))
                 loss = loss + float(p["lambda_gan"]) * confusion
                 terms_mean["gan"] = confusion.detach()
             with torch.no_grad():  # running moments of the codes, for prior samples
@@ -201,14 +175,12 @@ class ScMODAL(MultimodalVAE):
 
     def _geometry(self, x, z, masks) -> Tensor:
         total = torch.zeros((), device=next(iter(z.values())).device)
-        clamp = float(self.params["geo_clamp"])
         for m in z:
             rows = masks[m]
             if int(rows.sum()) < 3:
                 continue
-            view = _standardise(_log_view(self.spec.modalities[m].target, x[m][rows]))
-            kx, kz = _kernel(view), _kernel(z[m][rows])
-            total = total - F.cosine_similarity(kx, kz, dim=1).clamp(max=clamp).mean()
+            view = standardise(log_view(self.spec.modalities[m].target, x[m][rows]))
+            total = total + geometry_loss(view, z[m][rows], float(self.params["geo_clamp"]))
         return total
 
     def _anchor_loss(self, x, z, masks) -> Tensor:
@@ -226,19 +198,12 @@ class ScMODAL(MultimodalVAE):
                 ra, rb = masks[a], masks[b]
                 if int(ra.sum()) < 2 or int(rb.sum()) < 2:
                     continue
-                genes, inverse, ib, w = (t.to(x[a].device) for t in self.links[(a, b)])
-                fa = _standardise(_log_view(self.spec.modalities[a].target, x[a][ra])[:, genes])
-                # b in a's linked features: each feature of a gets the (weighted) sum of the
-                # features of b linked to it (a linked protein; gene activity of peaks)
-                vb = _log_view(self.spec.modalities[b].target, x[b][rb])[:, ib] * w
-                fb = vb.new_zeros(vb.shape[0], len(genes)).index_add_(1, inverse, vb)
-                fb = _standardise(fb)
-                with torch.no_grad():
-                    s = mutual_nearest_neighbours(fa, fb, int(self.params["n_knn"]))
-                if s.sum() == 0:
-                    continue
-                d = torch.cdist(z[a][ra], z[b][rb]).pow(2) / self.latent_dim
-                total = total + (s * d).sum() / s.sum()
+                fa, fb = self.links[(a, b)].views(
+                    x[a][ra], self.spec.modalities[a].target, x[b][rb], self.spec.modalities[b].target
+                )
+                term = anchor_loss(fa, fb, z[a][ra], z[b][rb], int(self.params["n_knn"]))
+                if term is not None:
+                    total = total + term
         return total
 
     # ------------------------------------------------------------------ training step
@@ -248,7 +213,7 @@ class ScMODAL(MultimodalVAE):
         if float(self.params["lambda_gan"]) > 0 and len(self.modalities) > 1:
             with torch.no_grad():
                 qz = self.encode(batch)
-                zz, yy = self._labelled_codes({m: q.mu for m, q in qz.items()}, batch["mask"])
+                zz, yy = labelled_codes({m: q.mu for m, q in qz.items()}, batch["mask"])
             if len(zz):
                 for _ in range(int(self.params["disc_steps"])):
                     dopt.zero_grad(set_to_none=True)
@@ -275,4 +240,4 @@ class ScMODAL(MultimodalVAE):
         return preds
 
 
-__all__ = ["ANCHORS", "ScMODAL", "mutual_nearest_neighbours"]
+__all__ = ["ANCHORS", "ScMODAL"]
