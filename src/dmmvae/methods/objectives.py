@@ -504,10 +504,12 @@ def gan_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
 
-def cycle_loss(z: Tensor, z_back: Tensor) -> Tensor:
+def cycle_loss(z: Tensor, z_back: Tensor, *, relative: bool = False) -> Tensor:
     """Latent cycle consistency per cell: mean squared difference between a code and the code
-    recovered by re-encoding its translation into another modality."""
-    return (z - z_back).pow(2).mean(-1)
+    recovered by re-encoding its translation into another modality. ``relative=True`` divides
+    by the mean per-dimension variance of ``z`` over the rows (not detached): scale-free."""
+    out = (z - z_back).pow(2).mean(-1)
+    return out / z.var(0).mean().clamp_min(1e-8) if relative else out
 
 
 def standardise(x: Tensor) -> Tensor:
@@ -537,20 +539,25 @@ def mutual_nearest_neighbours(a: Tensor, b: Tensor, k: int) -> Tensor:
     return ab * ba
 
 
-def anchor_loss(fa: Tensor, fb: Tensor, za: Tensor, zb: Tensor, k: int) -> Tensor | None:
+def anchor_loss(
+    fa: Tensor, fb: Tensor, za: Tensor, zb: Tensor, k: int, *, relative: bool = False
+) -> Tensor | None:
     """Soft anchors between cells of two modalities that share no cell (scMODAL's MNN term).
 
     ``fa``/``fb``: the two sets of cells in a COMMON feature space (linked features: a gene and
     its protein, a gene and its gene activity); ``za``/``zb`` their codes. Anchors ``S`` are
     mutual ``k``-nearest neighbours (cosine) in the feature space, found without gradient; the
     loss is ``sum S_ij |za_i - zb_j|^2 / (d sum S)`` (``d`` = latent width). None when no
-    anchor is found."""
+    anchor is found. ``relative=True`` divides by the mean over ALL pairs (not detached), so
+    the loss is scale-free: shrinking every code (a collapse towards the prior mean) does not
+    lower it, only bringing anchors closer than other pairs does."""
     with torch.no_grad():
         s = mutual_nearest_neighbours(fa, fb, k)
     if s.sum() == 0:
         return None
     d = torch.cdist(za, zb).pow(2) / za.shape[-1]
-    return (s * d).sum() / s.sum()
+    out = (s * d).sum() / s.sum()
+    return out / d.mean().clamp_min(1e-8) if relative else out
 
 
 __all__ = [
