@@ -1,0 +1,269 @@
+"""The MMVAE++ reproduction: the GP toy generator, the claim file, the verdict logic, and one
+model end to end on the toy data (dmmvae.data.toy_gp, dmmvae.reproduce,
+benchmarks/bench_reproduce_mmvae_plus.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import r2_score
+from sklearn.model_selection import cross_val_predict
+from sklearn.neighbors import KNeighborsRegressor
+
+from dmmvae.constants import (
+    LABEL,
+    MODALITY_KIND,
+    PROVENANCE,
+    SPLIT,
+    TEST,
+    TRUE_SHARED,
+    true_private_key,
+)
+from dmmvae.data.preprocess import preprocess
+from dmmvae.data.scenarios import make_scenario
+from dmmvae.data.toy_gp import rbf_kernel, simulate_gp_toy
+from dmmvae.reproduce import (
+    NOT_REPRODUCED,
+    NOT_RUN,
+    REPRODUCED,
+    ClaimsError,
+    load_claims,
+    reproduction_table,
+    verdict,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAIMS = ROOT / "config" / "reproduce" / "mmvae_plus_2024.yaml"
+BENCH = ROOT / "benchmarks" / "bench_reproduce_mmvae_plus.py"
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return simulate_gp_toy(n_cells=1000, n_private_1=50, seed=3)
+
+
+def _knn_r2(z: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Cross-validated (5-fold) k-NN prediction of ``x`` from ``z``: (R^2, residual rms)."""
+    pred = cross_val_predict(KNeighborsRegressor(10), z, x, cv=5)
+    return float(r2_score(x, pred)), float(np.sqrt(np.mean((x - pred) ** 2)))
+
+
+# ---------------------------------------------------------------------------- generator
+def test_generator_shapes_kinds_and_ground_truth(toy):
+    assert list(toy.mod) == ["mod1", "mod2"]
+    assert toy.mod["mod1"].shape == (1000, 10 + 50)
+    assert toy.mod["mod2"].shape == (1000, 10 + 100)
+    for m in ("mod1", "mod2"):
+        a = toy.mod[m]
+        assert a.uns[MODALITY_KIND] == "gaussian"
+        assert a.X.dtype == np.float32 and np.isfinite(a.X).all()
+        assert list(a.var["driver"][:10]) == ["shared"] * 10
+        assert set(a.var["driver"][10:]) == {"private"}
+        assert toy.obsm[true_private_key(m)].shape == (1000, 2)
+    zs = np.asarray(toy.obsm[TRUE_SHARED])
+    assert zs.shape == (1000, 2)
+    assert zs.min() >= -2.0 and zs.max() <= 2.0  # Uniform(-2, 2)
+    # label = 1[z_shared_1 > 0], balanced near 0.5
+    np.testing.assert_array_equal(toy.obs["y"].to_numpy(), (zs[:, 0] > 0).astype(int))
+    assert abs(toy.obs["y"].mean() - 0.5) < 0.05
+    assert set(toy.obs[LABEL].astype(str)) == {"y0", "y1"}
+    params = toy.uns[PROVENANCE]["params"]
+    assert params["n_private_1"] == 50 and params["noise_sd"] == 0.15
+    assert "2403.06338" in toy.uns[PROVENANCE]["reference"]["arxiv"]
+
+
+def test_generator_standardises_then_adds_noise_of_sd_015():
+    clean = simulate_gp_toy(n_cells=500, n_private_1=20, noise_sd=0.0, seed=7)
+    noisy = simulate_gp_toy(n_cells=500, n_private_1=20, noise_sd=0.15, seed=7)
+    for m in ("mod1", "mod2"):
+        x0 = np.asarray(clean.mod[m].X, np.float64)
+        np.testing.assert_allclose(x0.mean(0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(x0.std(0), 1.0, atol=1e-4)
+        resid = np.asarray(noisy.mod[m].X, np.float64) - x0
+        assert resid.std(0).min() > 0.13 and resid.std(0).max() < 0.17
+        assert abs(resid.std() - 0.15) < 0.005
+        # noise AFTER standardising: column sd ~ sqrt(1 + 0.15^2) = 1.011, not 1
+        sd_noisy = np.asarray(noisy.mod[m].X, np.float64).std(0).mean()
+        assert abs(sd_noisy - np.sqrt(1 + 0.15**2)) < 0.004
+
+
+def test_features_depend_on_the_factors_of_their_block(toy):
+    x1, x2 = np.asarray(toy.mod["mod1"].X), np.asarray(toy.mod["mod2"].X)
+    zs = np.asarray(toy.obsm[TRUE_SHARED])
+    z1 = np.asarray(toy.obsm[true_private_key("mod1")])
+    z2 = np.asarray(toy.obsm[true_private_key("mod2")])
+    # smooth function of the shared factors + noise sd 0.15 (k-NN residual ~0.15-0.2)
+    r2, rms = _knn_r2(zs, x1[:, :10])
+    assert r2 > 0.8 and 0.13 < rms < 0.25
+    assert _knn_r2(zs, x2[:, :10])[0] > 0.8
+    # private features: functions of the modality's own private factors only (authors' design)
+    assert _knn_r2(zs, x1[:, 10:])[0] < 0.2
+    assert _knn_r2(z1, x1[:, 10:])[0] > 0.8
+    assert _knn_r2(z2, x2[:, 10:])[0] > 0.8
+    assert _knn_r2(z1, x2[:, 10:])[0] < 0.2
+    # shared features carry nothing of the private factors
+    assert _knn_r2(z1, x1[:, :10])[0] < 0.2
+
+
+def test_rbf_kernel_matches_its_definition():
+    z = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    k = rbf_kernel(z, lengthscale=1.0)
+    assert k[0, 1] == pytest.approx(np.exp(-0.5))
+    assert k[0, 2] == pytest.approx(np.exp(-2.0))
+    assert k[1, 2] == pytest.approx(np.exp(-2.5))
+    np.testing.assert_allclose(np.diag(k), 1.0)
+    assert rbf_kernel(z, lengthscale=2.0)[0, 2] == pytest.approx(np.exp(-0.5))
+
+
+def test_generator_is_seeded_and_goes_through_preprocess_and_scenario():
+    a = simulate_gp_toy(n_cells=200, n_private_1=20, seed=1)
+    b = simulate_gp_toy(n_cells=200, n_private_1=20, seed=1)
+    c = simulate_gp_toy(n_cells=200, n_private_1=20, seed=2)
+    np.testing.assert_array_equal(a.mod["mod1"].X, b.mod["mod1"].X)
+    assert not np.allclose(a.mod["mod1"].X, c.mod["mod1"].X)
+    sc = make_scenario(preprocess(a, seed=0), "paired", seed=0)
+    assert sc.n_obs == 200  # no QC on gaussian modalities
+    np.testing.assert_array_equal(sc.mod["mod1"].X, a.mod["mod1"].X)  # values kept as given
+    assert set(sc.obs[SPLIT]) == {"train", "test"}
+    assert sc.obs["visible_mod1"].sum() == (sc.obs[SPLIT] == "train").sum()
+    assert TRUE_SHARED in sc.obsm and sc.mod["mod2"].uns[MODALITY_KIND] == "gaussian"
+    with pytest.raises(ValueError, match="at least one feature"):
+        simulate_gp_toy(n_cells=10, n_private_1=0)
+
+
+# ---------------------------------------------------------------------------- verdict
+@pytest.mark.parametrize(
+    ("published", "sd", "ours", "expected", "in_note"),
+    [
+        (0.80, 0.05, 0.78, REPRODUCED, "<= published sd"),
+        (0.80, 0.05, 0.85, REPRODUCED, "<= published sd"),  # boundary: |gap| == sd
+        (0.80, 0.05, 0.70, NOT_REPRODUCED, "gap -0.1"),
+        (0.80, 0.05, 0.95, NOT_REPRODUCED, "gap +0.15"),
+        (0.80, None, 0.75, REPRODUCED, "10 %"),  # within 10 % of 0.8 = 0.08
+        (0.80, None, 0.70, NOT_REPRODUCED, "10 %"),
+        (-0.5, None, -0.56, NOT_REPRODUCED, "gap -0.06"),  # 10 % of |published|
+        (0.80, 0.05, None, NOT_RUN, "no measurement"),
+        (0.80, 0.05, float("nan"), NOT_RUN, "no measurement"),
+        ("keeps", None, "keeps", REPRODUCED, "qualitative"),
+        ("drops", None, "keeps", NOT_REPRODUCED, "published 'drops', ours 'keeps'"),
+    ],
+)
+def test_verdict_cases(published, sd, ours, expected, in_note):
+    v, note = verdict(published, sd, ours)
+    assert v == expected
+    assert in_note in note
+
+
+def test_verdict_not_run_carries_the_reason():
+    assert verdict(0.5, None, None, reason="model crashed") == (NOT_RUN, "model crashed")
+    with pytest.raises(TypeError):
+        verdict(0.5, None, [0.4])
+
+
+# ---------------------------------------------------------------------------- claim file
+def test_load_claims_on_the_shipped_file():
+    claims = load_claims(CLAIMS)
+    assert claims["source"]["arxiv"] == "2403.06338"
+    assert claims["dataset"]["grid"]["n_private_1"] == [20, 50, 100, 250]
+    assert set(claims["protocol"]["models"]) == {"mvae", "mmvae", "mopoe", "mmvae_plus"}
+    assert claims["protocol"]["models"]["mmvae_plus"] == {"n_latent": 2, "n_private": 2}
+    assert claims["protocol"]["seeds"] >= 5
+    by_model = {}
+    for c in claims["claims"]:
+        by_model.setdefault(c["model"], set()).add(c["published"])
+    assert by_model == {"mmvae_plus": {"keeps"}, "mmvae": {"drops"}, "mvae": {"drops"}}
+    assert "qualitative claim only" in CLAIMS.read_text()
+    # every model of the protocol can be built with the protocol's parameters
+    from dmmvae.methods import build_model
+
+    for name, params in claims["protocol"]["models"].items():
+        build_model(name, {**claims["protocol"]["architecture"], **params})
+
+
+def test_load_claims_names_the_file_and_the_missing_key(tmp_path):
+    data = yaml.safe_load(CLAIMS.read_text())
+    broken = dict(data)
+    del broken["protocol"]
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    with pytest.raises(ClaimsError, match=r"broken\.yaml: missing required key 'protocol'"):
+        load_claims(path)
+    bad_claim = dict(data)
+    bad_claim["claims"] = [dict(c) for c in data["claims"]]
+    del bad_claim["claims"][2]["published"]
+    path.write_text(yaml.safe_dump(bad_claim))
+    with pytest.raises(ClaimsError, match=r"broken\.yaml: missing required key 'claims\[2\]\.published'"):
+        load_claims(path)
+    path.write_text("paper: [unclosed")
+    with pytest.raises(ClaimsError, match="not valid YAML"):
+        load_claims(path)
+
+
+def test_reproduction_table_lays_claims_and_measurements_side_by_side():
+    claims = {"claims": [
+        {"id": "a", "published": 0.8, "sd": 0.05},
+        {"id": "b", "published": 0.8, "sd": None, "note": "read off a figure"},
+        {"id": "c", "published": "keeps"},
+        {"id": "d", "published": 0.3},
+    ]}
+    measured = {"a": 0.7, "b": {"value": 0.78, "note": "5 seeds"}, "c": "keeps"}
+    t = reproduction_table(claims, measured)
+    assert list(t.columns) == ["published", "ours", "abs_difference", "verdict", "note"]
+    assert list(t.index) == ["a", "b", "c", "d"]
+    assert t.loc["a", "verdict"] == NOT_REPRODUCED
+    assert t.loc["a", "abs_difference"] == pytest.approx(0.1)
+    assert t.loc["b", "verdict"] == REPRODUCED and "5 seeds" in t.loc["b", "note"]
+    assert "read off a figure" in t.loc["b", "note"]
+    assert t.loc["c", "verdict"] == REPRODUCED and np.isnan(t.loc["c", "abs_difference"])
+    assert t.loc["d", "verdict"] == NOT_RUN and "not measured" in t.loc["d", "note"]
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_a_model_learns_the_shared_features_across_modalities():
+    """MMVAE on the toy data (20 private features): cross-modal R^2 of the shared-driven
+    features beats the control that predicts zeros (R^2 ~ 0) in both directions."""
+    from dmmvae.methods import build_model
+
+    sc = make_scenario(preprocess(simulate_gp_toy(n_private_1=20, seed=0), seed=0), "paired")
+    model = build_model(
+        "mmvae", {"n_latent": 6, "n_hidden": 128, "n_layers": 1, "dropout": 0.0, "norm": "none"}
+    )
+    model.fit(sc, seed=0, device="cpu", training={
+        "max_epochs": 150, "batch_size": 128, "lr": 1e-3, "kl_warmup_epochs": 50,
+        "early_stopping_patience": 25, "validation_fraction": 0.1, "progress_bar": False,
+    })
+    pred = model.predict(sc, seed=0)
+    test = sc.obs[SPLIT].to_numpy() == TEST
+    for src, tgt in (("mod1", "mod2"), ("mod2", "mod1")):
+        obs = np.asarray(sc.mod[tgt].X)[test][:, :10]
+        r2_model = r2_score(obs, pred.imputations[(src, tgt)][:, :10])
+        r2_zeros = r2_score(obs, np.zeros_like(obs))
+        assert r2_zeros < 0.05
+        assert r2_model > r2_zeros + 0.2, (src, tgt, r2_model, r2_zeros)
+
+
+def test_benchmark_quick_run_writes_csv_table_and_verdicts(tmp_path):
+    out = tmp_path / "r.csv"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--epochs", "2", "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["model", "n_private_1", "seed", "metric", "value"]
+    assert set(df.model) == {"mvae", "mmvae", "mopoe", "mmvae_plus", "true_shared"}
+    assert set(df.n_private_1) == {20, 250}
+    got = set(df[df.model == "mmvae_plus"].metric)
+    assert {"auc_shared", "accuracy_shared", "r2_1to2_shared", "r2_2to1_shared",
+            "r2_1to2_shared_flat", "r2_1to2_all", "r2_2to1_all_flat", "epochs"} <= got
+    auc = df[df.metric == "auc_shared"].value
+    assert auc.between(0, 1).all()
+    md_text = out.with_suffix(".md").read_text()
+    assert "## Claim table" in md_text and "mmvae_plus/auc_shared" in md_text
+    assert "Claim table" in proc.stdout and ("drops" in proc.stdout or "keeps" in proc.stdout)
