@@ -135,7 +135,7 @@ def train(path: str, model: str, epochs: int, out_dir: str, amp: str) -> dict:
     torch.set_num_threads(1)
     import mudata as md
 
-    from dmmvae.methods import vae as vae_mod  # MultimodalVAE.fit calls vae.fit_model
+    from dmmvae.methods import _model as vae_mod  # VAEModel.fit calls _model.fit_model
 
     # peak after reading the input alone (the same read run_training does)
     t0 = time.perf_counter()

@@ -56,7 +56,7 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
     from dmmvae.methods.data import MultimodalData, build_spec
 
     sc = md.read_h5mu(path)
-    method = build_model(model, dict(LAYERS))
+    method = build_model(model, dict(LAYERS)).module  # the module the loop trains
     cfg = resolve_training(
         {
             "max_epochs": 1,

@@ -96,12 +96,12 @@ def train_batch(mdata, spec, n=64):
 
 
 def hidden_atac_batch(model_name: str, params: dict):
-    """An untrained ``model_name`` in eval mode and a mosaic-scenario train batch whose ATAC
-    input requires grad: ``(model, batch, x_atac, hidden)``, ``hidden`` = rows that show RNA but
+    """An untrained ``model_name`` MODULE in eval mode and a mosaic-scenario train batch whose ATAC
+    input requires grad: ``(module, batch, x_atac, hidden)``, ``hidden`` = rows that show RNA but
     not ATAC (checked to exist, beside rows that show ATAC)."""
     sc = scenario(kind="mosaic")
     spec = build_spec(sc)
-    model = build_model(model_name, params)
+    model = build_model(model_name, params).module
     model.build(spec)
     model.eval()
     batch = train_batch(sc, spec)

@@ -129,3 +129,44 @@ def test_no_import_cycle_inside_the_package():
             "import cycles inside the package (each line a strongly connected set of modules):\n"
             + "\n".join(" <-> ".join(c) for c in cycles)
         )
+
+
+#: the VAE module layer (scvi-tools' module / model split): networks, objectives, likelihoods
+#: and the data spec; fitting, prediction on MuData and I/O live in ``methods._model``
+MODULE_LAYER = [
+    "dmmvae.methods.vae", "dmmvae.methods.objectives", "dmmvae.methods.nn",
+    "dmmvae.methods.likelihoods", "dmmvae.methods._spec", "dmmvae.methods._views",
+    "dmmvae.methods.mvae", "dmmvae.methods.mmvae", "dmmvae.methods.mopoe",
+    "dmmvae.methods.mmvae_plus", "dmmvae.methods.dmmvae", "dmmvae.methods.scmodal",
+    "dmmvae.methods.mlp_fusion",
+]
+DATA_LIBRARIES = {"mudata", "anndata", "pandas", "scanpy", "muon", "h5py"}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("name", MODULE_LAYER)
+def test_vae_modules_are_pure_torch_with_no_data_or_io_imports(name):
+    """No module of the VAE layer reaches (directly or through the package) a data library,
+    the predictions' I/O (``dmmvae.io``), the training loop or the model layer."""
+    graph = import_graph()
+    paths = modules()
+    seen, todo = set(), [name]
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        todo += sorted(graph.get(mod, ()))
+    forbidden = {"dmmvae.io", "dmmvae.methods._loop", "dmmvae.methods._model", "dmmvae.methods.data"}
+    assert not seen & forbidden, (name, sorted(seen & forbidden))
+    libs = set().union(*(_top_level_imports(paths[m]) for m in seen))
+    assert not libs & DATA_LIBRARIES, (name, sorted(libs & DATA_LIBRARIES))

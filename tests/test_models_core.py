@@ -215,7 +215,7 @@ def _check_forward_backward(model, sc, likelihoods):
 @pytest.mark.parametrize("lik", sorted(LIKELIHOODS))
 def test_forward_backward_every_likelihood(variant, lik):
     sc = scenario(kind="mosaic")
-    _check_forward_backward(build_model(variant, FAST), sc, {"rna": lik})
+    _check_forward_backward(build_model(variant, FAST).module, sc, {"rna": lik})
 
 
 @pytest.mark.parametrize("variant", [*VARIANTS, "mmvae-iwae", "mmvae-dreg", "mopoe-select"])
@@ -227,7 +227,7 @@ def test_forward_backward_three_modalities(variant):
     if name == "mopoe" and opt:
         params["sampling"] = opt
     sc = scenario(("rna", "atac", "adt"), kind="mosaic")
-    _check_forward_backward(build_model(name, params), sc, {"adt": "nbmix"})
+    _check_forward_backward(build_model(name, params).module, sc, {"adt": "nbmix"})
 
 
 @pytest.mark.parametrize("variant", [*VARIANTS, "mmvae-dreg"])
@@ -321,7 +321,7 @@ def test_semi_supervised_head_and_checkpoint_roundtrip(tmp_path):
     hist = model.fit(
         sc, seed=0, training={**TRAIN_CFG, "max_epochs": 3, "semi_supervised_fraction": 0.5}
     )
-    assert "train_classifier" in hist.columns and model.classifier is not None
+    assert "train_classifier" in hist.columns and model.module.classifier is not None
     p1 = model.predict(sc)
     path = tmp_path / "model.pt"
     model.save(str(path))

@@ -30,6 +30,7 @@ from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MODELS, build_model
 from dmmvae.methods.data import build_spec
 from dmmvae.methods.likelihoods import LIKELIHOODS
+from dmmvae.methods.mmaavi import MMAAVI, discriminator_groups
 from dmmvae.methods.objectives import mutual_nearest_neighbours
 from dmmvae.metrics import foscttm, label_transfer
 
@@ -64,8 +65,8 @@ def test_variants_are_registered():
 # --------------------------------------------------------------------------------------
 def _check_forward_backward(model, sc, likelihoods):
     spec = build_spec(sc, likelihoods)
-    if hasattr(model, "_assign_groups"):
-        model._assign_groups(sc)  # mmaavi: discriminator groups (mosaic patterns)
+    if isinstance(model, MMAAVI):  # discriminator groups (mosaic patterns), as MMAAVIModel.fit
+        model.set_groups(*discriminator_groups(sc, model.params["discriminate"]))
     model.build(spec)
     model.train()
     batch = train_batch(sc, spec)
@@ -85,13 +86,13 @@ def _check_forward_backward(model, sc, likelihoods):
 @pytest.mark.parametrize("lik", sorted(LIKELIHOODS))
 def test_forward_backward_every_likelihood(variant, lik):
     sc = scenario(kind="mosaic")
-    _check_forward_backward(build_model(variant, FAST), sc, {"rna": lik})
+    _check_forward_backward(build_model(variant, FAST).module, sc, {"rna": lik})
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_backward_three_modalities(variant):
     sc = scenario(("rna", "atac", "adt"), kind="mosaic")
-    model = build_model(variant, FAST)
+    model = build_model(variant, FAST).module
     model._adversaries_on = True  # dmmvae: past the warm-up (other variants ignore it)
     out = _check_forward_backward(model, sc, {"adt": "nbmix"})
     if variant == "dmmvae":  # both adversaries are in the loss and receive gradients
@@ -127,7 +128,7 @@ def test_unknown_options_fail_clearly():
 def test_mmvae_plus_self_reconstruction_sends_no_gradient_to_the_shared_encoder():
     sc = scenario()
     spec = build_spec(sc)
-    model = build_model("mmvae_plus", FAST)
+    model = build_model("mmvae_plus", FAST).module
     model.build(spec)
     model.train()
     batch = train_batch(sc, spec)
@@ -147,7 +148,7 @@ def test_mmvae_plus_self_reconstruction_sends_no_gradient_to_the_shared_encoder(
     (-terms["cross_rna_to_atac"].sum()).backward(retain_graph=True)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoders["rna"].parameters())
     # and without the stop-gradient (ablation) the self term reaches it
-    plain = build_model("mmvae_plus", {**FAST, "detach_self_shared": False})
+    plain = build_model("mmvae_plus", {**FAST, "detach_self_shared": False}).module
     plain.build(spec)
     plain.train()
     _, t2, _ = plain.loss_terms(batch, 1.0)
@@ -192,7 +193,7 @@ def test_dmmvae_with_zero_weights_is_mmvae_exactly():
 
 def test_dmmvae_shared_core_is_one_module_for_every_modality():
     sc = scenario(("rna", "atac", "adt"), kind="mosaic")
-    model = build_model("dmmvae", FAST)
+    model = build_model("dmmvae", FAST).module
     model.build(build_spec(sc))
     cores = {id(model.encoders[m].core) for m in model.modalities}
     assert cores == {id(model.core_encoder)}
@@ -207,7 +208,7 @@ def test_dmmvae_output_discriminators_see_virtual_cells_from_the_other_modality(
     of integer count draws, with the gradient of the decoded mean (straight-through)."""
     sc = scenario(kind="diagonal")
     spec = build_spec(sc)
-    model = build_model("dmmvae", FAST)
+    model = build_model("dmmvae", FAST).module
     model.build(spec)
     model.train()
     model._adversaries_on = True

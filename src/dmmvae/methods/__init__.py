@@ -9,6 +9,7 @@ from ._base import (
     MissingPairsError,
     NotApplicableError,
 )
+from ._model import VAEModel, vae_model
 from .controls import KnnRegression, PcaCca, RandomEmbedding
 from .dmmvae import DMMVAE
 from .glue import GLUE
@@ -16,7 +17,7 @@ from .gw_ot import GromovWassersteinOT
 from .linked_cca import LinkedCCA
 from .maxfuse import MaxFuse
 from .mlp_fusion import MLPFusion
-from .mmaavi import MMAAVI
+from .mmaavi import MMAAVIModel
 from .mmvae import MMVAE
 from .mmvae_plus import MMVAEPlus
 from .mopoe import MoPoE
@@ -32,14 +33,14 @@ MODELS: dict[str, type[Method]] = {
     "gw_ot": GromovWassersteinOT,
     "glue": GLUE,
     "maxfuse": MaxFuse,
-    "mvae": MVAE,
-    "mmvae": MMVAE,
-    "mopoe": MoPoE,
-    "mlp_fusion": MLPFusion,
-    "mmvae_plus": MMVAEPlus,
-    "dmmvae": DMMVAE,
-    "scmodal": ScMODAL,
-    "mmaavi": MMAAVI,
+    "mvae": vae_model(MVAE),
+    "mmvae": vae_model(MMVAE),
+    "mopoe": vae_model(MoPoE),
+    "mlp_fusion": vae_model(MLPFusion),
+    "mmvae_plus": vae_model(MMVAEPlus),
+    "dmmvae": vae_model(DMMVAE),
+    "scmodal": vae_model(ScMODAL),
+    "mmaavi": MMAAVIModel,
     "totalvi": TotalVI,
     "multivi": MultiVI,
 }
@@ -58,11 +59,13 @@ def build_model(name: str, params: dict | None = None) -> Method:
 
 __all__ = [
     "MODELS",
+    "VAEModel",
     "Method",
     "MissingDependencyError",
     "MissingLinksError",
     "MissingPairsError",
     "NotApplicableError",
     "build_model",
+    "vae_model",
     "get_model_class",
 ]

@@ -191,7 +191,7 @@ def fit_model(
     device: str = "auto",
     training: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Build ``model`` (a :class:`~dmmvae.methods.vae.MultimodalVAE`) from ``mdata`` and train it."""
+    """Build ``model`` (a :class:`~dmmvae.methods.vae.MultimodalVAE` module) from ``mdata`` and train it."""
     cfg = resolve_training(training)
     limit = cfg["time_limit_minutes"]
     time_limit_s = 60.0 * float(limit) if limit else None

@@ -69,9 +69,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..io import Predictions
+from ._spec import ModalitySpec
 from ._views import LinkedFeatures, log_view
-from .data import ModalitySpec
 from .likelihoods import get_likelihood
 from .mmvae import MMVAE
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
@@ -370,10 +369,8 @@ class DMMVAE(MMVAE):
         return terms
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, mdata, *, batch_size: int = 512, seed: int = 0) -> Predictions:
-        preds = super().predict(mdata, batch_size=batch_size, seed=seed)
-        preds.info["anchors"] = dict(self.anchor_report)
-        return preds
+    def prediction_info(self) -> dict[str, Any]:
+        return {"anchors": dict(self.anchor_report)}
 
 
 __all__ = ["DMMVAE", "ExpertDecoder", "ExpertEncoder", "generated_view"]

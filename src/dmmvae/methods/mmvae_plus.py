@@ -43,12 +43,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..io import Predictions
-from .data import ModalitySpec
+from ._spec import ModalitySpec
 from .nn import Decoder
 from .objectives import Gaussian, mixture_moments, shared_private_elbo
 from .vae import LossOutput, MultimodalVAE
@@ -138,14 +136,14 @@ class MMVAEPlus(MultimodalVAE):
     def sample_prior(self, n: int, generator: torch.Generator) -> Tensor:
         return torch.randn(n, self.latent_dim + self.n_private, generator=generator).to(self.device)
 
-    def predict(self, mdata, *, batch_size: int = 512, seed: int = 0) -> Predictions:
-        preds = super().predict(mdata, batch_size=batch_size, seed=seed)
-        preds.info["shared_dims"] = list(np.arange(self.latent_dim).tolist())
-        preds.info["private_dims"] = (
-            "excluded from embeddings (modality-specific; used for self-reconstruction and "
-            f"prior generation only; {self.n_private} per modality)"
-        )
-        return preds
+    def prediction_info(self) -> dict[str, Any]:
+        return {
+            "shared_dims": list(range(self.latent_dim)),
+            "private_dims": (
+                "excluded from embeddings (modality-specific; used for self-reconstruction and "
+                f"prior generation only; {self.n_private} per modality)"
+            ),
+        }
 
 
 __all__ = ["MMVAEPlus"]

@@ -47,7 +47,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..io import Predictions
 from ._views import LinkedFeatures, log_view
 from .nn import MLP
 from .objectives import (
@@ -234,10 +233,8 @@ class ScMODAL(MultimodalVAE):
         eps = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
         return self.z_mean + eps * self.z_var.clamp_min(1e-8).sqrt()
 
-    def predict(self, mdata, *, batch_size: int = 512, seed: int = 0) -> Predictions:
-        preds = super().predict(mdata, batch_size=batch_size, seed=seed)
-        preds.info["anchors"] = dict(self.anchor_report)
-        return preds
+    def prediction_info(self) -> dict[str, Any]:
+        return {"anchors": dict(self.anchor_report)}
 
 
 __all__ = ["ANCHORS", "ScMODAL"]

@@ -1,9 +1,12 @@
-"""``MultimodalVAE``: the shared base of every VAE variant (scvi-tools module shape).
+"""``MultimodalVAE``: the MODULE every VAE variant subclasses (scvi-tools' module / model split).
 
-A variant = a fusion rule + an objective + options. It subclasses :class:`MultimodalVAE`
-and overrides only what differs; the base owns per-modality encoders/decoders, likelihoods,
-masking, the training hooks, ``fit`` (the loop in :mod:`dmmvae.train`), ``predict`` and
-checkpoints.
+A pure ``torch.nn.Module``: networks, fusion, the objective (arithmetic in :mod:`.objectives`)
+and the per-step training hooks; no data files, no AnnData/MuData, no fitting loop, no I/O.
+The model layer (:class:`._model.VAEModel`, what the registry holds) owns fitting (the one
+loop, :func:`._loop.fit_model`, which trains a module), prediction on the test cells of a
+MuData and checkpoints. A variant = a fusion rule + an objective + options: it subclasses
+:class:`MultimodalVAE`, overrides only what differs, and is registered as
+``vae_model(MyVariant)``.
 
 Contract (what a variant implements)
 ------------------------------------
@@ -25,7 +28,9 @@ Hooks a variant MAY override
   ``ctx.autocast()`` and ``ctx.step(loss, optimizer)`` (AMP scaling + gradient clipping).
 - ``impute_params(qz, masks, src, tgts)``: decoder parameters of ``tgts`` from ``src`` alone
   (default: decode ``fuse({src})``'s mean); ``sample_prior(n, generator)`` (default
-  ``N(0, I)`` of ``latent_dim``); ``embed(qz, masks)`` (default ``fuse(...).mu``).
+  ``N(0, I)`` of ``latent_dim``); ``embed(qz, masks)`` (default ``fuse(...).mu``);
+  ``prediction_info()`` (what the variant adds to ``Predictions.info``);
+  ``checkpoint_extra()`` / ``restore_extra(extra)`` (plain values to rebuild its modules).
 
 Fixed methods
 -------------
@@ -48,18 +53,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import mudata as md
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..constants import JOINT, SPLIT, TEST
-from ..io import Predictions
-from ._base import Method
-from ._loop import fit_model
-from .data import DataSpec, ModalitySpec, MultimodalData
+from ._spec import DataSpec, ModalitySpec
 from .likelihoods import get_likelihood, nonzero_entries, to_scoring
 from .nn import MLP, Decoder, Encoder
 from .objectives import DecodeFn, Gaussian
@@ -83,14 +81,6 @@ class LossOutput:
         return out
 
 
-#: imputations of wider targets are stored in float16 by ``Predictions.write`` (dmmvae.io)
-WIDE_FEATURES = 20000
-
-
-def _imputation_dtype(n_features: int) -> type:
-    return np.float16 if n_features > WIDE_FEATURES else np.float32
-
-
 def adamw(params, cfg: dict[str, Any], lr: float | None = None) -> torch.optim.AdamW:
     """AdamW with ``cfg["lr"]`` / ``cfg["weight_decay"]``, fused where torch has the kernel.
 
@@ -111,8 +101,8 @@ def adamw(params, cfg: dict[str, Any], lr: float | None = None) -> torch.optim.A
     )
 
 
-class MultimodalVAE(Method, nn.Module):
-    """Base of the VAE variants; see the module docstring for the contract."""
+class MultimodalVAE(nn.Module):
+    """Base of the VAE variant modules; see the module docstring for the contract."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "n_latent": 16,  # latent dimensions
@@ -124,17 +114,19 @@ class MultimodalVAE(Method, nn.Module):
         "beta": 1.0,  # weight of the KL term (after warm-up)
         "classifier_weight": 1.0,  # semi-supervised label head (training.semi_supervised_fraction)
     }
-    is_neural: ClassVar[bool] = True
-    uses_device: ClassVar[bool] = True
-    TRAINING_KEYS: ClassVar[str] = "all"
-
     def __init__(self, **params: Any) -> None:
-        nn.Module.__init__(self)
-        Method.__init__(self, **params)
+        super().__init__()
+        unknown = sorted(set(params) - set(self.DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"model '{type(self).__name__}': unknown parameter(s) {unknown}; "
+                f"valid parameters are {sorted(self.DEFAULTS)}"
+            )
+        self.params: dict[str, Any] = {**self.DEFAULTS, **params}
         self.spec: DataSpec | None = None
         self.n_classes = 0
         self.classifier: nn.Module | None = None
-        #: filled by fit: device, epochs, best epoch, seconds, status, training config
+        #: filled by the training loop: device, epochs, best epoch, seconds, status, config
         self.train_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ building
@@ -322,20 +314,6 @@ class MultimodalVAE(Method, nn.Module):
     def validation_step(self, batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
         return self.training_loss(batch, kl_weight).detached_terms()
 
-    # ------------------------------------------------------------------ Method
-    def fit(
-        self,
-        mdata: md.MuData,
-        *,
-        training: dict[str, Any] | None = None,
-        seed: int = 0,
-        device: str = "cpu",
-    ) -> pd.DataFrame:
-        """Build from ``mdata`` and train (the one loop, :func:`._loop.fit_model`); returns the
-        history. Raises :class:`._loop.TrainingFailure` on a non-finite loss or the time limit.
-        """
-        return fit_model(self, mdata, seed=seed, device=device, training=training)
-
     def embed(self, qz: dict[str, Gaussian], masks: dict[str, Tensor]) -> Tensor:
         return self.fuse(qz, masks).mu
 
@@ -360,66 +338,9 @@ class MultimodalVAE(Method, nn.Module):
         lik = self.decoders[m].likelihood
         return to_scoring(ms.kind, lik, lik.sample(params), kept_fraction=ms.kept_fraction)
 
-    @torch.no_grad()
-    def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
-        """Embeddings, imputations and prior samples of the TEST cells, in minibatches.
-
-        Outputs are preallocated arrays filled batch by batch (no list of parts and
-        concatenation, which doubled the peak for wide modalities); batches hold at most
-        ``2**24`` dense values (``rows x features``), and never fewer than 64 rows.
-        Imputations of targets wider than :data:`WIDE_FEATURES` are held in float16, the
-        precision :meth:`dmmvae.io.Predictions.write` stores them in (halves the largest
-        array of a 10x Multiome prediction); everything else is float32.
-        """
-        self.eval()
-        mods = self.modalities
-        test = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TEST)
-        n = len(test)
-        width = {m: self.spec.modalities[m].n_features for m in mods}
-        bs = max(1, min(int(batch_size), max(64, (1 << 24) // max(1, sum(width.values())))))
-        data = MultimodalData(mdata, self.spec, self.device)
-        emb = {m: np.empty((n, self.latent_dim), np.float32) for m in [*mods, JOINT]}
-        imp = {
-            (s, t): np.empty((n, width[t]), _imputation_dtype(width[t]))
-            for s in mods
-            for t in mods
-            if s != t
-        }
-        gen = {m: np.empty((n, width[m]), np.float32) for m in mods}
-        cross = {k: np.empty_like(v) for k, v in imp.items()}  # sampled, for the realism test
-        torch.manual_seed(seed + 1)
-
-        def put(out: np.ndarray, start: int, values: Tensor) -> None:
-            out[start : start + len(values)] = values.float().cpu().numpy()
-
-        start = 0
-        for batch in data.batches(test, bs, mods=mods):
-            qz = self.encode(batch)
-            masks = batch["mask"]
-            put(emb[JOINT], start, self.embed(qz, masks))
-            for s in mods:
-                put(emb[s], start, self.embed({s: qz[s]}, {s: masks[s]}))
-                tgts = [t for t in mods if t != s]
-                px = self.impute_params(qz, masks, s, tgts)
-                for t in tgts:
-                    put(imp[(s, t)], start, self.scoring_mean(t, px[t]))
-                    put(cross[(s, t)], start, self.scoring_sample(t, px[t]))
-            start += len(batch["index"])
-        g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        for start in range(0, n, bs):
-            k = min(bs, n - start)
-            px = self.generative(self.sample_prior(k, g))
-            for m in mods:
-                put(gen[m], start, self.scoring_sample(m, px[m]))
-        return Predictions(
-            obs_names=np.asarray(mdata.obs_names)[test],
-            embeddings=emb,
-            imputations=imp,
-            generated=gen,
-            info={"model": type(self).__name__, "params": self.params, **self.train_info},
-            cross_generated=cross,
-        )
+    def prediction_info(self) -> dict[str, Any]:
+        """Hook: what a variant adds to ``Predictions.info`` (e.g. which anchors it used)."""
+        return {}
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_extra(self) -> dict[str, Any]:
@@ -428,31 +349,6 @@ class MultimodalVAE(Method, nn.Module):
 
     def restore_extra(self, extra: dict[str, Any]) -> None:
         """Hook: set what :meth:`checkpoint_extra` saved, before the modules are rebuilt."""
-
-    def checkpoint(self) -> dict[str, Any]:
-        return {
-            "class": type(self).__name__,
-            "params": self.params,
-            "spec": self.spec.to_dict() if self.spec else None,
-            "n_classes": self.n_classes,
-            "extra": self.checkpoint_extra(),
-            "train_info": self.train_info,
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-        }
-
-    def save(self, path: str) -> None:
-        torch.save(self.checkpoint(), path)
-
-    @classmethod
-    def load(cls, path: str, map_location: str = "cpu") -> MultimodalVAE:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        model = cls(**ckpt["params"])
-        model.n_classes = int(ckpt.get("n_classes", 0))
-        model.restore_extra(dict(ckpt.get("extra") or {}))
-        model.build(DataSpec.from_dict(ckpt["spec"]))
-        model.load_state_dict(ckpt["state_dict"])
-        model.train_info = dict(ckpt.get("train_info", {}))
-        return model
 
 
 __all__ = ["LossOutput", "MultimodalVAE", "adamw"]

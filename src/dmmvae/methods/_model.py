@@ -1,0 +1,182 @@
+"""The MODEL layer of the VAE variants (scvi-tools' module / model split).
+
+:class:`VAEModel` is what the registry holds for a VAE variant: a :class:`~._base.Method`
+that wraps one :class:`~.vae.MultimodalVAE` module (``self.module``, built from the
+parameters) and owns what is not arithmetic:
+
+- ``fit(mdata, *, training, seed, device)``: builds the module from the data and trains it
+  with the one loop (:func:`._loop.fit_model`); ``train_info`` records what happened;
+- ``predict(mdata)``: embeddings, imputations, cross-generated and prior-generated cells of
+  the TEST cells (:class:`dmmvae.io.Predictions`, scoring normalisation of the PROTOCOL);
+- ``checkpoint()`` / ``save(path)`` / ``load(path)``.
+
+``vae_model(ModuleClass)`` makes the model class of a variant (one registry line); a
+variant that needs data-level set-up before training subclasses :class:`VAEModel` (as
+``mmaavi`` does for its discriminator groups).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import mudata as md
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..constants import JOINT, SPLIT, TEST
+from ..io import Predictions
+from ._base import Method
+from ._loop import fit_model
+from .data import DataSpec, MultimodalData
+from .vae import MultimodalVAE
+
+#: imputations of wider targets are stored in float16 by ``Predictions.write`` (dmmvae.io)
+WIDE_FEATURES = 20000
+
+
+def _imputation_dtype(n_features: int) -> type:
+    return np.float16 if n_features > WIDE_FEATURES else np.float32
+
+
+class VAEModel(Method):
+    """A VAE variant as a :class:`Method`: ``module_class`` + fitting, prediction, checkpoints."""
+
+    module_class: ClassVar[type[MultimodalVAE]] = MultimodalVAE
+    is_neural: ClassVar[bool] = True
+    uses_device: ClassVar[bool] = True
+    TRAINING_KEYS: ClassVar[str] = "all"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.DEFAULTS = cls.module_class.DEFAULTS
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.module = self.module_class(**params)
+        self.params = self.module.params
+
+    @property
+    def train_info(self) -> dict[str, Any]:
+        return self.module.train_info
+
+    @property
+    def spec(self) -> DataSpec | None:
+        return self.module.spec
+
+    def fit(
+        self,
+        mdata: md.MuData,
+        *,
+        training: dict[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> pd.DataFrame:
+        """Build the module from ``mdata`` and train it (the one loop); returns the history.
+        Raises :class:`._loop.TrainingFailure` on a non-finite loss or the time limit."""
+        return fit_model(self.module, mdata, seed=seed, device=device, training=training)
+
+    @torch.no_grad()
+    def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
+        """Embeddings, imputations and prior samples of the TEST cells, in minibatches.
+
+        Outputs are preallocated arrays filled batch by batch (no list of parts and
+        concatenation, which doubled the peak for wide modalities); batches hold at most
+        ``2**24`` dense values (``rows x features``), and never fewer than 64 rows.
+        Imputations of targets wider than :data:`WIDE_FEATURES` are held in float16, the
+        precision :meth:`dmmvae.io.Predictions.write` stores them in (halves the largest
+        array of a 10x Multiome prediction); everything else is float32.
+        """
+        mod = self.module
+        mod.eval()
+        mods = mod.modalities
+        test = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TEST)
+        n = len(test)
+        width = {m: mod.spec.modalities[m].n_features for m in mods}
+        bs = max(1, min(int(batch_size), max(64, (1 << 24) // max(1, sum(width.values())))))
+        data = MultimodalData(mdata, mod.spec, mod.device)
+        emb = {m: np.empty((n, mod.latent_dim), np.float32) for m in [*mods, JOINT]}
+        imp = {
+            (s, t): np.empty((n, width[t]), _imputation_dtype(width[t]))
+            for s in mods
+            for t in mods
+            if s != t
+        }
+        gen = {m: np.empty((n, width[m]), np.float32) for m in mods}
+        cross = {k: np.empty_like(v) for k, v in imp.items()}  # sampled, for the realism test
+        torch.manual_seed(seed + 1)
+
+        def put(out: np.ndarray, start: int, values: Tensor) -> None:
+            out[start : start + len(values)] = values.float().cpu().numpy()
+
+        start = 0
+        for batch in data.batches(test, bs, mods=mods):
+            qz = mod.encode(batch)
+            masks = batch["mask"]
+            put(emb[JOINT], start, mod.embed(qz, masks))
+            for s in mods:
+                put(emb[s], start, mod.embed({s: qz[s]}, {s: masks[s]}))
+                tgts = [t for t in mods if t != s]
+                px = mod.impute_params(qz, masks, s, tgts)
+                for t in tgts:
+                    put(imp[(s, t)], start, mod.scoring_mean(t, px[t]))
+                    put(cross[(s, t)], start, mod.scoring_sample(t, px[t]))
+            start += len(batch["index"])
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        for start in range(0, n, bs):
+            k = min(bs, n - start)
+            px = mod.generative(mod.sample_prior(k, g))
+            for m in mods:
+                put(gen[m], start, mod.scoring_sample(m, px[m]))
+        return Predictions(
+            obs_names=np.asarray(mdata.obs_names)[test],
+            embeddings=emb,
+            imputations=imp,
+            generated=gen,
+            info={"model": type(mod).__name__, "params": self.params, **self.train_info,
+                  **mod.prediction_info()},
+            cross_generated=cross,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        mod = self.module
+        return {
+            "class": type(mod).__name__,
+            "params": self.params,
+            "spec": mod.spec.to_dict() if mod.spec else None,
+            "n_classes": mod.n_classes,
+            "extra": mod.checkpoint_extra(),
+            "train_info": mod.train_info,
+            "state_dict": {k: v.detach().cpu() for k, v in mod.state_dict().items()},
+        }
+
+    def save(self, path: str) -> None:
+        torch.save(self.checkpoint(), path)
+
+    @classmethod
+    def load(cls, path: str, map_location: str = "cpu") -> VAEModel:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        model = cls(**ckpt["params"])
+        mod = model.module
+        mod.n_classes = int(ckpt.get("n_classes", 0))
+        mod.restore_extra(dict(ckpt.get("extra") or {}))
+        mod.build(DataSpec.from_dict(ckpt["spec"]))
+        mod.load_state_dict(ckpt["state_dict"])
+        mod.train_info = dict(ckpt.get("train_info", {}))
+        return model
+
+
+def vae_model(module_class: type[MultimodalVAE]) -> type[VAEModel]:
+    """The model class of a VAE variant module (what ``MODELS`` registers)."""
+    return type(
+        f"{module_class.__name__}Model",
+        (VAEModel,),
+        {"module_class": module_class, "__doc__": module_class.__doc__,
+         "__module__": module_class.__module__},
+    )
+
+
+__all__ = ["WIDE_FEATURES", "VAEModel", "vae_model"]
