@@ -36,7 +36,8 @@ Fixed methods
 -------------
 - ``encode(batch) -> {mod: Gaussian}``: every modality present in the batch; rows where the
   modality is hidden get ``N(0, I)`` (mu = 0, logvar = 0) with NO gradient path to the data.
-- ``inference(batch) -> {"qz", "mask", "joint"}``; ``generative(z, library, mods) -> {mod: params}``.
+- ``generative(z, library, mods) -> {mod: params}`` (decoder parameters; median train library
+  when ``library`` is None).
 - ``make_decode(batch)``: the ``decode(z, mods) -> {mod: log p(x_mod|z)}`` callable of
   :mod:`.objectives`.
 - ``loss_output(per_cell, terms, z)``: batch means -> :class:`LossOutput`.
@@ -216,10 +217,6 @@ class MultimodalVAE(nn.Module):
 
     def loss(self, batch: dict[str, Any], kl_weight: float = 1.0) -> LossOutput:
         raise NotImplementedError
-
-    def inference(self, batch: dict[str, Any]) -> dict[str, Any]:
-        qz = self.encode(batch)
-        return {"qz": qz, "mask": batch["mask"], "joint": self.fuse(qz, batch["mask"])}
 
     def _median_library(self, m: str, like: Tensor) -> Tensor:
         return like.new_full((1, 1), self.spec.modalities[m].median_library)
