@@ -28,14 +28,22 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MODELS, build_model
+from dmmvae.methods._model import discriminator_groups
 from dmmvae.methods.data import build_spec
 from dmmvae.methods.likelihoods import LIKELIHOODS
-from dmmvae.methods.mmaavi import MMAAVI, discriminator_groups
+from dmmvae.methods.mmaavi import MMAAVI
 from dmmvae.methods.objectives import mutual_nearest_neighbours
 from dmmvae.metrics import foscttm, label_transfer
 
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]
 FAST = {"n_hidden": 32, "n_latent": 8}
+#: D-MMVAE with every component of the seed's design on (the defaults switch the shared core and
+#: the output discriminators off: README "Choosing D-MMVAE's settings")
+SEED_DESIGN = {"shared_core": True, "output_adversarial_weight": 0.05, "cycle_weight": 1.0}
+
+
+def variant_params(variant: str) -> dict:
+    return {**FAST, **(SEED_DESIGN if variant == "dmmvae" else {})}
 TRAIN_CFG = {"max_epochs": 30, "batch_size": 128, "kl_warmup_epochs": 5, "lr": 3e-3, "progress_bar": False}
 
 
@@ -86,13 +94,13 @@ def _check_forward_backward(model, sc, likelihoods):
 @pytest.mark.parametrize("lik", sorted(LIKELIHOODS))
 def test_forward_backward_every_likelihood(variant, lik):
     sc = scenario(kind="mosaic")
-    _check_forward_backward(build_model(variant, FAST).module, sc, {"rna": lik})
+    _check_forward_backward(build_model(variant, variant_params(variant)).module, sc, {"rna": lik})
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_backward_three_modalities(variant):
     sc = scenario(("rna", "atac", "adt"), kind="mosaic")
-    model = build_model(variant, FAST).module
+    model = build_model(variant, variant_params(variant)).module
     model._adversaries_on = True  # dmmvae: past the warm-up (other variants ignore it)
     out = _check_forward_backward(model, sc, {"adt": "nbmix"})
     if variant == "dmmvae":  # both adversaries are in the loss and receive gradients
@@ -105,7 +113,7 @@ def test_forward_backward_three_modalities(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_hidden_modality_does_not_affect_the_loss(variant):
     """Masking, not imputation: the data of a hidden modality gets no gradient."""
-    model, batch, x, hidden = hidden_atac_batch(variant, FAST)
+    model, batch, x, hidden = hidden_atac_batch(variant, variant_params(variant))
     model.training_loss(batch, 1.0).loss.backward()
     assert x.grad[hidden].abs().max() == 0
     assert x.grad[batch["mask"]["atac"]].abs().max() > 0
@@ -179,11 +187,13 @@ def test_dmmvae_with_zero_weights_is_mmvae_exactly():
     p_ref, p_zero = ref.predict(sc), zero.predict(sc)
     for k in p_ref.embeddings:
         np.testing.assert_allclose(p_ref.embeddings[k], p_zero.embeddings[k], rtol=1e-4, atol=1e-5)
-    # the defaults (shared core, adversaries once the KL warm-up is over) change training and
+    # the seed's design (shared core, adversaries once the KL warm-up is over) changes training and
     # log the adversarial terms from the first epoch at full KL weight on; on diagonal data
     # (the output discriminators need cells that lack a modality)
     diag = scenario(kind="diagonal")
-    h_adv = build_model("dmmvae", FAST).fit(diag, seed=3, training={**cfg, "kl_warmup_epochs": 2})
+    h_adv = build_model("dmmvae", {**FAST, **SEED_DESIGN}).fit(
+        diag, seed=3, training={**cfg, "kl_warmup_epochs": 2}
+    )
     h_mm = build_model("mmvae", FAST).fit(diag, seed=3, training={**cfg, "kl_warmup_epochs": 2})
     assert {"train_adv_latent", "train_adv_output", "train_disc_loss"} <= set(h_adv.columns)
     assert h_adv["train_adv_latent"].iloc[:2].isna().all()  # off during the warm-up
@@ -193,7 +203,7 @@ def test_dmmvae_with_zero_weights_is_mmvae_exactly():
 
 def test_dmmvae_shared_core_is_one_module_for_every_modality():
     sc = scenario(("rna", "atac", "adt"), kind="mosaic")
-    model = build_model("dmmvae", FAST).module
+    model = build_model("dmmvae", {**FAST, **SEED_DESIGN}).module
     model.build(build_spec(sc))
     cores = {id(model.encoders[m].core) for m in model.modalities}
     assert cores == {id(model.core_encoder)}
@@ -208,7 +218,7 @@ def test_dmmvae_output_discriminators_see_virtual_cells_from_the_other_modality(
     of integer count draws, with the gradient of the decoded mean (straight-through)."""
     sc = scenario(kind="diagonal")
     spec = build_spec(sc)
-    model = build_model("dmmvae", FAST).module
+    model = build_model("dmmvae", {**FAST, **SEED_DESIGN}).module
     model.build(spec)
     model.train()
     model._adversaries_on = True

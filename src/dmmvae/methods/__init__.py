@@ -9,15 +9,13 @@ from ._base import (
     MissingPairsError,
     NotApplicableError,
 )
-from ._model import VAEModel, vae_model
+from ._model import DMMVAEModel, MMAAVIModel, VAEModel, vae_model
 from .controls import KnnRegression, PcaCca, RandomEmbedding
-from .dmmvae import DMMVAE
 from .glue import GLUE
 from .gw_ot import GromovWassersteinOT
 from .linked_cca import LinkedCCA
 from .maxfuse import MaxFuse
 from .mlp_fusion import MLPFusion
-from .mmaavi import MMAAVIModel
 from .mmvae import MMVAE
 from .mmvae_plus import MMVAEPlus
 from .mopoe import MoPoE
@@ -38,7 +36,7 @@ MODELS: dict[str, type[Method]] = {
     "mopoe": vae_model(MoPoE),
     "mlp_fusion": vae_model(MLPFusion),
     "mmvae_plus": vae_model(MMVAEPlus),
-    "dmmvae": vae_model(DMMVAE),
+    "dmmvae": DMMVAEModel,
     "scmodal": vae_model(ScMODAL),
     "mmaavi": MMAAVIModel,
     "totalvi": TotalVI,

@@ -11,8 +11,9 @@ parameters) and owns what is not arithmetic:
 - ``checkpoint()`` / ``save(path)`` / ``load(path)``.
 
 ``vae_model(ModuleClass)`` makes the model class of a variant (one registry line); a
-variant that needs data-level set-up before training subclasses :class:`VAEModel` (as
-``mmaavi`` does for its discriminator groups).
+variant that needs data-level set-up before training subclasses :class:`VAEModel` here:
+:class:`MMAAVIModel` (discriminator groups from the batch / modality pattern) and
+:class:`DMMVAEModel` (the anchor space: a CCA on the linked genes of the train cells).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..constants import JOINT, SPLIT, TEST
-from ..io import Predictions
-from ._base import Method
+from ..constants import BATCH, JOINT, SPLIT, TEST, TRAIN, visible_key
+from ..io import InputError, Predictions
+from ._base import Method, NotApplicableError
 from ._loop import fit_model
 from .data import DataSpec, MultimodalData
+from .dmmvae import DMMVAE
+from .linked_cca import LinkedCCA
+from .mmaavi import MMAAVI
 from .vae import MultimodalVAE
 
 #: imputations of wider targets are stored in float16 by ``Predictions.write`` (dmmvae.io)
@@ -179,4 +183,90 @@ def vae_model(module_class: type[MultimodalVAE]) -> type[VAEModel]:
     )
 
 
-__all__ = ["WIDE_FEATURES", "VAEModel", "vae_model"]
+# --------------------------------------------------------------------------------------
+# models of the variants that need data-level set-up before training
+# --------------------------------------------------------------------------------------
+def discriminator_groups(mdata: md.MuData, mode: str) -> tuple[np.ndarray, list[str]]:
+    """Group codes (one per cell, ``-1`` outside the train split) and names for ``discriminate``
+    = ``mode``: the dataset batch, the modality pattern a train cell shows, or both."""
+    parts = []
+    if mode in ("batch", "batch+pattern") and BATCH in mdata.obs:
+        parts.append(mdata.obs[BATCH].astype(str).to_numpy())
+    train = mdata.obs[SPLIT].to_numpy() == TRAIN
+    if mode in ("pattern", "batch+pattern"):
+        cols = []
+        for m in mdata.mod:
+            key = visible_key(m)
+            vis = mdata.obs[key].to_numpy(bool) if key in mdata.obs else train
+            cols.append(np.where(vis, m, ""))
+        parts.append(np.array(["+".join(x for x in row if x) for row in zip(*cols, strict=True)]))
+    if not parts:
+        return np.full(mdata.n_obs, -1, dtype=np.int64), []
+    labels = np.array(["|".join(row) for row in zip(*parts, strict=True)]) if len(parts) > 1 else parts[0]
+    names = sorted(set(labels[train]))
+    lookup = {v: i for i, v in enumerate(names)}
+    codes = np.array([lookup.get(v, -1) for v in labels], dtype=np.int64)
+    codes[~train] = -1
+    return codes, names
+
+
+class MMAAVIModel(VAEModel):
+    """mmAAVI's model: assigns the discriminator groups from the data before training."""
+
+    module_class = MMAAVI
+
+    def fit(self, mdata, *, training=None, seed=0, device="cpu"):
+        self.module.set_groups(*discriminator_groups(mdata, self.params["discriminate"]))
+        hist = super().fit(mdata, training=training, seed=seed, device=device)
+        self.train_info["discriminator_groups"] = (
+            self.module.group_names if self.module.n_groups else []
+        )
+        return hist
+
+
+def cca_anchor_space(mdata, seed: int = 0) -> tuple[dict, str]:
+    """Canonical embeddings (Seurat-v3 CCA on linked genes, :class:`~.linked_cca.LinkedCCA`)
+    of every TRAIN cell from its own modality: ``({(anchor, partner): (coords_a, coords_b)},
+    note)``, rows = cells of ``mdata`` (zeros outside the train split). Empty with the reason
+    when the CCA cannot be fitted (no or too few linked genes)."""
+    cca = LinkedCCA()
+    try:
+        cca.fit(mdata, seed=seed)
+    except (NotApplicableError, InputError) as err:
+        return {}, f"no CCA anchor space ({str(err).split(';')[0]}); linked features used"
+    train = mdata.obs[SPLIT].to_numpy() == TRAIN
+    out = {}
+    for partner, emb in cca.cell_embeddings(mdata, train).items():
+        anchor = cca._anchor
+        coords = {}
+        for m in (anchor, partner):
+            full = np.zeros((mdata.n_obs, emb[m].shape[1]), np.float32)
+            full[train] = emb[m]
+            coords[m] = full
+        out[(anchor, partner)] = (coords[anchor], coords[partner])
+    genes = cca.train_info["linked_genes"]
+    return out, f"CCA on {genes} linked genes fitted on the train cells"
+
+
+class DMMVAEModel(VAEModel):
+    """D-MMVAE's model: finds the anchor space from the data (train cells) before training."""
+
+    module_class = DMMVAE
+
+    def fit(self, mdata, *, training=None, seed=0, device="cpu"):
+        spaces, note = {}, ""
+        if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "cca":
+            spaces, note = cca_anchor_space(mdata, seed)
+        self.module.set_anchor_space(spaces, note)
+        return super().fit(mdata, training=training, seed=seed, device=device)
+
+
+__all__ = [
+    "WIDE_FEATURES",
+    "DMMVAEModel",
+    "MMAAVIModel",
+    "VAEModel",
+    "cca_anchor_space",
+    "discriminator_groups",
+    "vae_model",
+]

@@ -158,18 +158,25 @@ class LinkedCCA(Method):
         self.train_info = {"linked_genes": {p: v["n_genes"] for p, v in self._pairs.items()}}
         return pd.DataFrame()
 
-    def predict(self, mdata) -> Predictions:
-        test = mdata.obs[SPLIT].to_numpy() == TEST
+    def cell_embeddings(self, mdata, rows: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """Canonical embeddings of the cells ``rows`` (bool mask over ``mdata``), each from its
+        own modality alone: ``{partner: {anchor: (n_rows, k), partner: (n_rows, k)}}``."""
         anchor = self._anchor
-        Xa, genes_a = self._gene_matrix(mdata, anchor, anchor)
-        emb: dict[str, np.ndarray] = {}
+        Xa, _ = self._gene_matrix(mdata, anchor, anchor)
+        out: dict[str, dict[str, np.ndarray]] = {}
         for partner, p in self._pairs.items():
             Xb, _ = self._gene_matrix(mdata, partner, anchor)
-            zb = self._cells(p["sb"](Xb[test][:, np.flatnonzero(p["keep"])].toarray()))
-            emb[partner] = l2_rows(zb @ p["wb"])
-            if anchor not in emb:
-                za = self._cells(p["sa"](Xa[test][:, p["ia"]].toarray()))
-                emb[anchor] = l2_rows(za @ p["wa"])
+            zb = self._cells(p["sb"](Xb[rows][:, np.flatnonzero(p["keep"])].toarray()))
+            za = self._cells(p["sa"](Xa[rows][:, p["ia"]].toarray()))
+            out[partner] = {partner: l2_rows(zb @ p["wb"]), anchor: l2_rows(za @ p["wa"])}
+        return out
+
+    def predict(self, mdata) -> Predictions:
+        test = mdata.obs[SPLIT].to_numpy() == TEST
+        emb: dict[str, np.ndarray] = {}
+        for pair in self.cell_embeddings(mdata, test).values():
+            for m, z in pair.items():
+                emb.setdefault(m, z)  # the anchor's embedding: the one of its first partner
         emb[JOINT] = np.mean([emb[m] for m in emb], axis=0)
         return Predictions(mdata.obs_names[test], embeddings=emb)
 

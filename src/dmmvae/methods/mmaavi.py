@@ -39,14 +39,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import mudata as md
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..constants import BATCH, SPLIT, TRAIN, visible_key
-from ._model import VAEModel
 from ._spec import ModalitySpec
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
 from .objectives import Gaussian, count_visible, gmm_prior_kl, masked
@@ -257,42 +254,4 @@ class MMAAVI(MultimodalVAE):
         self.group_names = list(extra.get("group_names", []))
 
 
-def discriminator_groups(mdata: md.MuData, mode: str) -> tuple[np.ndarray, list[str]]:
-    """Group codes (one per cell, ``-1`` outside the train split) and names for ``discriminate``
-    = ``mode``: the dataset batch, the modality pattern a train cell shows, or both."""
-    parts = []
-    if mode in ("batch", "batch+pattern") and BATCH in mdata.obs:
-        parts.append(mdata.obs[BATCH].astype(str).to_numpy())
-    train = mdata.obs[SPLIT].to_numpy() == TRAIN
-    if mode in ("pattern", "batch+pattern"):
-        cols = []
-        for m in mdata.mod:
-            key = visible_key(m)
-            vis = mdata.obs[key].to_numpy(bool) if key in mdata.obs else train
-            cols.append(np.where(vis, m, ""))
-        parts.append(np.array(["+".join(x for x in row if x) for row in zip(*cols, strict=True)]))
-    if not parts:
-        return np.full(mdata.n_obs, -1, dtype=np.int64), []
-    labels = np.array(["|".join(row) for row in zip(*parts, strict=True)]) if len(parts) > 1 else parts[0]
-    names = sorted(set(labels[train]))
-    lookup = {v: i for i, v in enumerate(names)}
-    codes = np.array([lookup.get(v, -1) for v in labels], dtype=np.int64)
-    codes[~train] = -1
-    return codes, names
-
-
-class MMAAVIModel(VAEModel):
-    """mmAAVI's model: assigns the discriminator groups from the data before training."""
-
-    module_class = MMAAVI
-
-    def fit(self, mdata, *, training=None, seed=0, device="cpu"):
-        self.module.set_groups(*discriminator_groups(mdata, self.params["discriminate"]))
-        hist = super().fit(mdata, training=training, seed=seed, device=device)
-        self.train_info["discriminator_groups"] = (
-            self.module.group_names if self.module.n_groups else []
-        )
-        return hist
-
-
-__all__ = ["MMAAVI", "GatedAttention", "MMAAVIModel", "discriminator_groups", "grad_reverse"]
+__all__ = ["MMAAVI", "GatedAttention", "grad_reverse"]
