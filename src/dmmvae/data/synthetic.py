@@ -58,6 +58,7 @@ def simulate_shared_private(
     type_separation: float = 2.5,
     n_batches: int = 1,
     chunk_cells: int = 2048,
+    n_linked: int = 0,
     seed: int = 0,
 ) -> md.MuData:
     """Simulate a paired multimodal dataset; returns a raw MuData (counts in ``.X``).
@@ -65,6 +66,16 @@ def simulate_shared_private(
     ``modalities`` maps a modality name to ``{"kind": rna|atac|adt, "n_features": int,
     "n_private": int}``. Ground truth: ``obsm['true_shared']`` (n, n_shared) and
     ``obsm['true_private_<mod>']``; labels in ``obs['cell_type']``.
+
+    ``n_linked`` (default 0: no feature in common, the hard diagonal case): the first
+    ``n_linked`` features of EVERY modality are driven by the shared factors alone through ONE
+    map common to all modalities (the same hidden map and output weights), so feature ``j`` of
+    RNA, of ATAC and of ADT carry the same signal: the synthetic analogue of a gene, its peaks
+    and its protein. They are made linkable by the preprocessing's own rules: every feature
+    gets a genomic ``interval`` (linked genes and linked peaks on ``chrL`` at the same
+    position, the others on separate chromosomes), and linked ADT features are named after
+    their gene (same-name protein -> gene links). Drawn from a separate random stream, so
+    ``n_linked=0`` gives exactly the data of earlier versions.
     """
     mods = {k: dict(v) for k, v in (modalities or DEFAULT_MODALITIES).items()}
     rng = np.random.default_rng(seed)
@@ -80,6 +91,12 @@ def simulate_shared_private(
         obs["batch"] = pd.Categorical([f"batch_{b}" for b in rng.integers(n_batches, size=n_cells)])
     private = {}
     adatas = {}
+    n_linked = int(n_linked)
+    if n_linked:
+        lrng = np.random.default_rng([seed, 1])  # separate stream: n_linked=0 data unchanged
+        link_map = _hidden_map(lrng, n_shared, n_hidden)
+        w_link = lrng.normal(size=(n_hidden, n_linked)) / np.sqrt(n_hidden)
+        link_bias = lrng.normal(scale=0.5, size=n_linked)
     for name, spec in mods.items():
         kind = spec.get("kind", name)
         n_feat = int(spec["n_features"])
@@ -94,6 +111,8 @@ def simulate_shared_private(
             sl = slice(start, min(start + chunk_cells, n_cells))
             h = f(np.hstack([z_s[sl], z_p[sl]]))
             logits = h @ w_out + feat_bias
+            if n_linked:  # the common map of the shared factors (see docstring)
+                logits[:, :n_linked] = link_map(z_s[sl]) @ w_link + link_bias
             if kind == "rna":
                 lib = np.exp(rng.normal(library_log_mean, library_log_sd, size=(logits.shape[0], 1)))
                 p = np.exp(logits - logits.max(1, keepdims=True))
@@ -109,7 +128,19 @@ def simulate_shared_private(
             blocks.append(sp.csr_matrix(x.astype(np.float32)))
         X = sp.vstack(blocks, format="csr")
         prefix = {"rna": "gene", "atac": "peak", "adt": "protein"}[kind]
-        var = pd.DataFrame(index=[f"{name}_{prefix}{j:05d}" for j in range(n_feat)])
+        names = [f"{name}_{prefix}{j:05d}" for j in range(n_feat)]
+        var = pd.DataFrame(index=names)
+        if n_linked:
+            linked = min(n_linked, n_feat)
+            if kind in ("rna", "adt"):  # ADT proteins named after their gene: same-name links
+                names[:linked] = [f"LINKED{j:05d}" for j in range(linked)]
+                var = pd.DataFrame(index=names)
+            if kind in ("rna", "atac"):  # linked gene j and linked peak j overlap on chrL
+                var["interval"] = [
+                    f"chrL:{10_000 * j + 1}-{10_000 * j + 1_000}" if j < linked
+                    else f"chr{kind.upper()}:{10_000 * j + 1}-{10_000 * j + 1_000}"
+                    for j in range(n_feat)
+                ]
         a = ad.AnnData(X=X, obs=obs.copy(), var=var)
         a.uns[MODALITY_KIND] = kind
         adatas[name] = a
@@ -125,6 +156,7 @@ def simulate_shared_private(
             "n_shared": n_shared,
             "n_types": n_types,
             "private_variance_ratio": private_variance_ratio,
+            "n_linked": n_linked,
             "modalities": mods,
             "seed": seed,
         },
