@@ -24,8 +24,10 @@ $(TEST_STAMP): $(STAMP)
 
 setup: $(STAMP)
 
+# one thread per job: training already runs torch on cores - 1 = 1 thread on 2 cores, so two
+# jobs side by side use the machine; with 2 threads each the demo ran its 74 jobs one at a time
 demo: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --set-threads train_model=1 evaluate_model=1
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
