@@ -41,7 +41,8 @@ pooled seed sd ``sqrt((sd_20^2 + sd_250^2) / 2)``; otherwise it KEEPS. The claim
 (:func:`dmmvae.reproduce.reproduction_table`) compares these with the claim file.
 
 Outputs: ``--out`` (CSV, tidy), ``<out>.md`` (means +- sd per model x n_private_1, verdicts,
-claim table); the verdicts are also printed.
+claim table), ``<out>.png`` (the curves: AUC and both R^2 against n_private_1); the verdicts
+are also printed. ``--replot`` rewrites the table and figure from an existing CSV.
 
 For one seed, the data sets of the grid share ``z_shared``, the shared-driven features and
 the label (the generator draws them before the private block), so the grid is paired.
@@ -59,6 +60,7 @@ Usage::
     python benchmarks/bench_reproduce_mmvae_plus.py --jobs 2            # full grid (~15 min, 2 cores)
     python benchmarks/bench_reproduce_mmvae_plus.py --quick             # smoke run (~10 s)
     python benchmarks/bench_reproduce_mmvae_plus.py --seeds 3 --out /tmp/r.csv
+    python benchmarks/bench_reproduce_mmvae_plus.py --replot                # table + figure only
 """
 
 from __future__ import annotations
@@ -289,6 +291,41 @@ def markdown(df: pd.DataFrame, verd: pd.DataFrame, table: pd.DataFrame, args) ->
     return "\n".join(lines)
 
 
+def figure(df: pd.DataFrame, path: Path) -> None:
+    """The paper's figure: shared-latent AUC and cross-modal R^2 (both directions) against the
+    number of private features of modality 1, mean +- sd over seeds, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = summarise(df)
+    panels = [("auc_shared", "shared-latent AUC of y"),
+              ("r2_1to2_shared", "R² mod1 → mod2 (shared-driven)"),
+              ("r2_2to1_shared", "R² mod2 → mod1 (shared-driven)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        for model in [*MODELS, "true_shared"]:
+            d = s[(s.model == model) & (s.metric == metric)].sort_values("n_private_1")
+            if not len(d):
+                continue
+            ax.errorbar(d.n_private_1, d["mean"], yerr=d["sd"].fillna(0), marker="o",
+                        capsize=3, label=model, ls="--" if model == "true_shared" else "-")
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(df.n_private_1.unique()))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("private features of modality 1")
+        ax.set_title(title)
+        ax.axhline(0.5 if metric == "auc_shared" else 0.0, color="grey", lw=0.8)
+    axes[0].legend(fontsize=8)
+    n = int(df.seed.nunique())
+    fig.suptitle(f"MMVAE++ claim on the GP toy data ({n} seeds, test cells, mean ± sd)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _md_table(d: pd.DataFrame) -> str:
     cols = [str(c) for c in d.columns]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -316,8 +353,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--history-dir", default=None, help="write each model's training history here")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 seed, n_private_1 20 and 250, 300 cells, 5 epochs")
+    ap.add_argument("--replot", action="store_true",
+                    help="no training: rewrite <out>.md and <out>.png from the CSV at --out")
     args = ap.parse_args(argv)
     claims = load_claims(args.claims)
+    if args.replot:
+        out = Path(args.out)
+        df = pd.read_csv(out)
+        verd = verdicts(df)
+        out.with_suffix(".md").write_text(markdown(df, verd, claim_table(claims, verd), args))
+        figure(df, out.with_suffix(".png"))
+        print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+        return
     args.private = args.private or list(claims["dataset"]["grid"]["n_private_1"])
     args.n_cells = args.n_cells or int(claims["dataset"]["n_cells"])
     if args.quick:
@@ -334,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     out.with_suffix(".md").write_text(markdown(df, verd, table, args))
+    figure(df, out.with_suffix(".png"))
     pd.set_option("display.width", 200)
     print(f"\nwall time {wall:.0f} s; wrote {out} and {out.with_suffix('.md')}")
     print("\nVerdict per model and metric (n_private_1 small -> large)")

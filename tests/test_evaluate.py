@@ -241,3 +241,23 @@ def test_tiny_test_set_reports_reasons_instead_of_crashing():
     assert len(real) and real["value"].isna().all()
     assert real["reason"].str.contains("at least 10 cells").all()
     assert np.isfinite(df.set_index("metric").loc["foscttm/rna-adt", "value"])
+
+
+def test_paper_variants_are_options_of_the_same_metrics(mdata):
+    """One direction and correlation distance for FOSCTTM (MaxFuse), flattened correlations
+    (seed 002): options in `evaluation`, rows beside the PROTOCOL ones, which stay the same."""
+    preds = toy_predictions(mdata, noise=0.5)
+    fams = {"families": ["foscttm", "imputation"]}
+    base = _values(evaluate_predictions(mdata, preds, fams))
+    var = _values(evaluate_predictions(
+        mdata, preds, {**fams, "foscttm_distance": "correlation", "imputation_variants": True}))
+    # the two directions average to the pair value
+    assert base["foscttm/rna-adt"] == pytest.approx(
+        (base["foscttm/rna->adt"] + base["foscttm/adt->rna"]) / 2)
+    assert var["foscttm/rna-adt"] != base["foscttm/rna-adt"]   # another distance, another value
+    assert var["foscttm/mean"] < 0.3                            # still a good alignment
+    assert "imputation_pearson_flat/rna->adt" not in base
+    for row in ("imputation_pearson_flat/rna->adt", "imputation_cosine_flat/mean",
+                "imputation_cosine_cell/rna->atac"):
+        assert row in var, row
+    assert var["imputation_pearson_cell/rna->adt"] == base["imputation_pearson_cell/rna->adt"]

@@ -129,3 +129,30 @@ def test_collapsed_and_partly_duplicated_embeddings():
     x = base[rng.integers(0, 6, 200)]
     y = base[rng.integers(0, 6, 200)] + (rng.random((200, 1)) < 0.5) * 1e-3
     _assert_same(x, y, tile_rows=50, tile_cols=70)
+
+
+def test_correlation_distance_matches_a_bruteforce_on_one_minus_pearson():
+    """MaxFuse's variant: rank by 1 - corr(x_i, y_j); the Euclidean kernel on centred, unit-norm
+    rows gives the same fractions as counting on the correlation matrix directly."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 8))
+    y = x + rng.normal(scale=0.8, size=x.shape)
+    c = np.corrcoef(x, y)[:60, 60:]          # c[i, j] = corr(x_i, y_j)
+    d = 1 - c
+    diag = np.diag(d)
+    ref_x = (d < diag[:, None]).sum(axis=1) / 60
+    ref_y = (d < diag[None, :]).sum(axis=0) / 60
+    for backend, device in [*BACKENDS, ("bruteforce", "cpu")]:
+        fx, fy = foscttm_per_cell(x, y, backend=backend, device=device, distance="correlation")
+        np.testing.assert_allclose(fx, ref_x, atol=1 / 60 / 2, err_msg=backend)
+        np.testing.assert_allclose(fy, ref_y, atol=1 / 60 / 2, err_msg=backend)
+    # a scale change of one cell's row changes Euclidean FOSCTTM, not the correlation one
+    y2 = y.copy()
+    y2[0] *= 10
+    assert foscttm(x, y2, distance="correlation") == pytest.approx(
+        foscttm(x, y, distance="correlation"))
+    assert foscttm(x, y2) != foscttm(x, y)
+    with pytest.raises(ValueError, match="valid distances"):
+        foscttm(x, y, distance="cosine")
+    with pytest.raises(ValueError, match="constant embedding row"):
+        foscttm(np.ones((5, 3)), y[:5, :3], distance="correlation")

@@ -109,3 +109,38 @@ def test_imputation_scores_by_kind(truth):
         imputation_scores(truth, pred, "protein")
     with pytest.raises(ValueError, match="same"):
         imputation_scores(truth, pred[:, :3], "rna")
+
+
+def test_flattened_variants_against_numpy_and_chunking(truth, monkeypatch):
+    """Seed 002 reports one cosine and one Pearson per direction without saying per cell or
+    flattened: the flattened variants equal numpy on the raveled matrices, in any chunking."""
+    from dmmvae.metrics import cosine_flat, pearson_flat
+
+    rng = np.random.default_rng(7)
+    pred = truth + rng.normal(size=truth.shape)
+    t, p = truth.ravel().astype(np.float64), pred.ravel()
+    assert pearson_flat(truth, pred) == pytest.approx(np.corrcoef(t, p)[0, 1], abs=1e-10)
+    assert cosine_flat(truth, pred) == pytest.approx(t @ p / np.linalg.norm(t) / np.linalg.norm(p),
+                                                     abs=1e-10)
+    # flattened and per-cell are different numbers on the same data: both must be reported
+    assert abs(pearson_flat(truth, pred) - pearson_per_cell(truth, pred).mean()) > 1e-3
+    monkeypatch.setattr(_imputation, "_CHUNK_ELEMS", 7 * 30)
+    assert pearson_flat(sp.csr_matrix(truth), pred) == pytest.approx(np.corrcoef(t, p)[0, 1],
+                                                                      abs=1e-10)
+    assert pearson_flat(truth, np.ones_like(pred)) == 0.0  # zero variance -> 0 (PROTOCOL)
+    bad = pred.copy()
+    bad[0, 0] = np.nan
+    assert cosine_flat(truth, bad) == 0.0
+
+
+def test_imputation_variants_add_rows_only_when_asked(truth):
+    rng = np.random.default_rng(8)
+    pred = truth + 0.3 * rng.normal(size=truth.shape)
+    s = imputation_scores(truth, pred, "rna", variants=True)
+    assert set(s) == {"pearson_cell", "pearson_feature", "cosine_cell", "pearson_flat",
+                      "cosine_flat"}
+    assert s["pearson_cell"] == imputation_scores(truth, pred, "rna")["pearson_cell"]
+    atac = (truth > 0).astype(np.float32)
+    s = imputation_scores(sp.csr_matrix(atac), atac * 0.8 + 0.1, "atac", variants=True)
+    assert set(s) == {"auroc", "pearson_cell", "cosine_cell", "pearson_flat", "cosine_flat"}
+    assert s["pearson_flat"] == pytest.approx(1.0)

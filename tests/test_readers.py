@@ -250,6 +250,11 @@ def test_labels_table(tmp_path):
     assert lab[LABEL].isna().tolist() == [False, False, True]
     with pytest.raises(InputError, match=r"no column\(s\) \['celltype'\].*celltype.l2"):
         read_labels(tmp_path / "meta.csv.gz", label_column="celltype")
+    # keep: scMODAL's tutorial subset (donor P1): other donors lose their label
+    lab = read_labels(tmp_path / "meta.csv.gz", label_column="celltype.l2", keep={"donor": ["P1"]})
+    assert lab[LABEL].isna().tolist() == [False, True, True]
+    with pytest.raises(InputError, match=r"matches no row.*'P1', 'P2'"):
+        read_labels(tmp_path / "meta.csv.gz", label_column="celltype.l2", keep={"donor": ["P9"]})
 
 
 @pytest.mark.shared_data

@@ -58,6 +58,7 @@ from .constants import JOINT, LABEL, PROVENANCE, SPLIT, TEST
 from .io import InputError, Predictions, atomic_path
 from .io import _plain as _plain_io
 from .metrics import METRICS, headline_rows
+from .reproduce import reproduction_markdown, workflow_reproduction
 
 PACKAGES = ["dmmvae", "numpy", "scipy", "pandas", "scikit-learn", "torch", "anndata", "mudata",
             "scanpy", "scib-metrics", "jax", "umap-learn", "leidenalg", "numba", "matplotlib",
@@ -158,6 +159,10 @@ def write_summary(
                 pngs.append(name)
         agg.per_group.to_csv(tmp / "rankings.csv", index=False)
         (tmp / "summary.md").write_text(summary_markdown(agg, pngs))
+        repro = workflow_reproduction(config or {}, agg.metrics)
+        (tmp / "reproduction.md").write_text(reproduction_markdown(config or {}, repro))
+        if len(repro):
+            repro.to_csv(tmp / "reproduction.csv", index=False)
         if report:
             write_report(agg, tmp / "report.html", runs=runs, scenarios=scen, config=config,
                          max_umap_cells=max_umap_cells)
@@ -357,7 +362,11 @@ def write_report(
     groups = [_group(agg, ds, sc, runs, scen, max_umap_cells, provenance)
               for ds, sc in agg.groups]
     fails = failures(agg.metrics)
+    repro = workflow_reproduction(config or {}, agg.metrics)
     page = _ENV.get_template("report.html.j2").render(
+        reproduction=(_table(repro.drop(columns=["dataset", "scenario"]).set_index("id"))
+                      if len(repro) else None),
+        paper=((config or {}).get("reproduction") or {}).get("paper", {}).get("title", ""),
         generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         ranking_rule=RANKING_RULE,
         weights=json.dumps(agg.weights),

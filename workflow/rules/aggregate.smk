@@ -13,6 +13,7 @@ rule aggregate_results:
         summary=report("results/summary/summary.md", category="Tables"),
         rankings=report("results/summary/rankings.csv", category="Tables"),
         ranking_plot=report("results/summary/ranking.png", category="Figures"),
+        reproduction=report("results/summary/reproduction.md", category="Tables"),
         report=report("results/summary/report.html", category="Report"),
     params:
         runs=aggregation_runs,

@@ -12,6 +12,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path("results/.jax_cache"
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path("results/.numba_cache").absolute()))
 
 from dmmvae.data.prepare import download_filenames, local_input_paths  # noqa: E402
+from dmmvae.reproduce import ClaimsError, apply_standins, check_workflow_claims  # noqa: E402
 from dmmvae.config import (  # noqa: E402
     ConfigError,
     annotation_paths,
@@ -24,10 +25,12 @@ from dmmvae.config import (  # noqa: E402
 )
 
 try:
+    apply_standins(config)
+    check_workflow_claims(config)
     RUNS = resolve_runs(config)
     check_scenarios(config, RUNS)
     check_local_paths(config, RUNS)
-except ConfigError as err:
+except (ConfigError, ClaimsError) as err:
     raise WorkflowError(f"Invalid configuration: {err}") from None
 
 MODELS = expand_models(config["models"])

@@ -216,6 +216,7 @@ def _labels(
         batch_column=lab.get("batch_column"),
         barcode_column=lab.get("barcode_column"),
         member=lab.get("member"),
+        keep=lab.get("keep"),
     )
     return df, {
         "labels": str(path),

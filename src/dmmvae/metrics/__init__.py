@@ -23,8 +23,10 @@ from __future__ import annotations
 from ._foscttm import foscttm, foscttm_bruteforce, foscttm_cdist, foscttm_per_cell
 from ._imputation import (
     auroc_flat,
+    cosine_flat,
     cosine_per_cell,
     imputation_scores,
+    pearson_flat,
     pearson_per_cell,
     pearson_per_feature,
 )
@@ -85,6 +87,8 @@ __all__ = [
     "pearson_per_cell",
     "pearson_per_feature",
     "cosine_per_cell",
+    "pearson_flat",
+    "cosine_flat",
     "auroc_flat",
     "scib_scores",
     "ground_truth_recovery",

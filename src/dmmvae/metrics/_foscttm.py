@@ -22,6 +22,13 @@ How it is fast (the naive way builds the N x N distance matrix: 209 GB at N = 16
    pass over each cache-sized tile (parallel over threads); on GPU plain torch ops do it.
 
 Memory stays O(tile) beyond the inputs: a few MB on CPU.
+
+Variants papers use (options, never a second implementation): ``distance="correlation"``
+(MaxFuse, SCMMIB's correlation variant) ranks by 1 - Pearson correlation of the two rows; it is
+the Euclidean rule above on rows centred and scaled to unit norm, since
+``|u - v|^2 = 2 (1 - corr(x, y))`` for such rows. One direction (MaxFuse reports the
+fraction for one modality's cells only) is ``fx.mean()`` or ``fy.mean()`` of
+:func:`foscttm_per_cell`.
 """
 
 from __future__ import annotations
@@ -53,6 +60,28 @@ def _as_pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isfinite(x64).all() and np.isfinite(y64).all()):
         raise ValueError("foscttm: embeddings contain NaN or infinite values")
     return x64, y64
+
+
+#: distances :func:`foscttm_per_cell` accepts
+DISTANCES = ("euclidean", "correlation")
+
+
+def _for_distance(a: np.ndarray, distance: str) -> np.ndarray:
+    """Rows transformed so that Euclidean order = ``distance`` order (float64)."""
+    if distance == "euclidean":
+        return a
+    if distance != "correlation":
+        raise ValueError(f"foscttm: unknown distance '{distance}'; valid distances are "
+                         f"{list(DISTANCES)}")
+    if a.shape[1] < 2:
+        raise ValueError("foscttm: correlation distance needs embeddings of >= 2 dimensions")
+    c = a - a.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(c, axis=1, keepdims=True)
+    if (norm == 0).any():
+        raise ValueError(f"foscttm: {int((norm == 0).sum())} cell(s) have a constant embedding "
+                         "row, whose correlation with any other row is undefined; use "
+                         "distance='euclidean'")
+    return c / norm
 
 
 def _sqdist_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -392,6 +421,7 @@ def foscttm_per_cell(
     *,
     device: str | None = None,
     backend: str | None = None,
+    distance: str = "euclidean",
     tile_rows: int = 2048,
     tile_cols: int = 512,
     n_threads: int | None = None,
@@ -400,8 +430,11 @@ def foscttm_per_cell(
 
     ``device``: "cuda" or "cpu" (default: CUDA when available). ``backend``: "numba" (CPU
     default), "torch" (GPU default; CPU fallback without numba) or "bruteforce" (small N).
+    ``distance``: "euclidean" (PROTOCOL) or "correlation" (see the module docstring).
     """
     x64, y64 = _as_pair(x, y)
+    x64 = np.ascontiguousarray(_for_distance(x64, distance))
+    y64 = np.ascontiguousarray(_for_distance(y64, distance))
     n = x64.shape[0]
     device = device or _default_device()
     if backend is None:
@@ -434,4 +467,4 @@ def foscttm(x: np.ndarray, y: np.ndarray, **kwargs) -> float:
     return float((fx.sum() + fy.sum()) / (2 * len(fx)))
 
 
-__all__ = ["foscttm", "foscttm_per_cell", "foscttm_bruteforce", "foscttm_cdist"]
+__all__ = ["DISTANCES", "foscttm", "foscttm_per_cell", "foscttm_bruteforce", "foscttm_cdist"]

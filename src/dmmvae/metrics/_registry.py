@@ -23,7 +23,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from ..constants import JOINT
-from ._foscttm import foscttm
+from ._foscttm import foscttm_per_cell
 from ._imputation import imputation_scores
 from ._label_transfer import label_transfer
 from ._mixing import modality_mixing
@@ -186,7 +186,11 @@ def _embedded_pairs(inp: EvalInputs) -> list[tuple[str, str]]:
 
 
 def score_foscttm(inp: EvalInputs) -> list[Score]:
-    """FOSCTTM of every pair of single-modality embeddings, and their mean."""
+    """FOSCTTM of every pair of single-modality embeddings (``a-b``: both directions, the
+    PROTOCOL value; ``a->b``: a's cells searching among b's, one direction), and the mean of
+    the pair values. ``evaluation.foscttm_distance`` picks the distance (note column)."""
+    distance = str(inp.params.get("foscttm_distance", "euclidean"))
+    note = "" if distance == "euclidean" else f"{distance} distance"
     rows, vals = [], []
     for a, b in _embedded_pairs(inp):
         ea, eb = np.asarray(inp.embeddings[a]), np.asarray(inp.embeddings[b])
@@ -196,10 +200,13 @@ def score_foscttm(inp: EvalInputs) -> list[Score]:
         elif ea.shape != eb.shape:
             rows.append(Score(name, np.nan, f"embedding shapes differ {ea.shape} {eb.shape}"))
         else:
-            v = foscttm(ea, eb, device=inp.params.get("foscttm_device"))
+            fa, fb = foscttm_per_cell(ea, eb, device=inp.params.get("foscttm_device"),
+                                      distance=distance)
+            v = float((fa.sum() + fb.sum()) / (2 * len(fa)))
             vals.append(v)
-            rows.append(Score(name, v))
-    return rows + mean_row("foscttm", vals)
+            rows += [Score(name, v, "", note), Score(f"foscttm/{a}->{b}", float(fa.mean()), "", note),
+                     Score(f"foscttm/{b}->{a}", float(fb.mean()), "", note)]
+    return rows + mean_row("foscttm", vals, note)
 
 
 def score_label_transfer(inp: EvalInputs) -> list[Score]:
@@ -233,7 +240,9 @@ def score_imputation(inp: EvalInputs) -> list[Score]:
     for (src, tgt), pred in sorted(inp.imputations.items()):
         if tgt not in inp.mods:
             continue
-        for s, v in imputation_scores(inp.observed(tgt), pred, inp.kinds[tgt]).items():
+        scores = imputation_scores(inp.observed(tgt), pred, inp.kinds[tgt],
+                                   variants=bool(inp.params.get("imputation_variants", False)))
+        for s, v in scores.items():
             rows.append(Score(f"imputation_{s}/{src}->{tgt}", v))
             per_score.setdefault(s, []).append(v)
     for s, vals in per_score.items():
@@ -366,9 +375,18 @@ METRICS: dict[str, Metric] = {
         Metric("imputation_pearson_feature", "imputation", "max", score_imputation,
                requires=_IMP, description="per-feature Pearson (RNA/ADT/gaussian targets)"),
         Metric("imputation_cosine_cell", "imputation", "max", score_imputation,
-               requires=_IMP, description="per-cell cosine similarity (RNA/ADT/gaussian)"),
+               requires=_IMP,
+               description="per-cell cosine similarity (RNA/ADT/gaussian; ATAC too with "
+                           "evaluation.imputation_variants)"),
         Metric("imputation_auroc", "imputation", "max", score_imputation, requires=_IMP,
                description="AUROC of imputed accessibility (ATAC targets)"),
+        Metric("imputation_pearson_flat", "imputation", "max", score_imputation, ranked=False,
+               headline=(), requires=_IMP,
+               description="Pearson over the flattened cells x features matrix (reported "
+                           "with evaluation.imputation_variants; not ranked)"),
+        Metric("imputation_cosine_flat", "imputation", "max", score_imputation, ranked=False,
+               headline=(), requires=_IMP,
+               description="cosine of the flattened matrices (imputation_variants; not ranked)"),
         Metric("scib", "scib", "max", score_scib, summary="scib/total",
                headline=("scib/bio_conservation", "scib/batch_correction", "scib/total"),
                requires=frozenset({"joint", "labels"}),

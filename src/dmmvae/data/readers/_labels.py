@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -23,13 +23,16 @@ def read_labels(
     batch_column: str | Sequence[str] | None = None,
     barcode_column: str | None = None,
     member: str | None = None,
+    keep: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """Labels table -> DataFrame indexed by barcode with ``cell_type`` (and ``batch``) columns.
 
     CSV / TSV (optionally gzipped; first column = barcode unless ``barcode_column``), a CSV
     inside a ``.zip`` (journal source-data archives; ``member`` names it when there are
     several), or the ``obs`` of an ``.h5ad`` (only obs is read). A list ``batch_column`` is
-    joined with "_" (e.g. Hao et al.: ``[donor, time]``).
+    joined with "_" (e.g. Hao et al.: ``[donor, time]``). ``keep`` ({column: [values]})
+    leaves only the rows whose columns hold one of the values labelled (the rest get no label
+    and leave the data set at the barcode join): e.g. scMODAL's tutorial uses donor P1 only.
     """
     path = Path(path)
     _check_exists(path)
@@ -81,7 +84,7 @@ def read_labels(
         df = df.set_index(barcode_column)
     cols = [label_column] + (
         [batch_column] if isinstance(batch_column, str) else list(batch_column or [])
-    )
+    ) + list(keep or {})
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise InputError(
@@ -94,6 +97,13 @@ def read_labels(
     if batch_column:
         bcols = [batch_column] if isinstance(batch_column, str) else list(batch_column)
         out[BATCH] = df[bcols].astype(str).agg("_".join, axis=1).to_numpy()
+    for col, values in (keep or {}).items():
+        drop = ~df[col].astype(str).isin([str(v) for v in values]).to_numpy()
+        if drop.all():
+            raise InputError(
+                f"file {path}: labels.keep {{{col}: {list(values)}}} matches no row; values "
+                f"present: {sorted(df[col].astype(str).unique())[:20]}; fix: labels.keep")
+        out.loc[drop, LABEL] = np.nan
     if not out.index.is_unique:
         dup = out.index[out.index.duplicated()][:3].tolist()
         raise InputError(
