@@ -88,7 +88,8 @@ def scenario(name: str):
 #: capped here (burn-in and patiences keep GLUE's fractions of the budget, see methods/glue.py)
 METHOD_PARAMS = {"glue": {"max_epochs": 300}}
 #: named variants of this bench: row name -> (registry name, parameters), as in config/config.yaml
-VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adversarial_weight": 0.05})}
+VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adversarial_weight": 0.05}),
+            "mmaavi_graph": ("mmaavi", {"guidance_graph": True})}
 
 
 def run_one(sc, model: str, seed: int, max_epochs: int) -> dict[str, float]:
