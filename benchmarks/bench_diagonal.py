@@ -86,10 +86,11 @@ def scenario(name: str):
 #: per-method parameters of this bench (everything else: the method's defaults). GLUE's
 #: automatic epoch budget ran > 8 min per seed on the 600-cell CITE stand-in on one core; it is
 #: capped here (burn-in and patiences keep GLUE's fractions of the budget, see methods/glue.py)
-METHOD_PARAMS = {"glue": {"max_epochs": 300}}
+METHOD_PARAMS = {"glue": {"max_epochs": 300}, "dmmvae": {"guidance_graph": True}}
 #: named variants of this bench: row name -> (registry name, parameters), as in config/config.yaml
 VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adversarial_weight": 0.05}),
-            "mmaavi_graph": ("mmaavi", {"guidance_graph": True})}
+            "mmaavi_graph": ("mmaavi", {"guidance_graph": True}),
+            "dmmvae_nograph": ("dmmvae", {})}
 
 
 def run_one(sc, model: str, seed: int, max_epochs: int) -> dict[str, float]:

@@ -138,7 +138,7 @@ MODULE_LAYER = [
     "dmmvae.methods.likelihoods", "dmmvae.methods._spec", "dmmvae.methods._views",
     "dmmvae.methods.mvae", "dmmvae.methods.mmvae", "dmmvae.methods.mopoe",
     "dmmvae.methods.mmvae_plus", "dmmvae.methods.dmmvae", "dmmvae.methods.scmodal",
-    "dmmvae.methods.mlp_fusion", "dmmvae.methods.mmaavi",
+    "dmmvae.methods.mlp_fusion", "dmmvae.methods.mmaavi", "dmmvae.methods._graph",
 ]
 DATA_LIBRARIES = {"mudata", "anndata", "pandas", "scanpy", "muon", "h5py"}
 

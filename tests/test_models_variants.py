@@ -390,7 +390,7 @@ def test_mmaavi_guidance_graph_aligns_unpaired_modalities_and_beats_no_graph(tmp
 def test_feature_graph_shares_embeddings_of_linked_features_only():
     sc = _gene_split()
     spec = build_spec(sc, {})
-    from dmmvae.methods.mmaavi import FeatureGraph
+    from dmmvae.methods._graph import FeatureGraph
 
     torch.manual_seed(0)
     g = FeatureGraph(spec, 8)

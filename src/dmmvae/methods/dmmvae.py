@@ -81,6 +81,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._graph import GRAPH_DEFAULTS, GuidanceGraph
 from ._spec import ModalitySpec
 from ._views import LinkedFeatures, log_view
 from .likelihoods import get_likelihood
@@ -144,7 +145,7 @@ def generated_view(target: str, lik, params: dict[str, Tensor], temperature: flo
     return mean_view + (sample_view - mean_view).detach()  # straight-through
 
 
-class DMMVAE(MMVAE):
+class DMMVAE(GuidanceGraph, MMVAE):
     DEFAULTS: ClassVar[dict[str, Any]] = {
         **MMVAE.DEFAULTS,
         "shared_core": False,  # expert encoders/decoders around one core VAE (seed figure 2)
@@ -160,6 +161,7 @@ class DMMVAE(MMVAE):
         "disc_hidden": 64,  # hidden width of the discriminators
         "disc_lr": None,  # discriminator learning rate (None = training lr)
         "relaxed_temperature": 0.5,  # relaxed-Bernoulli temperature of generated binary cells
+        **GRAPH_DEFAULTS,  # mmAAVI's guidance graph as an option (methods/_graph.py)
     }
 
     def __init__(self, **params: Any) -> None:
@@ -167,6 +169,10 @@ class DMMVAE(MMVAE):
         for k in WEIGHTS:
             if float(self.params[k]) < 0:
                 raise ValueError(f"dmmvae: {k} must be >= 0, got {self.params[k]}")
+        self.check_graph_params()
+        if self.params["guidance_graph"] and self.params["shared_core"]:
+            raise ValueError("dmmvae: guidance_graph needs shared_core false (the hybrid decoder "
+                             "wraps a modality's own MLP decoder)")
         if self.params["anchor_space"] not in ANCHOR_SPACES:
             raise ValueError(
                 f"dmmvae: unknown anchor_space '{self.params['anchor_space']}'; valid: {list(ANCHOR_SPACES)}"
@@ -336,6 +342,7 @@ class DMMVAE(MMVAE):
             new = float(abs(recon.detach()))
             old = self._recon_scale
             self._recon_scale = new if old is None else 0.98 * old + 0.02 * new
+        self.add_graph_term(out)
         align, extra = self._alignment_terms(batch, qz)
         out.loss = out.loss + align
         out.terms.update(extra)

@@ -32,19 +32,8 @@ Built for mosaic data (each cell shows any subset of the modalities):
   20, from 0.42 to 0.26 (mosaic).
 
 - **Guidance graph and hybrid decoders** (``guidance_graph``; mmAAVI's feature-embedding
-  decoders, the GLUE mechanism): one node per feature of every modality, an edge per linked
-  feature pair of the preprocessed file (:mod:`dmmvae.data.links`: a gene and the peaks over
-  its promoter/body, a protein and its gene) plus self-loops. A one-layer graph encoder turns
-  free node vectors ``E`` into feature embeddings ``V = D^-1/2 (A + I) D^-1/2 E``
-  (``n_latent`` dims), so linked features share their embedding. Each decoder is hybrid: its
-  MLP's location head plus ``s_m * z V_m^T + b_m`` (the dot product of the cell's code with
-  the modality's feature embeddings). A latent direction that raises a gene then raises its
-  linked peaks, so cells of two modalities seen apart must take the same codes to explain
-  linked features: the signal that lets the design integrate unpaired modalities. A graph
-  term (``graph_weight`` x mean logistic loss of ``v_i . v_j``: linked pairs as positives,
-  ``graph_negatives`` random pairs per positive as negatives, x the number of features, so it
-  is on the scale of a cell's summed reconstruction) keeps linked embeddings close.
-  Without links the graph has self-loops only (plain embedding decoders).
+  decoders, the GLUE mechanism; :mod:`._graph`): linked features share embeddings that every
+  decoder dots with the cell's code, so unpaired modalities must take the same codes.
 
 Prior samples: ``c`` uniform, ``u ~ N(0, I)``, ``z ~ p(z | c, u)``. Embeddings: the mean of
 ``q(z | x_S)`` for ``S`` = one modality or all visible ones (joint).
@@ -52,7 +41,6 @@ Prior samples: ``c`` uniform, ``u ~ N(0, I)``, ``z ~ p(z | c, u)``. Embeddings: 
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._graph import GRAPH_DEFAULTS, GuidanceGraph
 from ._spec import ModalitySpec
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
 from .objectives import Gaussian, count_visible, gmm_prior_kl, masked
@@ -118,84 +107,7 @@ class GatedAttention(nn.Module):
         return (att.unsqueeze(-1) * h).sum(0), att
 
 
-class FeatureGraph(nn.Module):
-    """The guidance graph over the features of every modality and its one-layer encoder."""
-
-    def __init__(self, spec, dim: int) -> None:
-        super().__init__()
-        self.offsets: dict[str, int] = {}
-        n = 0
-        for m, ms in spec.modalities.items():
-            self.offsets[m] = n
-            n += ms.n_features
-        self.sizes = {m: ms.n_features for m, ms in spec.modalities.items()}
-        mods = list(spec.modalities)
-        src, dst = [], []
-        for i, a in enumerate(mods):
-            for b in mods[i + 1:]:
-                la, lb, _ = spec.link(a, b)
-                src.append(la + self.offsets[a])
-                dst.append(lb + self.offsets[b])
-        pos = (np.unique(np.stack([np.concatenate(src), np.concatenate(dst)]), axis=1)
-               if src and sum(len(x) for x in src) else np.zeros((2, 0), np.int64))
-        self.n_nodes, self.n_links = n, int(pos.shape[1])
-        loops = np.arange(n)
-        rows = np.concatenate([pos[0], pos[1], loops])
-        cols = np.concatenate([pos[1], pos[0], loops])
-        deg = np.bincount(rows, minlength=n).astype(np.float32)
-        w = 1.0 / np.sqrt(deg[rows] * deg[cols])
-        self.register_buffer("rows", torch.as_tensor(rows, dtype=torch.long), persistent=False)
-        self.register_buffer("cols", torch.as_tensor(cols, dtype=torch.long), persistent=False)
-        self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32), persistent=False)
-        self.register_buffer("pos", torch.as_tensor(pos, dtype=torch.long), persistent=False)
-        self.nodes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim))
-
-    def embeddings(self) -> Tensor:
-        """``V`` (all features x dim): each node the normalised mean of itself and its links."""
-        msg = self.nodes.index_select(0, self.cols) * self.w.unsqueeze(1)
-        return torch.zeros_like(self.nodes).index_add_(0, self.rows, msg)
-
-    def of(self, m: str, v: Tensor | None = None) -> Tensor:
-        v = self.embeddings() if v is None else v
-        return v[self.offsets[m]:self.offsets[m] + self.sizes[m]]
-
-    def loss(self, negatives: int, generator: torch.Generator | None = None) -> Tensor:
-        """Mean logistic loss: linked pairs close (``v_i . v_j`` high), random pairs apart."""
-        if self.n_links == 0:
-            return self.nodes.new_zeros(())
-        v = self.embeddings()
-        i, j = self.pos
-        pos = F.logsigmoid((v[i] * v[j]).sum(-1))
-        k = self.n_links * max(int(negatives), 1)
-        ni = torch.randint(self.n_nodes, (k,), device=v.device)
-        nj = torch.randint(self.n_nodes, (k,), device=v.device)
-        neg = F.logsigmoid(-(v[ni] * v[nj]).sum(-1))
-        return -(pos.mean() + neg.mean())
-
-
-class HybridDecoder(nn.Module):
-    """mmAAVI's hybrid decoder: the MLP decoder's location head plus ``s z V_m^T + b``."""
-
-    def __init__(self, base: nn.Module, graph: FeatureGraph, modality: str) -> None:
-        super().__init__()
-        self.likelihood = base.likelihood
-        self.net = base.net
-        self.graph = graph
-        self.modality = modality
-        n = base.likelihood.n_features
-        self.log_scale = nn.Parameter(torch.zeros(()))
-        self.bias = nn.Parameter(torch.zeros(n))
-
-    def forward(self, z: Tensor, library: Tensor | None = None) -> dict[str, Tensor]:
-        raw = self.net(z).float()
-        n = self.likelihood.n_features
-        v = self.graph.of(self.modality)
-        loc = raw[..., :n] + self.log_scale.exp() * (z.float() @ v.T) + self.bias
-        raw = loc if raw.shape[-1] == n else torch.cat([loc, raw[..., n:]], -1)
-        return self.likelihood.params(self.likelihood.split_heads(raw), library)
-
-
-class MMAAVI(MultimodalVAE):
+class MMAAVI(GuidanceGraph, MultimodalVAE):
     DEFAULTS: ClassVar[dict[str, Any]] = {
         **MultimodalVAE.DEFAULTS,
         "n_mid": 64,  # per-modality embedding width (attention input)
@@ -207,33 +119,21 @@ class MMAAVI(MultimodalVAE):
         "disc_alpha": 20.0,  # gradient-reversal scale seen by the encoders (mmAAVI default 20)
         "disc_hidden": 64,
         "modality_dropout": 0.5,  # training: a multi-modality cell is fused from one modality
-        "guidance_graph": False,  # feature graph of linked features + hybrid decoders
-        "graph_weight": 0.1,  # weight of the graph term (x number of features, see docstring)
-        "graph_negatives": 1,  # random pairs per linked pair in the graph term
+        **GRAPH_DEFAULTS,
     }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        self.check_graph_params()
         if self.params["discriminate"] not in DISCRIMINATE:
             raise ValueError(
                 f"mmaavi: unknown discriminate '{self.params['discriminate']}'; valid: {list(DISCRIMINATE)}"
             )
         self.n_groups = 0
-        self.graph: FeatureGraph | None = None
         self.group_names: list[str] = []
         self._groups: Tensor | None = None
 
     # ------------------------------------------------------------------ building
-    def build(self, spec) -> None:
-        self.graph = FeatureGraph(spec, self.latent_dim) if self.params["guidance_graph"] else None
-        super().build(spec)
-
-    def make_decoder(self, ms: ModalitySpec, n_in: int | None = None) -> nn.Module:
-        dec = super().make_decoder(ms, n_in)
-        if getattr(self, "graph", None) is None:
-            return dec
-        return HybridDecoder(dec, self.graph, ms.name)
-
     def make_encoder(self, ms: ModalitySpec, n_out: int | None = None) -> nn.Module:
         p = self.params
         return _Embedder(ms.n_features, n_out or int(p["n_mid"]), int(p["n_hidden"]), int(p["n_layers"]),
@@ -334,10 +234,7 @@ class MMAAVI(MultimodalVAE):
             ce = F.cross_entropy(logits_c[lab >= 0], lab[lab >= 0])
             out.loss = out.loss + float(self.params["classifier_weight"]) * ce
             out.terms["classifier"] = ce
-        if self.graph is not None and self.training and self.graph.n_links:
-            g = self.graph.loss(int(self.params["graph_negatives"]))
-            out.loss = out.loss + float(self.params["graph_weight"]) * self.graph.n_nodes * g
-            out.terms["graph"] = g.detach()
+        self.add_graph_term(out)
         if self.disc is not None and self._groups is not None and self.training:
             groups = self._groups.to(z.device)[batch["index"]]
             keep = (groups >= 0) & shows
@@ -365,4 +262,4 @@ class MMAAVI(MultimodalVAE):
         self.group_names = list(extra.get("group_names", []))
 
 
-__all__ = ["MMAAVI", "FeatureGraph", "GatedAttention", "HybridDecoder", "grad_reverse"]
+__all__ = ["MMAAVI", "GatedAttention", "grad_reverse"]

@@ -1,0 +1,149 @@
+"""mmAAVI's guidance graph and hybrid decoders, for any VAE variant (``guidance_graph``).
+
+One node per feature of every modality, an edge per linked feature pair of the preprocessed
+file (:mod:`dmmvae.data.links`: a gene and the peaks over its promoter/body, a protein and its
+gene) plus self-loops. A one-layer graph encoder turns free node vectors ``E`` into feature
+embeddings ``V = D^-1/2 (A + I) D^-1/2 E`` (``n_latent`` dims), so linked features share their
+embedding. Each decoder becomes hybrid: its MLP's location head plus ``s_m z V_m^T + b_m`` (the
+cell's code dotted with the modality's feature embeddings; ``graph_decoder: embedding`` drops
+the MLP part, GLUE's decoder). A latent direction that raises a gene then raises its linked
+peaks, so cells of two modalities seen apart must take the same codes to explain linked
+features. The graph term (``graph_weight`` x the mean logistic loss of ``v_i . v_j``, linked
+pairs as positives and ``graph_negatives`` random pairs per positive as negatives, x the number
+of features, so that it is on the scale of a cell's summed reconstruction) keeps linked
+embeddings close. Without links the graph has self-loops only (plain embedding decoders).
+
+:class:`GuidanceGraph` is a mixin: ``class MyVAE(GuidanceGraph, MultimodalVAE)`` with
+``**GRAPH_DEFAULTS`` in ``DEFAULTS`` and ``self.add_graph_term(out)`` in ``loss``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: the parameters the mixin adds to a model's DEFAULTS
+GRAPH_DEFAULTS: dict[str, Any] = {
+    "guidance_graph": False,  # feature graph of linked features + hybrid decoders
+    "graph_weight": 0.1,  # weight of the graph term (x number of features, see module doc)
+    "graph_negatives": 1,  # random pairs per linked pair in the graph term
+    "graph_decoder": "hybrid",  # hybrid: MLP + z.V; embedding: z.V only (GLUE's decoder)
+}
+GRAPH_DECODERS = ("hybrid", "embedding")
+
+
+class FeatureGraph(nn.Module):
+    """The guidance graph over the features of every modality and its one-layer encoder."""
+
+    def __init__(self, spec, dim: int) -> None:
+        super().__init__()
+        self.offsets: dict[str, int] = {}
+        n = 0
+        for m, ms in spec.modalities.items():
+            self.offsets[m] = n
+            n += ms.n_features
+        self.sizes = {m: ms.n_features for m, ms in spec.modalities.items()}
+        mods = list(spec.modalities)
+        src, dst = [], []
+        for i, a in enumerate(mods):
+            for b in mods[i + 1:]:
+                la, lb, _ = spec.link(a, b)
+                src.append(la + self.offsets[a])
+                dst.append(lb + self.offsets[b])
+        pos = (np.unique(np.stack([np.concatenate(src), np.concatenate(dst)]), axis=1)
+               if src and sum(len(x) for x in src) else np.zeros((2, 0), np.int64))
+        self.n_nodes, self.n_links = n, int(pos.shape[1])
+        loops = np.arange(n)
+        rows = np.concatenate([pos[0], pos[1], loops])
+        cols = np.concatenate([pos[1], pos[0], loops])
+        deg = np.bincount(rows, minlength=n).astype(np.float32)
+        w = 1.0 / np.sqrt(deg[rows] * deg[cols])
+        self.register_buffer("rows", torch.as_tensor(rows, dtype=torch.long), persistent=False)
+        self.register_buffer("cols", torch.as_tensor(cols, dtype=torch.long), persistent=False)
+        self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32), persistent=False)
+        self.register_buffer("pos", torch.as_tensor(pos, dtype=torch.long), persistent=False)
+        self.nodes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim))
+
+    def embeddings(self) -> Tensor:
+        """``V`` (all features x dim): each node the normalised mean of itself and its links."""
+        msg = self.nodes.index_select(0, self.cols) * self.w.unsqueeze(1)
+        return torch.zeros_like(self.nodes).index_add_(0, self.rows, msg)
+
+    def of(self, m: str, v: Tensor | None = None) -> Tensor:
+        v = self.embeddings() if v is None else v
+        return v[self.offsets[m]:self.offsets[m] + self.sizes[m]]
+
+    def loss(self, negatives: int, generator: torch.Generator | None = None) -> Tensor:
+        """Mean logistic loss: linked pairs close (``v_i . v_j`` high), random pairs apart."""
+        if self.n_links == 0:
+            return self.nodes.new_zeros(())
+        v = self.embeddings()
+        i, j = self.pos
+        pos = F.logsigmoid((v[i] * v[j]).sum(-1))
+        k = self.n_links * max(int(negatives), 1)
+        ni = torch.randint(self.n_nodes, (k,), device=v.device)
+        nj = torch.randint(self.n_nodes, (k,), device=v.device)
+        neg = F.logsigmoid(-(v[ni] * v[nj]).sum(-1))
+        return -(pos.mean() + neg.mean())
+
+
+class HybridDecoder(nn.Module):
+    """mmAAVI's hybrid decoder: the MLP decoder's location head plus ``s z V_m^T + b``."""
+
+    def __init__(self, base: nn.Module, graph: FeatureGraph, modality: str,
+                 mlp: bool = True) -> None:
+        super().__init__()
+        self.mlp = mlp
+        self.likelihood = base.likelihood
+        self.net = base.net
+        self.graph = graph
+        self.modality = modality
+        n = base.likelihood.n_features
+        self.log_scale = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    def forward(self, z: Tensor, library: Tensor | None = None) -> dict[str, Tensor]:
+        raw = self.net(z).float()
+        n = self.likelihood.n_features
+        v = self.graph.of(self.modality)
+        loc = self.log_scale.exp() * (z.float() @ v.T) + self.bias
+        if self.mlp:
+            loc = loc + raw[..., :n]
+        raw = loc if raw.shape[-1] == n else torch.cat([loc, raw[..., n:]], -1)
+        return self.likelihood.params(self.likelihood.split_heads(raw), library)
+
+
+
+class GuidanceGraph:
+    """Mixin giving a :class:`~.vae.MultimodalVAE` subclass the guidance graph (module doc)."""
+
+    def check_graph_params(self) -> None:
+        if self.params["graph_decoder"] not in GRAPH_DECODERS:
+            raise ValueError(f"{type(self).__name__.lower()}: unknown graph_decoder "
+                             f"'{self.params['graph_decoder']}'; valid: {list(GRAPH_DECODERS)}")
+
+    def build(self, spec) -> None:
+        self.graph = FeatureGraph(spec, self.latent_dim) if self.params["guidance_graph"] else None
+        super().build(spec)
+
+    def make_decoder(self, ms, n_in: int | None = None) -> nn.Module:
+        dec = super().make_decoder(ms, n_in)
+        if getattr(self, "graph", None) is None:
+            return dec
+        return HybridDecoder(dec, self.graph, ms.name,
+                             mlp=self.params["graph_decoder"] == "hybrid")
+
+    def add_graph_term(self, out) -> None:
+        """Add the graph term to a :class:`~.vae.LossOutput` (training only)."""
+        if getattr(self, "graph", None) is not None and self.training and self.graph.n_links:
+            g = self.graph.loss(int(self.params["graph_negatives"]))
+            out.loss = out.loss + float(self.params["graph_weight"]) * self.graph.n_nodes * g
+            out.terms["graph"] = g.detach()
+
+
+__all__ = ["GRAPH_DEFAULTS", "FeatureGraph", "GuidanceGraph", "HybridDecoder"]
