@@ -149,9 +149,12 @@ def test_a_standin_reproduction_runs_end_to_end(tmp_path, shared_data):
     reproduction.md/.csv carry the claims with `stand-in` verdicts, the report the section."""
     wf = workflow_copy(tmp_path / "repo")
     (tmp_path / "shared").symlink_to(shared_data.parent)
+    # a second --configfile overrides keys of the first (snakemake merges them in order)
+    (wf / "quick.yaml").write_text(yaml.safe_dump({
+        "use_standins": True, "seeds": [0],
+        "training": {"max_epochs": 15, "kl_warmup_epochs": 3, "progress_bar": False}}))
     res = snakemake(wf, "--cores", "2", "--configfile", "config/reproduce/scmodal_hao2021.yaml",
-                    "--config", "use_standins=True", "seeds=[0]",
-                    "training={max_epochs: 15, kl_warmup_epochs: 3, progress_bar: false}")
+                    "quick.yaml")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     summary = wf / "results" / "summary"
     table = pd.read_csv(summary / "reproduction.csv").set_index("id")
