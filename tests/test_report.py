@@ -76,7 +76,7 @@ def test_summary_folder_is_replaced_whole(summary):
     """A figure of an earlier config's dataset does not survive beside the new ones."""
     names = sorted(p.name for p in summary.iterdir())
     assert names == ["metrics.csv", "metrics_toy_paired.png", "overview_toy_paired.png",
-                     "ranking.png", "rankings.csv", "report.html", "summary.md"]
+                     "ranking.png", "rankings.csv", "report.html", "reproduction.md", "summary.md"]
     for p in summary.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in summary.parent.iterdir() if p.name.startswith(".summary")]

@@ -22,6 +22,7 @@ from dmmvae.constants import (
     PROVENANCE,
     SPLIT,
     TEST,
+    TRAIN,
     TRUE_SHARED,
     true_private_key,
 )
@@ -295,3 +296,76 @@ def test_ci_sized_reproduction_shows_the_direction_of_the_effect():
     assert m["mmvae_plus", 250, "r2_1to2_shared"] > m["mmvae", 250, "r2_1to2_shared"] + 0.03, m
     verd = bench.verdicts(df).set_index(["model", "metric"])["verdict"]
     assert verd["mmvae", "auc_shared"] == "drops" and verd["mmvae", "r2_1to2_shared"] == "drops"
+
+
+# ---------------------------------------------------------------------------- single-cell arm
+SC_BENCH = ROOT / "benchmarks" / "bench_reproduce_mmvae_plus_sc.py"
+
+
+def _sc_bench():
+    import importlib.util
+
+    sys.path.insert(0, str(SC_BENCH.parent))
+    spec = importlib.util.spec_from_file_location("bench_mmvae_plus_sc", SC_BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.shared_data
+def test_single_cell_arm_features_are_markers_unrelated_genes_and_distal_peaks(shared_data,
+                                                                               tmp_path):
+    """On the SNARE-seq stand-in (target L6 vs rest), chosen on train cells only: the 10
+    markers are up in the target, the unrelated genes are the least variable detected ones,
+    and no distal peak lies within 2 kb of a TSS of the annotation."""
+    from dmmvae.data.links import parse_intervals, read_gene_annotation
+    from dmmvae.data.prepare import prepare_dataset
+    from dmmvae.data.scenarios import protocol_split
+
+    sc_bench = _sc_bench()
+    spec = {"source": "local", "labels": {
+        "path": str(shared_data / "tenx" / "mop_snareseq_half_a_5232.labels.csv"),
+        "column": "cluster (remapped)"},
+        "modalities": {k: {"format": "10x_h5", "path": str(
+            shared_data / "tenx" / "mop_snareseq_half_a_5232.filtered_feature_bc_matrix.h5")}
+            for k in ("rna", "atac")}}
+    raw = prepare_dataset("snare", spec, cache_dir=str(tmp_path))
+    ann = str(shared_data / "annotation" / "mm10_genes.bed")
+    y = (raw.obs[LABEL].astype(str).to_numpy() == "L6").astype(int)
+    train = protocol_split(raw.n_obs, 0) == TRAIN
+    markers, unrelated, distal = sc_bench.select_features(raw, y, train, 100, ann)
+    assert len(markers) == 10 and len(unrelated) == 100 and len(set(markers) & set(unrelated)) == 0
+    x = sc_bench._lognorm(raw.mod["rna"].X[train])
+    up = x[y[train] == 1][:, markers].mean(0) - x[y[train] == 0][:, markers].mean(0)
+    assert (up > 0.3).all(), up
+    detected = (x > 0).sum(0) >= 3
+    assert x[:, unrelated].var(0).max() <= np.quantile(x[:, detected].var(0), 0.2)
+    assert 1000 <= len(distal) <= 5000
+    peaks = parse_intervals(raw.mod["atac"].var["interval"].to_numpy()[distal],
+                            raw.mod["atac"].var_names[distal], where="peaks")
+    genes = read_gene_annotation(ann)
+    tss = np.where(genes["strand"] == "-", genes["end"], genes["start"]).astype(float)
+    for chrom in peaks["chrom"].unique()[:5]:
+        t = np.sort(tss[(genes["chrom"] == chrom).to_numpy()])
+        p = peaks[peaks["chrom"] == chrom]
+        for lo, hi in zip(p["start"].to_numpy(float), p["end"].to_numpy(float), strict=True):
+            k = np.searchsorted(t, lo)
+            near = t[max(k - 1, 0):k + 1]
+            assert not ((near >= lo - 2000) & (near <= hi + 2000)).any()
+
+
+@pytest.mark.shared_data
+def test_single_cell_arm_runs_on_its_standin_with_standin_verdicts(shared_data, tmp_path):
+    out = tmp_path / "sc.csv"
+    proc = subprocess.run(
+        [sys.executable, str(SC_BENCH), "--dataset", "snare_mop5232", "--unrelated", "10", "100",
+         "--seeds", "1", "--epochs", "20", "--models", "mmvae", "mmvae_plus", "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(out)
+    auc = df[df.metric == "auc_shared"].set_index(["model", "n_unrelated"])["value"]
+    assert (auc > 0.75).all(), auc  # markers and distal peaks carry the target type
+    assert set(df[df.model == "data"].metric) == {"n_markers_kept", "n_distal_peaks"}
+    text = out.with_suffix(".md").read_text()
+    assert "stand-in" in text and "sc/mmvae_plus/auc_shared" in text
