@@ -87,10 +87,14 @@ def scenario(name: str):
 #: automatic epoch budget ran > 8 min per seed on the 600-cell CITE stand-in on one core; it is
 #: capped here (burn-in and patiences keep GLUE's fractions of the budget, see methods/glue.py)
 METHOD_PARAMS = {"glue": {"max_epochs": 300}, "dmmvae": {"guidance_graph": True}}
-#: named variants of this bench: row name -> (registry name, parameters), as in config/config.yaml
+#: named variants of this bench: row name -> (registry name, parameters[, training]), as in
+#: config/config.yaml
 VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adversarial_weight": 0.05}),
             "mmaavi_graph": ("mmaavi", {"guidance_graph": True}),
-            "dmmvae_nograph": ("dmmvae", {})}
+            "dmmvae_nograph": ("dmmvae", {}),
+            "dmmvae_global": ("dmmvae", {"guidance_graph": True, "anchor_space": "cca",
+                                         "anchor_scope": "global"},
+                              {"early_stopping_patience": 30})}
 
 
 def run_one(sc, model: str, seed: int, max_epochs: int) -> dict[str, float]:
@@ -98,11 +102,12 @@ def run_one(sc, model: str, seed: int, max_epochs: int) -> dict[str, float]:
     from dmmvae.methods import MissingDependencyError, NotApplicableError, build_model
     from dmmvae.methods._loop import TrainingFailure
 
-    name, params = VARIANTS.get(model, (model, METHOD_PARAMS.get(model)))
+    name, params, *training = VARIANTS.get(model, (model, METHOD_PARAMS.get(model)))
     method = build_model(name, params)
     t0 = time.perf_counter()
     try:
-        method.fit(sc, training={**TRAINING, "max_epochs": max_epochs}, seed=seed, device="cpu")
+        method.fit(sc, training={**TRAINING, "max_epochs": max_epochs, **(training[0] if training else {})},
+                   seed=seed, device="cpu")
     except (MissingDependencyError, NotApplicableError, TrainingFailure) as err:
         print(f"    {model} seed {seed}: {type(err).__name__}: {err}"[:300], flush=True)
         return {}

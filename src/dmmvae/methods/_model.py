@@ -248,8 +248,34 @@ def cca_anchor_space(mdata, seed: int = 0) -> tuple[dict, str]:
     return out, f"CCA on {genes} linked genes fitted on the train cells"
 
 
+def global_anchor_pairs(mdata, spaces: dict, k: int) -> dict[tuple[str, str], np.ndarray]:
+    """Seurat's anchors: mutual ``k``-nearest neighbours (cosine, i.e. on L2-normalised
+    canonical vectors) between the TRAIN cells that show ``a`` but not ``b`` and those that
+    show ``b`` but not ``a``, in the per-cell coordinates ``spaces`` of
+    :func:`cca_anchor_space`. ``{(a, b): int array (n_pairs, 2)}`` of row numbers."""
+    from sklearn.neighbors import NearestNeighbors
+
+    train = mdata.obs[SPLIT].to_numpy() == TRAIN
+    out = {}
+    for (a, b), (ca, cb) in spaces.items():
+        va = train & mdata.obs[visible_key(a)].to_numpy(bool)
+        vb = train & mdata.obs[visible_key(b)].to_numpy(bool)
+        ra, rb = np.flatnonzero(va & ~vb), np.flatnonzero(vb & ~va)
+        if len(ra) < 2 or len(rb) < 2:
+            continue
+        ua = ca[ra] / np.linalg.norm(ca[ra], axis=1, keepdims=True).clip(1e-12)
+        ub = cb[rb] / np.linalg.norm(cb[rb], axis=1, keepdims=True).clip(1e-12)
+        nab = NearestNeighbors(n_neighbors=min(k, len(rb))).fit(ub).kneighbors(ua)[1]
+        nba = NearestNeighbors(n_neighbors=min(k, len(ra))).fit(ua).kneighbors(ub)[1]
+        ab = {(i, j) for i, row in enumerate(nab) for j in row}
+        mutual = sorted((i, j) for j, row in enumerate(nba) for i in row if (i, j) in ab)
+        out[(a, b)] = np.array([(ra[i], rb[j]) for i, j in mutual], dtype=np.int64).reshape(-1, 2)
+    return out
+
+
 class DMMVAEModel(VAEModel):
-    """D-MMVAE's model: finds the anchor space from the data (train cells) before training."""
+    """D-MMVAE's model: finds the anchor space (and, with ``anchor_scope: global``, the anchors)
+    from the data (train cells) before training."""
 
     module_class = DMMVAE
 
@@ -257,7 +283,13 @@ class DMMVAEModel(VAEModel):
         spaces, note = {}, ""
         if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "cca":
             spaces, note = cca_anchor_space(mdata, seed)
+        pairs = {}
+        if spaces and self.params["anchor_scope"] == "global":
+            pairs = global_anchor_pairs(mdata, spaces, int(self.params["n_knn"]))
+            note += "; global anchors: " + ", ".join(f"{a}+{b} {len(ij)}" for (a, b), ij in pairs.items())
+            spaces = {}
         self.module.set_anchor_space(spaces, note)
+        self.module.set_anchor_partners(pairs, mdata.n_obs)
         return super().fit(mdata, training=training, seed=seed, device=device)
 
 
@@ -267,6 +299,7 @@ __all__ = [
     "MMAAVIModel",
     "VAEModel",
     "cca_anchor_space",
+    "global_anchor_pairs",
     "discriminator_groups",
     "vae_model",
 ]

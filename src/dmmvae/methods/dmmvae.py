@@ -101,6 +101,7 @@ from .vae import LossOutput
 
 WEIGHTS = ("latent_adversarial_weight", "output_adversarial_weight", "cycle_weight", "anchor_weight")
 ANCHOR_SPACES = ("cca", "features")
+ANCHOR_SCOPES = ("batch", "global")
 
 
 class ExpertEncoder(nn.Module):
@@ -155,7 +156,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
         "anchor_weight": 1.0,  # mutual nearest neighbours on linked features
         "anchor_space": "features",  # where anchors are found: "cca" (Seurat-style CCA on the linked
         # genes, fitted once on all train cells) | "features" (the minibatch's linked features)
-        "n_knn": 5,  # anchors: mutual k-nearest neighbours within a minibatch
+        "anchor_scope": "batch",  # "batch": mutual neighbours among a minibatch's cells |
+        # "global": among ALL train cells in the CCA space (Seurat's anchors), found once; the
+        # partners' codes come from a memory of each train cell's latest code
+        "n_knn": 5,  # anchors: mutual k-nearest neighbours (within a minibatch, or global)
         "min_links": 3,  # fewest linked features that give a modality pair anchors
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
@@ -177,6 +181,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError(
                 f"dmmvae: unknown anchor_space '{self.params['anchor_space']}'; valid: {list(ANCHOR_SPACES)}"
             )
+        if self.params["anchor_scope"] not in ANCHOR_SCOPES:
+            raise ValueError(
+                f"dmmvae: unknown anchor_scope '{self.params['anchor_scope']}'; valid: {list(ANCHOR_SCOPES)}"
+            )
+        if self.params["anchor_scope"] == "global" and self.params["anchor_space"] != "cca":
+            raise ValueError("dmmvae: anchor_scope 'global' finds its anchors in the CCA space; "
+                             "set anchor_space: cca (or anchor_scope: batch)")
         self._disc_inputs: dict[str, Any] | None = None
         self._adversaries_on = False
         self._recon_scale: float | None = None
@@ -184,6 +195,63 @@ class DMMVAE(GuidanceGraph, MMVAE):
         #: anchors are found (set by the model from the data, :func:`cca_anchor_space`)
         self._anchor_spaces: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._anchor_space_note = ""
+        #: anchor_scope global: per linked pair (a, b), each cell's anchor partners among the
+        #: cells of b, ``(n_obs, n_knn)`` row numbers padded with -1 (set by the model)
+        self._partners: dict[tuple[str, str], Tensor] = {}
+        #: each train cell's latest code per modality (detached) and whether it has one yet
+        self._memory: dict[str, Tensor] = {}
+        self._filled: dict[str, Tensor] = {}
+
+    def set_anchor_partners(self, pairs: dict[tuple[str, str], Any], n_obs: int) -> None:
+        """Global anchors ``{(a, b): int array (n_pairs, 2)}`` of row numbers (a cell of a, its
+        partner of b), e.g. from :func:`~._model.global_anchor_pairs`; both directions kept."""
+        k = int(self.params["n_knn"])
+        self._partners = {}
+        for (a, b), ij in pairs.items():
+            ij = torch.as_tensor(np.asarray(ij), dtype=torch.long).reshape(-1, 2)
+            for (u, v), (src, dst) in (((a, b), (ij[:, 0], ij[:, 1])), ((b, a), (ij[:, 1], ij[:, 0]))):
+                table = torch.full((n_obs, k), -1, dtype=torch.long)
+                order = torch.argsort(src, stable=True)
+                src, dst = src[order], dst[order]
+                if len(src):  # position of each pair among its source cell's partners
+                    first = torch.searchsorted(src, src)
+                    slot = torch.arange(len(src)) - first
+                    keep = slot < k
+                    table[src[keep], slot[keep]] = dst[keep]
+                self._partners[(u, v)] = table
+        self._memory, self._filled = {}, {}
+
+    def _global_anchor_term(self, a: str, b: str, idx: Tensor, za: Tensor) -> Tensor | None:
+        """Relative squared distance of cells of ``a`` (codes ``za``, row numbers ``idx``) to
+        the remembered codes of their global partners in ``b``, over that to random remembered
+        codes of ``b``; None when no partner has a code yet."""
+        if b not in self._memory or (a, b) not in self._partners:
+            return None
+        mem, filled = self._memory[b], self._filled[b]
+        if self._partners[(a, b)].device != za.device:
+            self._partners[(a, b)] = self._partners[(a, b)].to(za.device)
+        part = self._partners[(a, b)][idx]  # (B, k)
+        valid = (part >= 0) & filled[part.clamp_min(0)]
+        if not bool(valid.any()):
+            return None
+        d = (za[:, None, :] - mem[part.clamp_min(0)]).pow(2).mean(-1)
+        near = (d * valid).sum() / valid.sum()
+        pool = filled.nonzero().squeeze(1)
+        pick = pool[torch.randint(len(pool), (min(256, len(pool)),), device=pool.device)]
+        far = torch.cdist(za, mem[pick]).pow(2).mean() / za.shape[-1]
+        return near / far.clamp_min(1e-8)
+
+    def _remember(self, batch, z: dict[str, Tensor]) -> None:
+        """Store the codes of the minibatch's cells (training steps only, detached)."""
+        idx = batch["index"].to(next(iter(z.values())).device)
+        n_obs = next(iter(self._partners.values())).shape[0]
+        for m, zm in z.items():
+            rows = batch["mask"][m]
+            if m not in self._memory:
+                self._memory[m] = zm.new_zeros((n_obs, zm.shape[1]))
+                self._filled[m] = torch.zeros(n_obs, dtype=torch.bool, device=zm.device)
+            self._memory[m][idx[rows]] = zm[rows].detach()
+            self._filled[m][idx[rows]] = True
 
     def set_anchor_space(self, spaces: dict[tuple[str, str], tuple[Any, Any]], note: str = "") -> None:
         """Per-cell anchor-finding coordinates ``{(a, b): (coords_a, coords_b)}`` (rows = cells
@@ -253,7 +321,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 elif lf.n_features >= int(self.params["min_links"]):
                     self.links[(a, b)] = lf
                     where = (
-                        "in the CCA space of" if (a, b) in self._anchor_spaces else "on"
+                        "among all train cells in the CCA space of" if (a, b) in self._partners
+                        else "in the CCA space of" if (a, b) in self._anchor_spaces else "on"
                     )
                     self.anchor_report[f"{a}+{b}"] = (
                         f"mutual nearest neighbours {where} {lf.n_features} linked features "
@@ -306,6 +375,14 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 # cells that show both are paired: the MoE cross terms align them, and they
                 # must not be re-matched to feature neighbours; anchors link unpaired cells
                 ra, rb = masks[a] & ~masks[b], masks[b] & ~masks[a]
+                if (a, b) in self._partners:  # global anchors, partners from the memory
+                    idx = batch["index"].to(z[a].device)
+                    parts = [t for t in (self._global_anchor_term(a, b, idx[ra], z[a][ra]),
+                                         self._global_anchor_term(b, a, idx[rb], z[b][rb]))
+                             if t is not None]
+                    if parts:
+                        anc = anc + sum(parts) / len(parts)
+                    continue
                 if int(ra.sum()) < 2 or int(rb.sum()) < 2:
                     continue
                 if (a, b) in self._anchor_spaces:  # fixed per-cell coordinates (e.g. CCA)
@@ -323,6 +400,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
                     anc = anc + term
             total = total + self.w("anchor_weight") * anc
             terms["anchors"] = anc.detach()
+            if self._partners and self.training:
+                self._remember(batch, z)
         return total, terms
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
