@@ -93,7 +93,7 @@ VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adver
             "mmaavi_graph": ("mmaavi", {"guidance_graph": True}),
             "dmmvae_nograph": ("dmmvae", {}),
             "dmmvae_global": ("dmmvae", {"guidance_graph": True, "anchor_space": "cca",
-                                         "anchor_scope": "global"},
+                                         "anchor_scope": "global", "anchor_components": 5},
                               {"early_stopping_patience": 30})}
 
 

@@ -112,7 +112,12 @@ GRIDS = {"adversaries": GRID,
          # global variant's best epochs came late: 30 and 74 of 40 / 100 on SNARE)
          "scope": {**{k: [v] for k, v in FROZEN.items() if k != "anchor_space"},
                    "guidance_graph": [True],
-                   "anchor_space,anchor_scope": [("features", "batch"), ("cca", "global")]}}
+                   "anchor_space,anchor_scope": [("features", "batch"), ("cca", "global")]},
+         # a fourth, for the global anchors: how many canonical components the anchors are found
+         # in (Seurat: 20); run with --patience 30
+         "components": {**{k: [v] for k, v in FROZEN.items() if k != "anchor_space"},
+                        "guidance_graph": [True], "anchor_space": ["cca"], "anchor_scope": ["global"],
+                        "anchor_components": [3, 5, 10, 20]}}
 
 
 def main() -> None:

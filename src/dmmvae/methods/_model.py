@@ -224,12 +224,12 @@ class MMAAVIModel(VAEModel):
         return hist
 
 
-def cca_anchor_space(mdata, seed: int = 0) -> tuple[dict, str]:
-    """Canonical embeddings (Seurat-v3 CCA on linked genes, :class:`~.linked_cca.LinkedCCA`)
-    of every TRAIN cell from its own modality: ``({(anchor, partner): (coords_a, coords_b)},
-    note)``, rows = cells of ``mdata`` (zeros outside the train split). Empty with the reason
-    when the CCA cannot be fitted (no or too few linked genes)."""
-    cca = LinkedCCA()
+def cca_anchor_space(mdata, seed: int = 0, n_components: int = 20) -> tuple[dict, str]:
+    """Canonical embeddings (Seurat-v3 CCA on linked genes, :class:`~.linked_cca.LinkedCCA`,
+    ``n_components`` of them) of every TRAIN cell from its own modality: ``({(anchor, partner):
+    (coords_a, coords_b)}, note)``, rows = cells of ``mdata`` (zeros outside the train split).
+    Empty with the reason when the CCA cannot be fitted (no or too few linked genes)."""
+    cca = LinkedCCA(n_components=int(n_components))
     try:
         cca.fit(mdata, seed=seed)
     except (NotApplicableError, InputError) as err:
@@ -282,7 +282,7 @@ class DMMVAEModel(VAEModel):
     def fit(self, mdata, *, training=None, seed=0, device="cpu"):
         spaces, note = {}, ""
         if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "cca":
-            spaces, note = cca_anchor_space(mdata, seed)
+            spaces, note = cca_anchor_space(mdata, seed, self.params["anchor_components"])
         pairs = {}
         if spaces and self.params["anchor_scope"] == "global":
             pairs = global_anchor_pairs(mdata, spaces, int(self.params["n_knn"]))

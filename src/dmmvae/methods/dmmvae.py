@@ -52,8 +52,10 @@ training diverged once they started (loss 2,000 -> 5,300, anchors lost).
   train cells (mutual ``n_knn`` nearest neighbours on the L2-normalised canonical vectors,
   :func:`~._model.global_anchor_pairs`); a minibatch cell is pulled towards its partners' codes,
   read from a memory of every train cell's latest code (detached), relative to random remembered
-  codes of the other modality. Named variant ``dmmvae_global`` (SNARE-seq 0.359 vs 0.401 with
-  minibatch anchors; TEA-seq 0.307 vs 0.181; the rule kept minibatch anchors).
+  codes of the other modality. ``anchor_components`` sets the CCA's width (Seurat: 20). Named
+  variant ``dmmvae_global`` (5 components, the rule's pick among 3/5/10/20): SNARE-seq FOSCTTM
+  0.313 vs 0.401 with minibatch anchors (GLUE 0.315); TEA-seq 0.241 vs 0.181; the rule kept
+  minibatch anchors for ``dmmvae``.
 
 Adversaries are off during the KL warm-up (``training.kl_warmup_epochs``) and on at full weight
 afterwards (the seed's "warm the VAE up first"); each step updates the discriminators
@@ -166,6 +168,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # "global": among ALL train cells in the CCA space (Seurat's anchors), found once; the
         # partners' codes come from a memory of each train cell's latest code
         "n_knn": 5,  # anchors: mutual k-nearest neighbours (within a minibatch, or global)
+        "anchor_components": 20,  # canonical components of the anchor CCA (anchor_space cca)
         "min_links": 3,  # fewest linked features that give a modality pair anchors
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
