@@ -26,12 +26,8 @@ setup: $(STAMP)
 
 # one thread per job: training already runs torch on cores - 1 = 1 thread on 2 cores, so two
 # jobs side by side use the machine; with 2 threads each the demo ran its 74 jobs one at a time
-# the demo's longest jobs (Gromov-Wasserstein transport on 1,000 synthetic cells, 110-230 s) go
-# first: started late they ran alone at the end of the run (11 min 57 s instead of ~9)
-DEMO_FIRST := $(foreach s,paired diagonal,results/models/synthetic/$(s)/gw_ot/seed0/predictions.h5)
 demo: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --set-threads train_model=1 evaluate_model=1 \
-		--prioritize $(DEMO_FIRST)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --set-threads train_model=1 evaluate_model=1
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
