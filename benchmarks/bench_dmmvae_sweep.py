@@ -105,18 +105,18 @@ DATASETS = ["cite_bmmc600", "teaseq_pbmc1262", "genesplit_link0.1", "snare_mop52
 #: do mmAAVI's guidance-graph decoders (methods/_graph.py) help the frozen configuration?
 FROZEN = {"shared_core": False, "latent_adversarial_weight": 0.01,
           "output_adversarial_weight": 0.0, "anchor_space": "features"}
+#: the frozen configuration with the graph the second grid chose, anchor space left open
+WITH_GRAPH = {**{k: [v] for k, v in FROZEN.items() if k != "anchor_space"}, "guidance_graph": [True]}
 GRIDS = {"adversaries": GRID,
          "graph": {**{k: [v] for k, v in FROZEN.items()}, "guidance_graph": [False, True]},
          # a third: Seurat's anchors among all train cells (anchor_scope global, CCA space) against
-         # the frozen minibatch anchors, both with the graph; run with --patience 30 (the
-         # global variant's best epochs came late: 30 and 74 of 40 / 100 on SNARE)
-         "scope": {**{k: [v] for k, v in FROZEN.items() if k != "anchor_space"},
-                   "guidance_graph": [True],
+         # the frozen minibatch anchors; run with --patience 30 (the global variant's best epochs
+         # came late: 30 and 74 of 40 / 100 on SNARE)
+         "scope": {**WITH_GRAPH,
                    "anchor_space,anchor_scope": [("features", "batch"), ("cca", "global")]},
          # a fourth, for the global anchors: how many canonical components the anchors are found
          # in (Seurat: 20); run with --patience 30
-         "components": {**{k: [v] for k, v in FROZEN.items() if k != "anchor_space"},
-                        "guidance_graph": [True], "anchor_space": ["cca"], "anchor_scope": ["global"],
+         "components": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
                         "anchor_components": [3, 5, 10, 20]}}
 
 
@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--grid", choices=sorted(GRIDS), default="adversaries",
                     help="adversaries: the 16-config grid; graph: frozen config x guidance_graph; "
-                         "scope: minibatch vs global anchors")
+                         "scope: minibatch vs global anchors; components: the global anchors' CCA width")
     ap.add_argument("--patience", type=int, default=None,
                     help="training early_stopping_patience (default: the loop's, 10)")
     args = ap.parse_args()

@@ -249,10 +249,11 @@ def cca_anchor_space(mdata, seed: int = 0, n_components: int = 20) -> tuple[dict
 
 
 def global_anchor_pairs(mdata, spaces: dict, k: int) -> dict[tuple[str, str], np.ndarray]:
-    """Seurat's anchors: mutual ``k``-nearest neighbours (cosine, i.e. on L2-normalised
-    canonical vectors) between the TRAIN cells that show ``a`` but not ``b`` and those that
-    show ``b`` but not ``a``, in the per-cell coordinates ``spaces`` of
-    :func:`cca_anchor_space`. ``{(a, b): int array (n_pairs, 2)}`` of row numbers."""
+    """Seurat's anchors: mutual ``k``-nearest neighbours between the TRAIN cells that show
+    ``a`` but not ``b`` and those that show ``b`` but not ``a``, in the per-cell coordinates
+    ``spaces`` of :func:`cca_anchor_space` (canonical vectors it already L2-normalises, so
+    Euclidean neighbours are cosine neighbours). ``{(a, b): int array (n_pairs, 2)}`` of row
+    numbers."""
     from sklearn.neighbors import NearestNeighbors
 
     train = mdata.obs[SPLIT].to_numpy() == TRAIN
@@ -263,8 +264,7 @@ def global_anchor_pairs(mdata, spaces: dict, k: int) -> dict[tuple[str, str], np
         ra, rb = np.flatnonzero(va & ~vb), np.flatnonzero(vb & ~va)
         if len(ra) < 2 or len(rb) < 2:
             continue
-        ua = ca[ra] / np.linalg.norm(ca[ra], axis=1, keepdims=True).clip(1e-12)
-        ub = cb[rb] / np.linalg.norm(cb[rb], axis=1, keepdims=True).clip(1e-12)
+        ua, ub = ca[ra], cb[rb]
         nab = NearestNeighbors(n_neighbors=min(k, len(rb))).fit(ub).kneighbors(ua)[1]
         nba = NearestNeighbors(n_neighbors=min(k, len(ra))).fit(ua).kneighbors(ub)[1]
         ab = {(i, j) for i, row in enumerate(nab) for j in row}
