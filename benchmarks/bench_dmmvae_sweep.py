@@ -117,7 +117,11 @@ GRIDS = {"adversaries": GRID,
          # a fourth, for the global anchors: how many canonical components the anchors are found
          # in (Seurat: 20); run with --patience 30
          "components": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                        "anchor_components": [3, 5, 10, 20]}}
+                        "anchor_components": [3, 5, 10, 20]},
+         # a fifth, for the global anchors with the chosen 5 components: weight each anchor by
+         # Seurat's score (shared neighbours) or not; run with --patience 30
+         "scoring": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
+                     "anchor_components": [5], "anchor_scoring": [False, True]}}
 
 
 def main() -> None:
@@ -129,7 +133,8 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--grid", choices=sorted(GRIDS), default="adversaries",
                     help="adversaries: the 16-config grid; graph: frozen config x guidance_graph; "
-                         "scope: minibatch vs global anchors; components: the global anchors' CCA width")
+                         "scope: minibatch vs global anchors; components: the global anchors' CCA width; "
+                         "scoring: global anchors weighted by Seurat's score or not")
     ap.add_argument("--patience", type=int, default=None,
                     help="training early_stopping_patience (default: the loop's, 10)")
     args = ap.parse_args()

@@ -444,8 +444,50 @@ def test_dmmvae_global_anchors_are_train_only_mutual_pairs_and_align_the_gene_sp
     assert label_transfer(p.embeddings[a], p.embeddings[b], labels)["acc_mean"] > 0.45  # random 0.24
 
 
+def test_seurat_anchor_scores_rank_consistent_anchors_above_wrong_ones():
+    """Seurat's score: an anchor whose two cells share neighbourhoods (same cluster, in both
+    data sets) scores high; one joining two clusters scores low; scores lie in [0, 1]."""
+    from dmmvae.methods._model import seurat_anchor_scores
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=5, size=(4, 5))
+    lab_a, lab_b = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
+    ua = centres[lab_a] + rng.normal(size=(300, 5))
+    ub = centres[lab_b] + rng.normal(size=(300, 5))
+    good = np.array([(i, rng.choice(np.flatnonzero(lab_b == lab_a[i]))) for i in range(100)])
+    bad = np.array([(i, rng.choice(np.flatnonzero(lab_b != lab_a[i]))) for i in range(100, 200)])
+    scores = seurat_anchor_scores(ua, ub, np.vstack([good, bad]), k_score=30)
+    assert scores.min() >= 0 and scores.max() <= 1
+    assert scores[:100].mean() > 0.5 > 0.1 > scores[100:].mean(), (scores[:100].mean(), scores[100:].mean())
+
+
+def test_dmmvae_scored_global_anchors_weight_the_term():
+    """``anchor_scoring``: the pairs come with Seurat's scores, which the model stores per
+    partner as the weight of its distance in the anchor term."""
+    from dmmvae.methods._model import cca_anchor_space, global_anchor_pairs
+
+    sc = make_scenario(_gene_split(), "diagonal", seed=0)
+    spaces, _ = cca_anchor_space(sc)
+    pairs, scores = global_anchor_pairs(sc, spaces, 5, k_score=30)
+    assert pairs.keys() == scores.keys()
+    (a, b), w = next(iter(scores.items()))
+    assert len(w) == len(pairs[(a, b)]) and 0 <= w.min() and w.max() == 1 and (w < 1).any()
+    model = build_model("dmmvae", {"n_hidden": 64, "anchor_space": "cca", "anchor_scope": "global",
+                                   "anchor_scoring": True})
+    model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 2})
+    table, wtable = model.module._partners[(a, b)], model.module._partner_weights[(a, b)]
+    i, j = pairs[(a, b)][int(np.argmin(w))]
+    slot = int(np.flatnonzero(table[i].cpu().numpy() == j)[0])
+    assert float(wtable[i, slot]) == pytest.approx(float(w.min()))
+    assert "Seurat-scored" in model.predict(sc).info["anchors"][f"{a}+{b}"]
+
+
 def test_dmmvae_global_anchors_need_the_cca_space():
     with pytest.raises(ValueError, match="anchor_space: cca"):
         build_model("dmmvae", {"anchor_scope": "global", "anchor_space": "features"})
     with pytest.raises(ValueError, match="unknown anchor_scope"):
         build_model("dmmvae", {"anchor_scope": "everywhere"})
+    with pytest.raises(ValueError, match="set anchor_scope: global"):
+        build_model("dmmvae", {"anchor_space": "gw"})
+    with pytest.raises(ValueError, match="anchor_scoring"):
+        build_model("dmmvae", {"anchor_scoring": True})

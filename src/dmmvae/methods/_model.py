@@ -248,16 +248,45 @@ def cca_anchor_space(mdata, seed: int = 0, n_components: int = 20) -> tuple[dict
     return out, f"CCA on {genes} linked genes fitted on the train cells"
 
 
-def global_anchor_pairs(mdata, spaces: dict, k: int) -> dict[tuple[str, str], np.ndarray]:
+#: Seurat v3's ``k.score``: neighbours per cell and dataset when anchors are scored
+SEURAT_K_SCORE = 30
+
+
+def seurat_anchor_scores(ua: np.ndarray, ub: np.ndarray, ij: np.ndarray,
+                         k_score: int = 30) -> np.ndarray:
+    """Seurat v3's anchor scores (Stuart et al. 2019, "scoring anchors"): for an anchor (i of
+    ``ua``, j of ``ub``), the shared neighbours of its two cells, each cell's neighbourhood
+    being its ``k_score`` nearest cells of ``ua`` and of ``ub``; the counts are divided by
+    ``2 k_score``, then scaled between their 1 % and 90 % quantiles and clipped to [0, 1].
+    ``ij``: local row numbers (into ``ua``, ``ub``)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(ij) == 0:
+        return np.zeros(0)
+    nn_a = NearestNeighbors(n_neighbors=min(k_score, len(ua))).fit(ua)
+    nn_b = NearestNeighbors(n_neighbors=min(k_score, len(ub))).fit(ub)
+
+    def hood(x):  # neighbours in a (ids 0..) and in b (ids offset by len(ua))
+        return np.hstack([nn_a.kneighbors(x)[1], nn_b.kneighbors(x)[1] + len(ua)])
+
+    hi, hj = hood(ua[ij[:, 0]]), hood(ub[ij[:, 1]])
+    shared = np.array([len(np.intersect1d(x, y)) for x, y in zip(hi, hj, strict=True)], float)
+    score = shared / (2 * k_score)
+    lo, hi_q = np.quantile(score, [0.01, 0.9])
+    return np.clip((score - lo) / max(hi_q - lo, 1e-12), 0.0, 1.0)
+
+
+def global_anchor_pairs(mdata, spaces: dict, k: int, k_score: int = 0):
     """Seurat's anchors: mutual ``k``-nearest neighbours between the TRAIN cells that show
     ``a`` but not ``b`` and those that show ``b`` but not ``a``, in the per-cell coordinates
     ``spaces`` of :func:`cca_anchor_space` (canonical vectors it already L2-normalises, so
     Euclidean neighbours are cosine neighbours). ``{(a, b): int array (n_pairs, 2)}`` of row
-    numbers."""
+    numbers. With ``k_score`` > 0 also Seurat's score of every pair
+    (:func:`seurat_anchor_scores`): ``(pairs, {(a, b): float array (n_pairs,)})``."""
     from sklearn.neighbors import NearestNeighbors
 
     train = mdata.obs[SPLIT].to_numpy() == TRAIN
-    out = {}
+    out, scores = {}, {}
     for (a, b), (ca, cb) in spaces.items():
         va = train & mdata.obs[visible_key(a)].to_numpy(bool)
         vb = train & mdata.obs[visible_key(b)].to_numpy(bool)
@@ -270,7 +299,58 @@ def global_anchor_pairs(mdata, spaces: dict, k: int) -> dict[tuple[str, str], np
         ab = {(i, j) for i, row in enumerate(nab) for j in row}
         mutual = sorted((i, j) for j, row in enumerate(nba) for i in row if (i, j) in ab)
         out[(a, b)] = np.array([(ra[i], rb[j]) for i, j in mutual], dtype=np.int64).reshape(-1, 2)
-    return out
+        if k_score:
+            local = np.array(mutual, dtype=np.int64).reshape(-1, 2)
+            scores[(a, b)] = seurat_anchor_scores(ua, ub, local, k_score)
+    return (out, scores) if k_score else out
+
+
+def gw_anchor_pairs(mdata, n_pcs: list[int], seed: int = 0, max_cells: int = 1500,
+                    ) -> tuple[dict[tuple[str, str], np.ndarray], str]:
+    """Structure-only anchors, for modalities with NO linked feature: per pair of modalities
+    (a, b), exact Gromov-Wasserstein (POT's conditional gradient from the product coupling,
+    uniform marginals) between the TRAIN cells that show ``a`` but not ``b`` and those that
+    show ``b`` but not ``a``, on cosine distances of each modality's own view
+    (:func:`~.gw_ot.modality_views`: PCA, or LSI for ATAC); ``n_pcs`` is self-tuned by the
+    lowest GW distance, as ``gw_ot`` does. Each cell's partner is its largest coupling entry,
+    both directions kept. At most ``max_cells`` cells per side (a seeded subsample).
+    ``({(a, b): int array (n_pairs, 2)}, note)`` of row numbers."""
+    from .gw_ot import import_ot, modality_views
+
+    ot = import_ot()
+    rng = np.random.default_rng(seed)
+    train = mdata.obs[SPLIT].to_numpy() == TRAIN
+    mods = list(mdata.mod)
+    out, notes = {}, []
+    for i, a in enumerate(mods):
+        for b in mods[i + 1:]:
+            va = train & mdata.obs[visible_key(a)].to_numpy(bool)
+            vb = train & mdata.obs[visible_key(b)].to_numpy(bool)
+            rows = {a: np.flatnonzero(va & ~vb), b: np.flatnonzero(vb & ~va)}
+            if min(len(r) for r in rows.values()) < 10:
+                continue
+            for m, r in rows.items():
+                if len(r) > max_cells:
+                    rows[m] = np.sort(rng.choice(r, max_cells, replace=False))
+            ra, rb = rows[a], rows[b]
+            views = {m: modality_views(mdata, m, rows[m], list(n_pcs), seed) for m in (a, b)}
+            p, q = np.full(len(ra), 1 / len(ra)), np.full(len(rb), 1 / len(rb))
+            best = None
+            for n in n_pcs:
+                Za, Zb = views[a][n](ra), views[b][n](rb)
+                Da, Db = 1 - Za @ Za.T, 1 - Zb @ Zb.T  # cosine distances (unit rows)
+                Da, Db = Da / max(Da.max(), 1e-12), Db / max(Db.max(), 1e-12)
+                T, log = ot.gromov.gromov_wasserstein(Da, Db, p, q, "square_loss", log=True,
+                                                      max_iter=2000)
+                if best is None or log["gw_dist"] < best[0]:
+                    best = (float(log["gw_dist"]), n, np.asarray(T))
+            gw, n, T = best
+            ij = {(int(i), int(T[i].argmax())) for i in range(len(ra))}
+            ij |= {(int(T[:, j].argmax()), int(j)) for j in range(len(rb))}
+            out[(a, b)] = np.array([(ra[i], rb[j]) for i, j in sorted(ij)], np.int64).reshape(-1, 2)
+            notes.append(f"{a}+{b}: GW on {len(ra)}+{len(rb)} cells, {n} components "
+                         f"(GW {gw:.4g}), {len(ij)} pairs")
+    return out, "structure-only GW anchors: " + "; ".join(notes)
 
 
 class DMMVAEModel(VAEModel):
@@ -284,12 +364,22 @@ class DMMVAEModel(VAEModel):
         if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "cca":
             spaces, note = cca_anchor_space(mdata, seed, self.params["anchor_components"])
         pairs = {}
+        if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "gw":
+            comps = self.params["anchor_components"]
+            comps = [int(c) for c in (comps if isinstance(comps, (list, tuple)) else [comps])]
+            pairs, note = gw_anchor_pairs(mdata, comps, seed)
+        weights = None
         if spaces and self.params["anchor_scope"] == "global":
-            pairs = global_anchor_pairs(mdata, spaces, int(self.params["n_knn"]))
+            k_score = SEURAT_K_SCORE if self.params["anchor_scoring"] else 0
+            found = global_anchor_pairs(mdata, spaces, int(self.params["n_knn"]), k_score)
+            pairs, weights = found if k_score else (found, None)
             note += "; global anchors: " + ", ".join(f"{a}+{b} {len(ij)}" for (a, b), ij in pairs.items())
+            if weights:
+                note += " (Seurat-scored, mean score " + ", ".join(
+                    f"{w.mean():.2f}" for w in weights.values()) + ")"
             spaces = {}
         self.module.set_anchor_space(spaces, note)
-        self.module.set_anchor_partners(pairs, mdata.n_obs)
+        self.module.set_anchor_partners(pairs, mdata.n_obs, weights)
         return super().fit(mdata, training=training, seed=seed, device=device)
 
 
@@ -299,6 +389,8 @@ __all__ = [
     "MMAAVIModel",
     "VAEModel",
     "cca_anchor_space",
+    "gw_anchor_pairs",
+    "seurat_anchor_scores",
     "global_anchor_pairs",
     "discriminator_groups",
     "vae_model",

@@ -55,7 +55,17 @@ training diverged once they started (loss 2,000 -> 5,300, anchors lost).
   codes of the other modality. ``anchor_components`` sets the CCA's width (Seurat: 20). Named
   variant ``dmmvae_global`` (5 components, the rule's pick among 3/5/10/20): SNARE-seq FOSCTTM
   0.313 vs 0.401 with minibatch anchors (GLUE 0.315); TEA-seq 0.241 vs 0.181; the rule kept
-  minibatch anchors for ``dmmvae``.
+  minibatch anchors for ``dmmvae``. ``anchor_scoring`` weights each global anchor by Seurat v3's
+  score (:func:`~._model.seurat_anchor_scores`); the rule kept it off (0.279 vs 0.282).
+  ``anchor_space: gw`` (with ``anchor_scope: global``) needs NO linked feature: the anchors come
+  from structure alone, an exact Gromov-Wasserstein coupling (POT, product start) between the
+  train cells that show only one modality and those that show only the other, on cosine
+  distances of each modality's own PCA / LSI (``anchor_components``, a list self-tuned by the
+  lowest GW distance; :func:`~._model.gw_anchor_pairs`); each cell's partner is its largest
+  coupling entry. Named variant ``dmmvae_gw``: on the gene split with no linked gene FOSCTTM
+  0.08 and balanced label transfer 0.55 where every other method is at chance
+  (``benchmarks/bench_genesplit_geometry.py``: SCOT's kNN-geodesic distances rank wrong
+  matches above the truth there, plain cosine distances do not).
 
 Adversaries are off during the KL warm-up (``training.kl_warmup_epochs``) and on at full weight
 afterwards (the seed's "warm the VAE up first"); each step updates the discriminators
@@ -108,7 +118,7 @@ from .objectives import (
 from .vae import LossOutput
 
 WEIGHTS = ("latent_adversarial_weight", "output_adversarial_weight", "cycle_weight", "anchor_weight")
-ANCHOR_SPACES = ("cca", "features")
+ANCHOR_SPACES = ("cca", "features", "gw")
 ANCHOR_SCOPES = ("batch", "global")
 
 
@@ -163,12 +173,16 @@ class DMMVAE(GuidanceGraph, MMVAE):
         "cycle_weight": 0.0,  # re-encoded translations recover their code (off: see module doc)
         "anchor_weight": 1.0,  # mutual nearest neighbours on linked features
         "anchor_space": "features",  # where anchors are found: "cca" (Seurat-style CCA on the linked
-        # genes, fitted once on all train cells) | "features" (the minibatch's linked features)
+        # genes, fitted once on all train cells) | "features" (the minibatch's linked features) |
+        # "gw" (structure only, no link needed: Gromov-Wasserstein between the train cells)
         "anchor_scope": "batch",  # "batch": mutual neighbours among a minibatch's cells |
         # "global": among ALL train cells in the CCA space (Seurat's anchors), found once; the
         # partners' codes come from a memory of each train cell's latest code
         "n_knn": 5,  # anchors: mutual k-nearest neighbours (within a minibatch, or global)
-        "anchor_components": 20,  # canonical components of the anchor CCA (anchor_space cca)
+        "anchor_components": 20,  # canonical components of the anchor CCA (anchor_space cca);
+        # with anchor_space gw: the view's components, a list is self-tuned by the lowest GW
+        "anchor_scoring": False,  # anchor_scope global: weight each anchor by Seurat's score
+        # (shared neighbours of its two cells, k 30, quantile-scaled to [0, 1]; 0 drops it)
         "min_links": 3,  # fewest linked features that give a modality pair anchors
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
@@ -194,9 +208,15 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError(
                 f"dmmvae: unknown anchor_scope '{self.params['anchor_scope']}'; valid: {list(ANCHOR_SCOPES)}"
             )
-        if self.params["anchor_scope"] == "global" and self.params["anchor_space"] != "cca":
-            raise ValueError("dmmvae: anchor_scope 'global' finds its anchors in the CCA space; "
-                             "set anchor_space: cca (or anchor_scope: batch)")
+        if self.params["anchor_scope"] == "global" and self.params["anchor_space"] == "features":
+            raise ValueError("dmmvae: anchor_scope 'global' finds its anchors in the CCA space "
+                             "or by GW; set anchor_space: cca or gw (or anchor_scope: batch)")
+        if self.params["anchor_scoring"] and (self.params["anchor_scope"], self.params["anchor_space"]) != ("global", "cca"):
+            raise ValueError("dmmvae: anchor_scoring scores Seurat's global anchors in the CCA space; "
+                             "set anchor_scope: global and anchor_space: cca (or anchor_scoring: false)")
+        if self.params["anchor_space"] == "gw" and self.params["anchor_scope"] != "global":
+            raise ValueError("dmmvae: anchor_space 'gw' pairs cells once, among all train cells; "
+                             "set anchor_scope: global")
         self._disc_inputs: dict[str, Any] | None = None
         self._adversaries_on = False
         self._recon_scale: float | None = None
@@ -207,27 +227,35 @@ class DMMVAE(GuidanceGraph, MMVAE):
         #: anchor_scope global: per linked pair (a, b), each cell's anchor partners among the
         #: cells of b, ``(n_obs, n_knn)`` row numbers padded with -1 (set by the model)
         self._partners: dict[tuple[str, str], Tensor] = {}
+        self._partner_weights: dict[tuple[str, str], Tensor] = {}  # same shape, in [0, 1]
         #: each train cell's latest code per modality (detached) and whether it has one yet
         self._memory: dict[str, Tensor] = {}
         self._filled: dict[str, Tensor] = {}
 
-    def set_anchor_partners(self, pairs: dict[tuple[str, str], Any], n_obs: int) -> None:
+    def set_anchor_partners(self, pairs: dict[tuple[str, str], Any], n_obs: int,
+                            weights: dict[tuple[str, str], Any] | None = None) -> None:
         """Global anchors ``{(a, b): int array (n_pairs, 2)}`` of row numbers (a cell of a, its
-        partner of b), e.g. from :func:`~._model.global_anchor_pairs`; both directions kept."""
+        partner of b), e.g. from :func:`~._model.global_anchor_pairs`; both directions kept.
+        ``weights``: per pair a score in [0, 1] (Seurat's anchor scores), else all 1."""
         k = int(self.params["n_knn"])
-        self._partners = {}
+        self._partners, self._partner_weights = {}, {}
         for (a, b), ij in pairs.items():
             ij = torch.as_tensor(np.asarray(ij), dtype=torch.long).reshape(-1, 2)
+            w = (torch.ones(len(ij)) if weights is None or (a, b) not in weights
+                 else torch.as_tensor(np.asarray(weights[(a, b)]), dtype=torch.float32))
             for (u, v), (src, dst) in (((a, b), (ij[:, 0], ij[:, 1])), ((b, a), (ij[:, 1], ij[:, 0]))):
                 table = torch.full((n_obs, k), -1, dtype=torch.long)
+                wtable = torch.zeros((n_obs, k))
                 order = torch.argsort(src, stable=True)
-                src, dst = src[order], dst[order]
+                src, dst, ws = src[order], dst[order], w[order]
                 if len(src):  # position of each pair among its source cell's partners
                     first = torch.searchsorted(src, src)
                     slot = torch.arange(len(src)) - first
                     keep = slot < k
                     table[src[keep], slot[keep]] = dst[keep]
+                    wtable[src[keep], slot[keep]] = ws[keep]
                 self._partners[(u, v)] = table
+                self._partner_weights[(u, v)] = wtable
         self._memory, self._filled = {}, {}
 
     def _global_anchor_term(self, a: str, b: str, idx: Tensor, za: Tensor) -> Tensor | None:
@@ -239,12 +267,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
         mem, filled = self._memory[b], self._filled[b]
         if self._partners[(a, b)].device != za.device:
             self._partners[(a, b)] = self._partners[(a, b)].to(za.device)
+            self._partner_weights[(a, b)] = self._partner_weights[(a, b)].to(za.device)
         part = self._partners[(a, b)][idx]  # (B, k)
-        valid = (part >= 0) & filled[part.clamp_min(0)]
-        if not bool(valid.any()):
+        w = self._partner_weights[(a, b)][idx] * ((part >= 0) & filled[part.clamp_min(0)])
+        if not bool((w > 0).any()):
             return None
         d = (za[:, None, :] - mem[part.clamp_min(0)]).pow(2).mean(-1)
-        near = (d * valid).sum() / valid.sum()
+        near = (d * w).sum() / w.sum()
         pool = filled.nonzero().squeeze(1)
         pick = pool[torch.randint(len(pool), (min(256, len(pool)),), device=pool.device)]
         far = torch.cdist(za, mem[pick]).pow(2).mean() / za.shape[-1]
@@ -327,6 +356,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 lf = LinkedFeatures.from_spec(spec, a, b)
                 if float(self.params["anchor_weight"]) <= 0:
                     self.anchor_report[f"{a}+{b}"] = "anchors off (anchor_weight 0)"
+                elif (a, b) in self._partners and self.params["anchor_space"] == "gw":
+                    self.links[(a, b)] = lf  # GW anchors need no linked feature
+                    self.anchor_report[f"{a}+{b}"] = self._anchor_space_note
                 elif lf.n_features >= int(self.params["min_links"]):
                     self.links[(a, b)] = lf
                     where = (
