@@ -417,7 +417,8 @@ def test_dmmvae_global_anchors_are_train_only_mutual_pairs_and_align_the_gene_sp
     spaces, _ = cca_anchor_space(sc)
     assert next(iter(spaces.values()))[0].shape[1] == 20  # Seurat's dims 1:20 by default
     assert next(iter(cca_anchor_space(sc, n_components=5)[0].values()))[1].shape[1] == 5
-    pairs = global_anchor_pairs(sc, spaces, 5)
+    pairs, scores = global_anchor_pairs(sc, spaces, 5)
+    assert scores == {}  # scores only with k_score
     (a, b), ij = next(iter(pairs.items()))
     assert len(ij) > 100
     train = (sc.obs[SPLIT] == "train").to_numpy()

@@ -32,6 +32,7 @@ from ._base import Method, NotApplicableError
 from ._loop import fit_model
 from .data import DataSpec, MultimodalData
 from .dmmvae import DMMVAE
+from .gw_ot import _as_list, import_ot, modality_views
 from .linked_cca import LinkedCCA
 from .mmaavi import MMAAVI
 from .vae import MultimodalVAE
@@ -253,7 +254,7 @@ SEURAT_K_SCORE = 30
 
 
 def seurat_anchor_scores(ua: np.ndarray, ub: np.ndarray, ij: np.ndarray,
-                         k_score: int = 30) -> np.ndarray:
+                         k_score: int = SEURAT_K_SCORE) -> np.ndarray:
     """Seurat v3's anchor scores (Stuart et al. 2019, "scoring anchors"): for an anchor (i of
     ``ua``, j of ``ub``), the shared neighbours of its two cells, each cell's neighbourhood
     being its ``k_score`` nearest cells of ``ua`` and of ``ub``; the counts are divided by
@@ -276,13 +277,14 @@ def seurat_anchor_scores(ua: np.ndarray, ub: np.ndarray, ij: np.ndarray,
     return np.clip((score - lo) / max(hi_q - lo, 1e-12), 0.0, 1.0)
 
 
-def global_anchor_pairs(mdata, spaces: dict, k: int, k_score: int = 0):
+def global_anchor_pairs(mdata, spaces: dict, k: int, k_score: int = 0
+                        ) -> tuple[dict[tuple[str, str], np.ndarray], dict[tuple[str, str], np.ndarray]]:
     """Seurat's anchors: mutual ``k``-nearest neighbours between the TRAIN cells that show
     ``a`` but not ``b`` and those that show ``b`` but not ``a``, in the per-cell coordinates
     ``spaces`` of :func:`cca_anchor_space` (canonical vectors it already L2-normalises, so
-    Euclidean neighbours are cosine neighbours). ``{(a, b): int array (n_pairs, 2)}`` of row
-    numbers. With ``k_score`` > 0 also Seurat's score of every pair
-    (:func:`seurat_anchor_scores`): ``(pairs, {(a, b): float array (n_pairs,)})``."""
+    Euclidean neighbours are cosine neighbours). Returns ``(pairs, scores)``: pairs
+    ``{(a, b): int array (n_pairs, 2)}`` of row numbers; with ``k_score`` > 0 Seurat's score of
+    every pair (:func:`seurat_anchor_scores`) ``{(a, b): float array (n_pairs,)}``, else ``{}``."""
     from sklearn.neighbors import NearestNeighbors
 
     train = mdata.obs[SPLIT].to_numpy() == TRAIN
@@ -302,7 +304,7 @@ def global_anchor_pairs(mdata, spaces: dict, k: int, k_score: int = 0):
         if k_score:
             local = np.array(mutual, dtype=np.int64).reshape(-1, 2)
             scores[(a, b)] = seurat_anchor_scores(ua, ub, local, k_score)
-    return (out, scores) if k_score else out
+    return out, scores
 
 
 def gw_anchor_pairs(mdata, n_pcs: list[int], seed: int = 0, max_cells: int = 1500,
@@ -315,8 +317,6 @@ def gw_anchor_pairs(mdata, n_pcs: list[int], seed: int = 0, max_cells: int = 150
     lowest GW distance, as ``gw_ot`` does. Each cell's partner is its largest coupling entry,
     both directions kept. At most ``max_cells`` cells per side (a seeded subsample).
     ``({(a, b): int array (n_pairs, 2)}, note)`` of row numbers."""
-    from .gw_ot import import_ot, modality_views
-
     ot = import_ot()
     rng = np.random.default_rng(seed)
     train = mdata.obs[SPLIT].to_numpy() == TRAIN
@@ -345,9 +345,9 @@ def gw_anchor_pairs(mdata, n_pcs: list[int], seed: int = 0, max_cells: int = 150
                 if best is None or log["gw_dist"] < best[0]:
                     best = (float(log["gw_dist"]), n, np.asarray(T))
             gw, n, T = best
-            ij = {(int(i), int(T[i].argmax())) for i in range(len(ra))}
-            ij |= {(int(T[:, j].argmax()), int(j)) for j in range(len(rb))}
-            out[(a, b)] = np.array([(ra[i], rb[j]) for i, j in sorted(ij)], np.int64).reshape(-1, 2)
+            ij = np.unique(np.vstack([np.c_[np.arange(len(ra)), T.argmax(1)],
+                                      np.c_[T.argmax(0), np.arange(len(rb))]]), axis=0)
+            out[(a, b)] = np.c_[ra[ij[:, 0]], rb[ij[:, 1]]].astype(np.int64)
             notes.append(f"{a}+{b}: GW on {len(ra)}+{len(rb)} cells, {n} components "
                          f"(GW {gw:.4g}), {len(ij)} pairs")
     return out, "structure-only GW anchors: " + "; ".join(notes)
@@ -365,14 +365,11 @@ class DMMVAEModel(VAEModel):
             spaces, note = cca_anchor_space(mdata, seed, self.params["anchor_components"])
         pairs = {}
         if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "gw":
-            comps = self.params["anchor_components"]
-            comps = [int(c) for c in (comps if isinstance(comps, (list, tuple)) else [comps])]
-            pairs, note = gw_anchor_pairs(mdata, comps, seed)
+            pairs, note = gw_anchor_pairs(mdata, _as_list(self.params["anchor_components"]), seed)
         weights = None
         if spaces and self.params["anchor_scope"] == "global":
             k_score = SEURAT_K_SCORE if self.params["anchor_scoring"] else 0
-            found = global_anchor_pairs(mdata, spaces, int(self.params["n_knn"]), k_score)
-            pairs, weights = found if k_score else (found, None)
+            pairs, weights = global_anchor_pairs(mdata, spaces, int(self.params["n_knn"]), k_score)
             note += "; global anchors: " + ", ".join(f"{a}+{b} {len(ij)}" for (a, b), ij in pairs.items())
             if weights:
                 note += " (Seurat-scored, mean score " + ", ".join(
