@@ -156,3 +156,23 @@ def test_correlation_distance_matches_a_bruteforce_on_one_minus_pearson():
         foscttm(x, y, distance="cosine")
     with pytest.raises(ValueError, match="constant embedding row"):
         foscttm(np.ones((5, 3)), y[:5, :3], distance="correlation")
+
+
+def test_default_device_skips_torch_without_a_gpu_driver(monkeypatch):
+    """No GPU driver -> "cpu" without importing torch (a CPU evaluation job saves ~3 s); with a
+    driver node present torch is asked."""
+    import subprocess
+    import sys
+
+    from dmmvae.metrics import _foscttm
+
+    code = ("import sys; from dmmvae.metrics import _foscttm as f; "
+            "f._GPU_DRIVER_PATHS = ('/nonexistent/gpu-node',); "
+            "print(f._default_device(), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["cpu", "False"]
+    monkeypatch.setattr(_foscttm, "_GPU_DRIVER_PATHS", ("/",))  # a "driver" that exists
+    import torch
+
+    assert _foscttm._default_device() == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -112,6 +112,16 @@ def test_report_is_complete_and_self_contained(summary):
     assert "<script" not in text
 
 
+def test_report_shows_the_summary_folders_figures(summary):
+    """The overview, seed-spread and ranking figures of the report are the very images of the
+    summary folder (drawn once, not redrawn for the page)."""
+    import base64
+
+    text = (summary / "report.html").read_text()
+    for name in ("ranking.png", "overview_toy_paired.png", "metrics_toy_paired.png"):
+        assert base64.b64encode((summary / name).read_bytes()).decode() in text, name
+
+
 def test_report_rejects_missing_inputs(tmp_path, summary):
     agg = aggregate([])
     run = {"dataset": "x", "scenario": "y", "model": "m", "seed": 0,

@@ -97,9 +97,10 @@ def seed_spread_png(metrics: pd.DataFrame, dataset: str, scenario: str,
     models = sorted(sub["model"].unique())
     ncol = min(4, len(names))
     nrow = int(np.ceil(len(names) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), squeeze=False)
+    # models share the x axis: named once, under the lowest panel of each column
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 1.9 * nrow + 0.9), squeeze=False)
     rng = np.random.default_rng(0)
-    for ax, m in zip(axes.ravel(), names, strict=False):
+    for k, (ax, m) in enumerate(zip(axes.ravel(), names, strict=False)):
         d = sub[sub["metric"] == m]
         for i, mo in enumerate(models):
             v = d.loc[d["model"] == mo, "value"].astype(float).to_numpy()
@@ -107,7 +108,10 @@ def seed_spread_png(metrics: pd.DataFrame, dataset: str, scenario: str,
                 ax.bar(i, v.mean(), color="#9ecae1", width=0.7)
                 ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=10, color="#08519c",
                            zorder=3)
-        ax.set_xticks(range(len(models)), models, rotation=60, ha="right", fontsize=7)
+        if k + ncol >= len(names):
+            ax.set_xticks(range(len(models)), models, rotation=60, ha="right", fontsize=7)
+        else:
+            ax.set_xticks(range(len(models)), [])
         ax.set_title(m, fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
     for ax in axes.ravel()[len(names):]:

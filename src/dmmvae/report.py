@@ -70,6 +70,10 @@ test cells only, each test cell encoded from ONE modality at a time (PROTOCOL.md
 their direction and where they apply are listed in the metric registry above; cost comes from
 Snakemake benchmark files."""
 
+# UMAP's own default for data over 10,000 points; below that it runs 500, 2.5x the time for a
+# picture that tells the same (whether modalities mix)
+UMAP_EPOCHS = 200
+
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("dmmvae", "templates"),
     autoescape=True,
@@ -125,6 +129,16 @@ def replaced_dir(path: str | os.PathLike) -> Iterator[Path]:
         os.rename(tmp, path)
 
 
+def summary_figures(agg: Aggregate) -> dict[str, bytes | None]:
+    """The summary folder's figures, by file name (None: nothing to draw); the report shows the
+    same images, drawn once."""
+    figures = {"ranking.png": plots.ranking_png(agg.per_group)}
+    for ds, sc in agg.groups:
+        figures[f"overview_{ds}_{sc}.png"] = plots.overview_png(agg.metrics, ds, sc)
+        figures[f"metrics_{ds}_{sc}.png"] = plots.seed_spread_png(agg.metrics, ds, sc)
+    return figures
+
+
 def write_summary(
     agg: Aggregate,
     out_dir: str | os.PathLike,
@@ -148,12 +162,8 @@ def write_summary(
         _check_exists(runs, scen)
     with replaced_dir(out_dir) as tmp:
         pngs = []
-        figures = [("ranking.png", plots.ranking_png(agg.per_group))]
-        for ds, sc in agg.groups:
-            figures.append((f"overview_{ds}_{sc}.png", plots.overview_png(agg.metrics, ds, sc)))
-            figures.append((f"metrics_{ds}_{sc}.png",
-                            plots.seed_spread_png(agg.metrics, ds, sc)))
-        for name, png in figures:
+        figures = summary_figures(agg)
+        for name, png in figures.items():
             if png is not None:
                 (tmp / name).write_bytes(png)
                 pngs.append(name)
@@ -165,7 +175,7 @@ def write_summary(
             repro.to_csv(tmp / "reproduction.csv", index=False)
         if report:
             write_report(agg, tmp / "report.html", runs=runs, scenarios=scen, config=config,
-                         max_umap_cells=max_umap_cells)
+                         max_umap_cells=max_umap_cells, figures=figures)
         agg.metrics[COLUMNS].to_csv(tmp / "metrics.csv", index=False)
 
 
@@ -250,7 +260,8 @@ def _umap(mdata, preds: Predictions, model: str, max_cells: int, seed: int) -> d
     import umap  # optional heavy dependency (numba compilation): only when a report is drawn
 
     n_nb = int(min(15, max(2, len(x) - 1)))
-    coords = umap.UMAP(n_neighbors=n_nb, random_state=seed, n_jobs=1).fit_transform(x)
+    coords = umap.UMAP(n_neighbors=n_nb, random_state=seed, n_jobs=1,
+                       n_epochs=UMAP_EPOCHS).fit_transform(x)
     title = f"{model}: test cells embedded from each modality alone ({', '.join(mods)})"
     return _figure(plots.embedding_png(coords, colours, title), f"UMAP {model}")
 
@@ -294,7 +305,7 @@ def _imputations(mdata, preds_by_model: dict[str, Predictions]) -> list[dict[str
 
 def _group(agg: Aggregate, ds: str, sc: str, runs: list[RunFiles],
            scen: Mapping[tuple[str, str], str], max_umap_cells: int,
-           provenance: dict[str, Any]) -> dict[str, Any]:
+           provenance: dict[str, Any], figures: Mapping[str, bytes | None]) -> dict[str, Any]:
     metrics = agg.metrics
     models = sorted(metrics.loc[(metrics["dataset"] == ds) & (metrics["scenario"] == sc),
                                 "model"].unique())
@@ -327,8 +338,8 @@ def _group(agg: Aggregate, ds: str, sc: str, runs: list[RunFiles],
         "title": f"{ds} / {sc}",
         "ranking": _table(ranking_display(agg.group_ranking(ds, sc))),
         "comparison": _table(comparison_table(metrics, ds, sc, headline_rows())),
-        "overview": _figure(plots.overview_png(metrics, ds, sc), "overview"),
-        "spread": _figure(plots.seed_spread_png(metrics, ds, sc), "seed spread"),
+        "overview": _figure(figures[f"overview_{ds}_{sc}.png"], "overview"),
+        "spread": _figure(figures[f"metrics_{ds}_{sc}.png"], "seed spread"),
         "foscttm": _figure(plots.pair_png(metrics, ds, sc, "foscttm/"), "foscttm pairs"),
         "umaps": umaps,
         "imputations": imputations,
@@ -345,6 +356,7 @@ def write_report(
     scenarios: Any = (),
     config: Mapping[str, Any] | None = None,
     max_umap_cells: int = 3000,
+    figures: Mapping[str, bytes | None] | None = None,
 ) -> None:
     """Render ``report.html`` (atomically) from the aggregate.
 
@@ -354,12 +366,14 @@ def write_report(
     - ``scenarios``: ``{(dataset, scenario): scenario.h5mu}`` or records with keys
       ``dataset``, ``scenario``, ``path`` (needed for UMAPs, scatter plots, provenance).
     - ``config``: the workflow config (shown as is).
+    - ``figures``: :func:`summary_figures` of ``agg`` when the caller has drawn them already.
     """
     runs = as_runs(runs)
     scen = _scenario_paths(scenarios)
     _check_exists(runs, scen)
+    figures = summary_figures(agg) if figures is None else figures
     provenance: dict[str, Any] = {}
-    groups = [_group(agg, ds, sc, runs, scen, max_umap_cells, provenance)
+    groups = [_group(agg, ds, sc, runs, scen, max_umap_cells, provenance, figures)
               for ds, sc in agg.groups]
     fails = failures(agg.metrics)
     repro = workflow_reproduction(config or {}, agg.metrics)
@@ -371,7 +385,7 @@ def write_report(
         ranking_rule=RANKING_RULE,
         weights=json.dumps(agg.weights),
         overall=_table(ranking_display(agg.overall.set_index("model"))),
-        ranking_figure=_figure(plots.ranking_png(agg.per_group), "ranking per dataset"),
+        ranking_figure=_figure(figures["ranking.png"], "ranking per dataset"),
         failed=_table(fails.set_index("dataset")) if len(fails) else None,
         groups=groups,
         registry=_table(_registry_table()),

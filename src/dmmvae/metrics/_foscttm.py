@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -404,7 +405,22 @@ def _counts_torch(x64: np.ndarray, y64: np.ndarray, device: str, block_rows: int
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
 
 
+# a GPU driver leaves one of these behind (NVIDIA; AMD ROCm, which torch.cuda also serves; WSL)
+_GPU_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
+def _gpu_driver_present() -> bool:
+    """False when no GPU driver is loaded, so CUDA cannot be available: the caller then need
+    not import torch (~3 s of every evaluation job on a CPU machine) only to ask. Unknown
+    platforms answer True and torch decides."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in _GPU_DRIVER_PATHS)
+
+
 def _default_device() -> str:
+    if "torch" not in sys.modules and not _gpu_driver_present():
+        return "cpu"
     try:
         import torch
 
