@@ -95,6 +95,10 @@ VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adver
             "dmmvae_global": ("dmmvae", {"guidance_graph": True, "anchor_space": "cca",
                                          "anchor_scope": "global", "anchor_components": 5},
                               {"early_stopping_patience": 30}),
+            "dmmvae_global_refresh": ("dmmvae", {"guidance_graph": True, "anchor_space": "cca",
+                                                 "anchor_scope": "global", "anchor_components": 5,
+                                                 "anchor_refresh": 10},
+                                      {"early_stopping_patience": 30}),
             "dmmvae_gw": ("dmmvae", {"guidance_graph": True, "anchor_space": "gw",
                                      "anchor_scope": "global", "anchor_components": [20, 30, 50]},
                           {"early_stopping_patience": 30})}

@@ -483,6 +483,41 @@ def test_dmmvae_scored_global_anchors_weight_the_term():
     assert "Seurat-scored" in model.predict(sc).info["anchors"][f"{a}+{b}"]
 
 
+def test_dmmvae_anchor_refresh_adds_latent_mutual_neighbours_to_the_global_anchors():
+    """``anchor_refresh``: after the warm-up the anchors become those found before training
+    plus mutual nearest neighbours of the remembered codes; every added pair joins a train cell
+    showing only ``a`` to one showing only ``b``, the original pairs all stay, and the added
+    pairs join cells of the same type far more often than chance."""
+    from dmmvae.constants import LABEL
+
+    sc = make_scenario(_gene_split(), "diagonal", seed=0)
+    model = build_model("dmmvae", {"n_hidden": 64, "anchor_space": "cca", "anchor_scope": "global",
+                                   "anchor_refresh": 5})
+    model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 12, "kl_warmup_epochs": 5,
+                                    "early_stopping_patience": 0})
+    module = model.module
+    (a, b), (ij0, _) = next(iter(module._initial_pairs.items()))
+    assert module.refreshed[f"{a}+{b}"] > 50
+    table = module._partners[(a, b)].cpu().numpy()
+    pairs = {(i, int(j)) for i, row in enumerate(table) for j in row if j >= 0}
+    initial = {(int(i), int(j)) for i, j in ij0}
+    assert initial <= pairs  # mutual n_knn pairs: at most n_knn per cell, kept in the first slots
+    added = np.array(sorted(pairs - initial))
+    assert len(added) > 50
+    train = (sc.obs[SPLIT] == "train").to_numpy()
+    va, vb = (sc.obs[visible_key(m)].to_numpy(bool) for m in (a, b))
+    assert train[added[:, 0]].all() and train[added[:, 1]].all()
+    assert (va[added[:, 0]] & ~vb[added[:, 0]]).all() and (vb[added[:, 1]] & ~va[added[:, 1]]).all()
+    lab = sc.obs[LABEL].astype(str).to_numpy()
+    same = float((lab[added[:, 0]] == lab[added[:, 1]]).mean())
+    freq = sc.obs[LABEL][train].value_counts(normalize=True)
+    chance = float((freq**2).sum())
+    print(f"refreshed anchors: {len(added)} added, same type {same:.2f} (chance {chance:.2f})")
+    assert same > chance + 0.3, (same, chance)
+    with pytest.raises(ValueError, match="anchor_refresh"):
+        build_model("dmmvae", {"anchor_refresh": 5})
+
+
 def test_dmmvae_global_anchors_need_the_cca_space():
     with pytest.raises(ValueError, match="anchor_space: cca"):
         build_model("dmmvae", {"anchor_scope": "global", "anchor_space": "features"})

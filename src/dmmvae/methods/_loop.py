@@ -276,6 +276,9 @@ def fit_model(
                 monitored = row["train_loss"]
             row["seconds"] = time.perf_counter() - te
             rows.append(row)
+            on_epoch_end = getattr(model, "on_epoch_end", None)
+            if on_epoch_end is not None:  # e.g. D-MMVAE's anchor refresh
+                on_epoch_end(epoch, warm)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{monitored:.4g}")
