@@ -44,3 +44,27 @@ def test_scib_without_batches_and_tiny_labels():
     assert "batch_correction" not in s
     assert s["total"] == s["bio_conservation"]
     assert np.isfinite(s["total"])
+
+
+def test_kbet_takes_exact_diffusion_neighbours_and_matches_scib_metrics(data, monkeypatch):
+    """kBET per label finds its diffusion-map neighbours exactly (scikit-learn), never through
+    pynndescent (whose numba compilation cost 44-88 s per evaluation process), and gives
+    scib-metrics' own value (pynndescent, approximate) on the same neighbours."""
+    import scib_metrics
+    import scib_metrics.nearest_neighbors as snn
+
+    from dmmvae.metrics._scib import _neighbors
+
+    z, labels, batch = data
+    theirs = scib_metrics.kbet_per_label(
+        _neighbors(z.astype(np.float32), 90).subset_neighbors(n=50), batch, labels)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pynndescent called")
+
+    monkeypatch.setattr(snn, "pynndescent", refuse)
+    res = scib_scores(z, labels, batch)
+    assert "kbet_per_label" not in res["errors"], res["errors"]
+    assert res["scores"]["kbet_per_label"] == pytest.approx(theirs, abs=1e-3)
+    assert 0 < theirs < 1
+    assert snn.pynndescent is refuse  # restored after the kBET call
