@@ -17,8 +17,8 @@ Batch correction (only with > 1 batch): bras, ilisi_knn, kbet_per_label, graph_c
 A metric that cannot be computed on the data (e.g. too few cells per label) is NaN and its
 error is returned in ``errors``.
 
-kBET per label embeds a label's cells with a diffusion map when their graph is disconnected and
-finds neighbours there; scib-metrics does that with pynndescent (approximate), whose numba
+kBET per label embeds each label's cells with a diffusion map of their neighbour graph and finds
+neighbours there; scib-metrics does that with pynndescent (approximate), whose numba
 compilation cost 44-88 s in EVERY evaluation process on a 2-core machine (not cached on disk).
 :func:`exact_diffusion_neighbours` hands scib-metrics exact scikit-learn neighbours for that
 step instead (what pynndescent approximates): kBET equal to 4 decimals on three demo runs, the
