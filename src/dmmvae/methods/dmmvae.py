@@ -117,6 +117,7 @@ from .objectives import (
     masked,
     modality_confusion,
     moe_stratified_elbo,
+    mutual_nearest_neighbours,
 )
 from .vae import LossOutput
 
@@ -302,16 +303,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
             rb = torch.nonzero(self._filled[b] & ~self._filled[a]).squeeze(1)
             if len(ra) <= k or len(rb) <= k:
                 continue
-            za = nn.functional.normalize(self._memory[a][ra], dim=1)
-            zb = nn.functional.normalize(self._memory[b][rb], dim=1)
-            sim = za @ zb.T
-            nab = sim.topk(k, dim=1).indices  # (na, k) partners in b
-            nba = sim.topk(k, dim=0).indices  # (k, nb) partners in a
-            mutual = torch.zeros_like(sim, dtype=torch.bool)
-            mutual[torch.arange(len(ra), device=sim.device)[:, None], nab] = True
-            back = torch.zeros_like(mutual)
-            back[nba, torch.arange(len(rb), device=sim.device)[None, :]] = True
-            i, j = torch.nonzero(mutual & back, as_tuple=True)
+            mutual = mutual_nearest_neighbours(self._memory[a][ra], self._memory[b][rb], k)
+            i, j = torch.nonzero(mutual, as_tuple=True)
             new = torch.stack([ra[i], rb[j]], 1).cpu().numpy()
             both = np.vstack([ij, new])
             _, first = np.unique(both, axis=0, return_index=True)

@@ -59,11 +59,7 @@ def _enable_jax_cache() -> None:
 
 def _exact_knn(x: np.ndarray, n_neighbors: int, random_state: int = 0, n_jobs: int = 1):
     """scib-metrics' ``nearest_neighbors.pynndescent`` signature, exact neighbours (self first)."""
-    from scib_metrics.nearest_neighbors import NeighborsResults
-    from sklearn.neighbors import NearestNeighbors
-
-    dist, idx = NearestNeighbors(n_neighbors=int(min(n_neighbors, len(x)))).fit(x).kneighbors(x)
-    return NeighborsResults(indices=idx, distances=dist)
+    return _neighbors(x, n_neighbors)
 
 
 @contextmanager
