@@ -86,6 +86,22 @@ def test_exclusions_and_pair_methods_skip_diagonal():
     assert {r.seed for r in runs} == {0, 1}
 
 
+def test_diagonal_controls_skip_paired_scenarios_only():
+    """PROTOCOL: linked_cca and gw_ot are controls for "diagonal and mosaic" data."""
+    cfg = copy.deepcopy(load("test.yaml"))
+    cfg["models"] = {m: {"model": m} for m in ("linked_cca", "gw_ot", "random")}
+    cfg["scenarios"] = {"paired": {"kind": "paired"}, "diagonal": {"kind": "diagonal"},
+                        "mosaic": {"kind": "mosaic"},
+                        "custom": {"kind": "paired",  # patterns override the kind: a mosaic
+                                   "patterns": [{"modalities": ["rna"], "fraction": 0.5},
+                                                {"modalities": ["rna", "atac"], "fraction": 0.5}]}}
+    combos = {(r.scenario, r.model) for r in resolve_runs(cfg)}
+    for control in ("linked_cca", "gw_ot"):
+        assert ("paired", control) not in combos
+        assert {("diagonal", control), ("mosaic", control), ("custom", control)} <= combos
+    assert {("paired", "random"), ("diagonal", "random")} <= combos
+
+
 def test_patterns_naming_a_missing_modality_fail_unless_excluded():
     from dmmvae.config import check_scenarios
 

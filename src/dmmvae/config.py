@@ -101,7 +101,9 @@ def resolve_runs(config: Mapping) -> list[Run]:
     """The grid datasets x scenarios x models x seeds selected by ``run`` (minus exclusions).
 
     Methods that need paired train cells (``needs_pairs``, e.g. CCA) are left out of scenarios
-    with no paired train cells (diagonal), where they are not applicable.
+    with no paired train cells (diagonal), and the diagonal controls (``needs_unpaired``:
+    ``linked_cca``, ``gw_ot``; PROTOCOL "diagonal and mosaic") out of scenarios where every train
+    cell shows every modality (paired), where they are not applicable.
     """
     models = expand_models(config["models"])
     check_models(models)
@@ -118,8 +120,9 @@ def resolve_runs(config: Mapping) -> list[Run]:
         ):
             continue
         scen = config["scenarios"][sc]
-        unpaired = scen["kind"] == "diagonal" and not scen.get("patterns")
-        if unpaired and MODELS[models[mo]["model"]].needs_pairs:
+        method = MODELS[models[mo]["model"]]
+        kind = None if scen.get("patterns") else scen["kind"]  # custom patterns: a mosaic
+        if (kind == "diagonal" and method.needs_pairs) or (kind == "paired" and method.needs_unpaired):
             continue
         runs.append(Run(ds, sc, mo, int(seed)))
     if not runs:

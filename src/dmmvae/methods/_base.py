@@ -55,6 +55,9 @@ class Method(ABC):
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     #: True when the method needs train cells that show two modalities (e.g. CCA).
     needs_pairs: ClassVar[bool] = False
+    #: True for the diagonal controls (PROTOCOL: "diagonal and mosaic"): they ignore any pairing
+    #: and apply only where some train cells show one modality, so paired scenarios skip them.
+    needs_unpaired: ClassVar[bool] = False
     #: True for torch models (they write a checkpoint of their weights).
     is_neural: ClassVar[bool] = False
     #: True when the method runs on the job's device (CUDA when present); False: CPU only.

@@ -178,6 +178,8 @@ def modality_views(mdata: md.MuData, mod: str, rows: np.ndarray, n_pcs: list[int
 class GromovWassersteinOT(Method):
     """SCOT-style GW transport and barycentric projection (see the module docstring)."""
 
+    needs_unpaired = True  # a diagonal control (PROTOCOL): not run on paired scenarios
+
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "n_pcs": [15, 30],  # components of each view; a list is self-tuned (lowest GW)
         "k": [20, 30],  # kNN graph of the intra-modality distances; a list is self-tuned

@@ -101,6 +101,8 @@ def l2_rows(Z: np.ndarray) -> np.ndarray:
 class LinkedCCA(Method):
     """Seurat-v3-style CCA on linked genes (see the module docstring)."""
 
+    needs_unpaired = True  # a diagonal control (PROTOCOL): not run on paired scenarios
+
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "n_components": 20,  # canonical components (Seurat's default dims 1:20 for anchors)
         "clip": 10.0,  # ScaleData clip
