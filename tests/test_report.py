@@ -195,3 +195,25 @@ def test_report_renders_in_chromium(summary, tmp_path):
     n_img, n_broken = int(m.group(1)), int(m.group(2))
     assert n_img >= 8 and n_broken == 0
     assert "Multimodal integration benchmark" in res.stdout
+
+
+def test_report_umap_uses_exact_neighbours_and_keeps_clusters(monkeypatch):
+    """The report's UMAP hands umap-learn scikit-learn's exact neighbours (umap-learn's own kNN
+    code, numba-compiled in every report process, is never called) and still separates three
+    well-apart clusters."""
+    import umap.umap_
+    from sklearn.metrics import silhouette_score
+
+    from dmmvae.report import _umap_coords
+
+    def no_knn(*args, **kwargs):
+        raise AssertionError("umap-learn computed neighbours itself")
+
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", no_knn)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=6.0, size=(3, 10))
+    labels = np.repeat([0, 1, 2], 100)
+    x = (centres[labels] + rng.normal(size=(300, 10))).astype(np.float32)
+    coords = _umap_coords(x, seed=0)
+    assert coords.shape == (300, 2) and np.isfinite(coords).all()
+    assert silhouette_score(coords, labels) > 0.5

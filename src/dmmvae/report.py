@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -257,13 +258,26 @@ def _umap(mdata, preds: Predictions, model: str, max_cells: int, seed: int) -> d
     if joint is not None and np.isfinite(joint).all():
         colours["Leiden (joint embedding)"] = np.tile(_leiden(np.asarray(joint)[keep], seed),
                                                       len(mods))
-    import umap  # optional heavy dependency (numba compilation): only when a report is drawn
-
-    n_nb = int(min(15, max(2, len(x) - 1)))
-    coords = umap.UMAP(n_neighbors=n_nb, random_state=seed, n_jobs=1,
-                       n_epochs=UMAP_EPOCHS).fit_transform(x)
+    coords = _umap_coords(x, seed)
     title = f"{model}: test cells embedded from each modality alone ({', '.join(mods)})"
     return _figure(plots.embedding_png(coords, colours, title), f"UMAP {model}")
+
+
+def _umap_coords(x: np.ndarray, seed: int) -> np.ndarray:
+    """2-D UMAP of ``x`` on its exact Euclidean 15-nearest neighbours, found by scikit-learn and
+    handed to umap-learn (``precomputed_knn``). umap-learn also uses exact neighbours below
+    4,096 points (NN-descent above); handing them over spares each report process the numba
+    compilation of umap-learn's kNN code (first UMAP 13.7 -> 6.8 s, later ones 0.6 -> 0.3 s on
+    600 points)."""
+    import umap  # optional heavy dependency (numba compilation): only when a report is drawn
+    from sklearn.neighbors import NearestNeighbors
+
+    n_nb = int(min(15, max(2, len(x) - 1)))
+    dist, idx = NearestNeighbors(n_neighbors=n_nb).fit(x).kneighbors(x)  # self first, as umap
+    with warnings.catch_warnings():  # no search index: we never call .transform
+        warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+        return umap.UMAP(n_neighbors=n_nb, random_state=seed, n_jobs=1, n_epochs=UMAP_EPOCHS,
+                         precomputed_knn=(idx, dist, None)).fit_transform(x)
 
 
 def _leiden(z: np.ndarray, seed: int) -> np.ndarray:
