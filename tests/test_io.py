@@ -46,3 +46,34 @@ def test_predictions_round_trip_with_failure_and_wide_targets(tmp_path):
     f = Predictions(["a"], failure={"reason": "nan_loss", "epoch": 3, "log": "x.log"})
     f.write(tmp_path / "f.h5")
     assert Predictions.read(tmp_path / "f.h5").failure["reason"] == "nan_loss"
+
+
+def test_job_log_captures_output_and_freezes_gc_only_on_success(tmp_path):
+    """A workflow job's block: its output lands in the log; on success the garbage collector is
+    frozen for the process's exit (fast shutdown), on failure the traceback is logged and
+    nothing is frozen. Run in a subprocess: freezing pytest's own collector would leak."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys\n"
+        "from dmmvae.logging_utils import job_log\n"
+        "ok = sys.argv[2] == 'ok'\n"
+        "try:\n"
+        "    with job_log(sys.argv[1]) as log:\n"
+        "        print('hello from the job'); log.info('logged line')\n"
+        "        if not ok: raise ValueError('bad input')\n"
+        "except ValueError:\n"
+        "    pass\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    for mode in ("ok", "fail"):
+        log = tmp_path / f"{mode}.log"
+        out = subprocess.run([sys.executable, "-c", code, str(log), mode], capture_output=True,
+                             text=True, check=True).stdout
+        text = log.read_text()
+        assert "hello from the job" in text and "logged line" in text
+        if mode == "ok":
+            assert int(out) > 1000  # every object alive at the end of the job
+        else:
+            assert int(out) == 0 and "ValueError: bad input" in text
