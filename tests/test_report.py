@@ -24,16 +24,16 @@ CHROMIUM = "/usr/bin/chromium"
 FAMILIES = ["foscttm", "label_transfer", "imputation"]
 
 
-def _make_runs(root: Path, mdata, models, params=None) -> list[dict]:
+def _make_runs(root: Path, mdata, models, params=None, scenario="paired") -> list[dict]:
     """Predictions, history and evaluated metrics of each (model, noise) for seeds 0 and 1."""
-    scen = root / "data" / "toy" / "paired" / "scenario.h5mu"
+    scen = root / "data" / "toy" / scenario / "scenario.h5mu"
     if not scen.exists():
         scen.parent.mkdir(parents=True)
         mdata.write(scen)
     runs = []
     for model, noise in models:
         for seed in (0, 1):
-            d = root / "models" / "toy" / "paired" / model / f"seed{seed}"
+            d = root / "models" / "toy" / scenario / model / f"seed{seed}"
             d.mkdir(parents=True)
             if noise is None:
                 p = Predictions([], failure={"reason": "NaN loss at epoch 2", "epoch": 2,
@@ -44,10 +44,10 @@ def _make_runs(root: Path, mdata, models, params=None) -> list[dict]:
             pd.DataFrame({"epoch": range(10), "loss": np.linspace(3, 1, 10)}).to_csv(
                 d / "history.csv", index=False)
             evaluate_run(scen, d / "predictions.h5", d / "metrics.csv", dataset="toy",
-                         scenario="paired", model=model, seed=seed,
+                         scenario=scenario, model=model, seed=seed,
                          params=params if params is not None else {"families": FAMILIES},
                          history_path=d / "history.csv")
-            runs.append({"dataset": "toy", "scenario": "paired", "model": model, "seed": seed,
+            runs.append({"dataset": "toy", "scenario": scenario, "model": model, "seed": seed,
                          "metrics": str(d / "metrics.csv"), "history": str(d / "history.csv"),
                          "predictions": str(d / "predictions.h5")})
     return runs
@@ -217,3 +217,43 @@ def test_report_umap_uses_exact_neighbours_and_keeps_clusters(monkeypatch):
     coords = _umap_coords(x, seed=0)
     assert coords.shape == (300, 2) and np.isfinite(coords).all()
     assert silhouette_score(coords, labels) > 0.5
+
+
+def test_report_sections_drawn_in_forked_processes_equal_the_serial_report(tmp_path, toy_data):
+    """With n_jobs 2 the groups' UMAPs, scatter plots and curves are drawn in forked worker
+    processes (the parent never loads numba) and the page is the one drawn serially. In a fresh
+    interpreter: pytest's own process has loaded numba, where the report draws serially."""
+    import json
+    import subprocess
+    import sys
+
+    runs = [*_make_runs(tmp_path, toy_data, [("good", 0.2), ("bad", 2.0)]),
+            *_make_runs(tmp_path, toy_data, [("good", 0.3)], scenario="diagonal")]
+    scen = [{"dataset": "toy", "scenario": s,
+             "path": str(tmp_path / "data" / "toy" / s / "scenario.h5mu")}
+            for s in ("paired", "diagonal")]
+    (tmp_path / "inputs.json").write_text(json.dumps({"runs": runs, "scenarios": scen}))
+    code = (
+        "import json, sys\n"
+        "from dmmvae.aggregate import aggregate\n"
+        "from dmmvae.report import write_report\n"
+        "root = sys.argv[1]\n"
+        "inp = json.load(open(root + '/inputs.json'))\n"
+        "agg = aggregate(inp['runs'], {})\n"
+        "write_report(agg, root + '/forked.html', runs=inp['runs'], scenarios=inp['scenarios'],"
+        " n_jobs=2)\n"
+        "print('numba' in sys.modules)\n"
+        "write_report(agg, root + '/serial.html', runs=inp['runs'], scenarios=inp['scenarios'])\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["False", "True"]  # forked: drawn in the workers; serial: in the parent
+
+    def page(name):
+        text = (tmp_path / name).read_text()
+        return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "", text)
+
+    forked, serial = page("forked.html"), page("serial.html")
+    assert forked == serial
+    assert "toy / diagonal" in forked and forked.count("data:image/png;base64,") >= 10

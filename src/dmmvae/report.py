@@ -25,12 +25,15 @@ import ctypes
 import ctypes.util
 import datetime as _dt
 import json
+import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -149,19 +152,22 @@ def write_summary(
     config: Mapping[str, Any] | None = None,
     report: bool = True,
     max_umap_cells: int = 3000,
+    n_jobs: int = 1,
 ) -> None:
     """Write the whole summary folder ``out_dir`` and replace the old one (see module doc):
 
     ``metrics.csv`` (THE tidy table), ``rankings.csv``, ``summary.md``, ``ranking.png``
     (whenever there is a score), ``overview_<dataset>_<scenario>.png`` and
     ``metrics_<dataset>_<scenario>.png`` per group, and ``report.html`` when ``report``.
-    ``runs``, ``scenarios``, ``config``: as :func:`write_report`.
+    ``runs``, ``scenarios``, ``config``, ``n_jobs``: as :func:`write_report`; the report's
+    groups are drawn while the summary's figures are (with ``n_jobs`` > 1).
     """
     runs = as_runs(runs)
     scen = _scenario_paths(scenarios)
     if report:
         _check_exists(runs, scen)
-    with replaced_dir(out_dir) as tmp:
+    with (replaced_dir(out_dir) as tmp,
+          _visuals_of_groups(agg, runs, scen, max_umap_cells, n_jobs if report else 1) as visuals):
         pngs = []
         figures = summary_figures(agg)
         for name, png in figures.items():
@@ -176,7 +182,7 @@ def write_summary(
             repro.to_csv(tmp / "reproduction.csv", index=False)
         if report:
             write_report(agg, tmp / "report.html", runs=runs, scenarios=scen, config=config,
-                         max_umap_cells=max_umap_cells, figures=figures)
+                         max_umap_cells=max_umap_cells, figures=figures, visuals=visuals)
         agg.metrics[COLUMNS].to_csv(tmp / "metrics.csv", index=False)
 
 
@@ -317,34 +323,67 @@ def _imputations(mdata, preds_by_model: dict[str, Predictions]) -> list[dict[str
     return out
 
 
-def _group(agg: Aggregate, ds: str, sc: str, runs: list[RunFiles],
-           scen: Mapping[tuple[str, str], str], max_umap_cells: int,
-           provenance: dict[str, Any], figures: Mapping[str, bytes | None]) -> dict[str, Any]:
-    metrics = agg.metrics
-    models = sorted(metrics.loc[(metrics["dataset"] == ds) & (metrics["scenario"] == sc),
-                                "model"].unique())
-    mine = sorted((r for r in runs if (r.dataset, r.scenario) == (ds, sc)), key=lambda r: r.key)
+def _group_visuals(mine: list[RunFiles], models: list[str], scenario_path: str | None,
+                   max_umap_cells: int) -> dict[str, Any]:
+    """The slow part of a group's section (its runs ``mine``, sorted): UMAPs and imputation
+    scatter plots of the lowest seed with predictions per model, training curves per model,
+    the scenario's provenance."""
     chosen: dict[str, str] = {}  # lowest seed with predictions, per model
     for r in mine:
         if r.predictions is not None:
             chosen.setdefault(r.model, r.predictions)
-    umaps: list[dict] = []
-    imputations: list[dict] = []
-    if (ds, sc) in scen:
-        mdata = md.read_h5mu(scen[(ds, sc)])
-        provenance[f"{ds}/{sc}"] = _plain(mdata.uns.get(PROVENANCE, {}))
+    out: dict[str, Any] = {"provenance": None, "umaps": [], "imputations": [], "curves": []}
+    if scenario_path is not None:
+        mdata = md.read_h5mu(scenario_path)
+        out["provenance"] = _plain(mdata.uns.get(PROVENANCE, {}))
         loaded = {mo: pr for mo, path in chosen.items() if not (pr := Predictions.read(path)).failed}
-        umaps = [u for mo, pr in loaded.items()
-                 if (u := _umap(mdata, pr, mo, max_umap_cells, 0)) is not None]
-        imputations = _imputations(mdata, loaded)
-    curves = []
+        out["umaps"] = [u for mo, pr in loaded.items()
+                        if (u := _umap(mdata, pr, mo, max_umap_cells, 0)) is not None]
+        out["imputations"] = _imputations(mdata, loaded)
     for mo in models:
         hs = {f"seed {r.seed}": pd.read_csv(r.history) for r in mine
               if r.model == mo and r.history is not None}
         hs = {k: v for k, v in hs.items() if len(v)}
-        if hs:
-            curves.append(_figure(plots.history_png(hs, f"{mo}: training curves"),
-                                  f"history {mo}"))
+        if hs and (fig := _figure(plots.history_png(hs, f"{mo}: training curves"),
+                                  f"history {mo}")) is not None:
+            out["curves"].append(fig)
+    return out
+
+
+def _fork_is_safe() -> bool:
+    """Forking worker processes is safe on Linux while this process has not loaded numba, jax or
+    torch (their thread pools, e.g. numba's OpenMP layer, do not survive a fork: "fork() called
+    from a process already using GNU OpenMP")."""
+    return sys.platform.startswith("linux") and not {"numba", "jax", "torch"} & set(sys.modules)
+
+
+@contextmanager
+def _visuals_of_groups(agg: Aggregate, runs: list[RunFiles],
+                       scen: Mapping[tuple[str, str], str], max_umap_cells: int,
+                       n_jobs: int) -> Iterator[Callable[[str, str], dict[str, Any]]]:
+    """Yield ``visuals(dataset, scenario)`` (:func:`_group_visuals` of each group). With
+    ``n_jobs`` > 1, several groups and :func:`_fork_is_safe`, the groups are drawn in up to
+    ``n_jobs`` forked processes, started at once (Python forks a pool's workers on its first
+    submit), so the caller can draw the summary figures meanwhile; else one by one, on demand."""
+    args = {}
+    for ds, sc in agg.groups:
+        models = sorted(agg.metrics.loc[(agg.metrics["dataset"] == ds)
+                                        & (agg.metrics["scenario"] == sc), "model"].unique())
+        mine = sorted((r for r in runs if (r.dataset, r.scenario) == (ds, sc)),
+                      key=lambda r: r.key)
+        args[(ds, sc)] = (mine, models, scen.get((ds, sc)), max_umap_cells)
+    workers = min(int(n_jobs), len(args))
+    if workers <= 1 or not _fork_is_safe():
+        yield lambda ds, sc: _group_visuals(*args[(ds, sc)])
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = {key: pool.submit(_group_visuals, *a) for key, a in args.items()}
+        yield lambda ds, sc: futures[(ds, sc)].result()
+
+
+def _group(agg: Aggregate, ds: str, sc: str, visuals: Mapping[str, Any],
+           figures: Mapping[str, bytes | None]) -> dict[str, Any]:
+    metrics = agg.metrics
     cost_rows = [m.summary_row for m in METRICS.values() if m.family == "cost"]
     cost = comparison_table(metrics, ds, sc, cost_rows)
     return {
@@ -355,9 +394,9 @@ def _group(agg: Aggregate, ds: str, sc: str, runs: list[RunFiles],
         "overview": _figure(figures[f"overview_{ds}_{sc}.png"], "overview"),
         "spread": _figure(figures[f"metrics_{ds}_{sc}.png"], "seed spread"),
         "foscttm": _figure(plots.pair_png(metrics, ds, sc, "foscttm/"), "foscttm pairs"),
-        "umaps": umaps,
-        "imputations": imputations,
-        "curves": [c for c in curves if c is not None],
+        "umaps": visuals["umaps"],
+        "imputations": visuals["imputations"],
+        "curves": visuals["curves"],
         "cost": _table(cost) if cost.shape[1] else None,
     }
 
@@ -371,6 +410,8 @@ def write_report(
     config: Mapping[str, Any] | None = None,
     max_umap_cells: int = 3000,
     figures: Mapping[str, bytes | None] | None = None,
+    visuals: Callable[[str, str], dict[str, Any]] | None = None,
+    n_jobs: int = 1,
 ) -> None:
     """Render ``report.html`` (atomically) from the aggregate.
 
@@ -381,14 +422,25 @@ def write_report(
       ``dataset``, ``scenario``, ``path`` (needed for UMAPs, scatter plots, provenance).
     - ``config``: the workflow config (shown as is).
     - ``figures``: :func:`summary_figures` of ``agg`` when the caller has drawn them already.
+    - ``visuals``: the groups' UMAPs, scatter plots and curves when the caller has started
+      drawing them (:func:`_visuals_of_groups`), else drawn here in up to ``n_jobs`` processes.
     """
     runs = as_runs(runs)
     scen = _scenario_paths(scenarios)
     _check_exists(runs, scen)
+    if visuals is None:
+        with _visuals_of_groups(agg, runs, scen, max_umap_cells, n_jobs) as started:
+            return write_report(agg, out_html, runs=runs, scenarios=scen, config=config,
+                                max_umap_cells=max_umap_cells, figures=figures,
+                                visuals=started)
     figures = summary_figures(agg) if figures is None else figures
     provenance: dict[str, Any] = {}
-    groups = [_group(agg, ds, sc, runs, scen, max_umap_cells, provenance, figures)
-              for ds, sc in agg.groups]
+    groups = []
+    for ds, sc in agg.groups:
+        drawn = visuals(ds, sc)
+        if drawn["provenance"] is not None:
+            provenance[f"{ds}/{sc}"] = drawn["provenance"]
+        groups.append(_group(agg, ds, sc, drawn, figures))
     fails = failures(agg.metrics)
     repro = workflow_reproduction(config or {}, agg.metrics)
     page = _ENV.get_template("report.html.j2").render(

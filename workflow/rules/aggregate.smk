@@ -21,6 +21,9 @@ rule aggregate_results:
         config=config,
     log:
         "results/logs/aggregate_results.log",
+    # the report's dataset / scenario sections are drawn in this many processes (at most one
+    # per section; Snakemake caps it at --cores)
+    threads: 4
     conda:
         "../../envs/eval.yaml"
     script:

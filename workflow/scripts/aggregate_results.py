@@ -15,4 +15,5 @@ with job_log(snakemake.log[0]):
         runs=runs,
         scenarios=list(snakemake.params.scenarios),
         config=snakemake.params.config,
+        n_jobs=snakemake.threads,
     )
