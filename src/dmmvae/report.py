@@ -25,6 +25,7 @@ import ctypes
 import ctypes.util
 import datetime as _dt
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -350,6 +351,9 @@ def _group_visuals(mine: list[RunFiles], models: list[str], scenario_path: str |
     return out
 
 
+_LOG = logging.getLogger(__name__)
+
+
 def _fork_is_safe() -> bool:
     """Forking worker processes is safe on Linux while this process has not loaded numba, jax or
     torch (their thread pools, e.g. numba's OpenMP layer, do not survive a fork: "fork() called
@@ -374,8 +378,12 @@ def _visuals_of_groups(agg: Aggregate, runs: list[RunFiles],
         args[(ds, sc)] = (mine, models, scen.get((ds, sc)), max_umap_cells)
     workers = min(int(n_jobs), len(args))
     if workers <= 1 or not _fork_is_safe():
+        if workers > 1:
+            _LOG.info("report sections drawn one by one: this process has loaded numba, jax "
+                      "or torch, which a fork would not survive")
         yield lambda ds, sc: _group_visuals(*args[(ds, sc)])
         return
+    _LOG.info("report: %d sections drawn in %d forked processes", len(args), workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = {key: pool.submit(_group_visuals, *a) for key, a in args.items()}
         yield lambda ds, sc: futures[(ds, sc)].result()
