@@ -121,7 +121,11 @@ GRIDS = {"adversaries": GRID,
          # a fifth, for the global anchors with the chosen 5 components: weight each anchor by
          # Seurat's score (shared neighbours) or not; run with --patience 30
          "scoring": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                     "anchor_components": [5], "anchor_scoring": [False, True]}}
+                     "anchor_components": [5], "anchor_scoring": [False, True]},
+         # a sixth, for the global anchors with 5 components: how many mutual nearest neighbours
+         # make an anchor (Seurat's k.anchor: 5); run with --patience 30
+         "knn": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
+                 "anchor_components": [5], "n_knn": [5, 10, 20]}}
 
 
 def main() -> None:
@@ -134,7 +138,8 @@ def main() -> None:
     ap.add_argument("--grid", choices=sorted(GRIDS), default="adversaries",
                     help="adversaries: the 16-config grid; graph: frozen config x guidance_graph; "
                          "scope: minibatch vs global anchors; components: the global anchors' CCA width; "
-                         "scoring: global anchors weighted by Seurat's score or not")
+                         "scoring: global anchors weighted by Seurat's score or not; "
+                         "knn: the global anchors' mutual neighbour count")
     ap.add_argument("--patience", type=int, default=None,
                     help="training early_stopping_patience (default: the loop's, 10)")
     args = ap.parse_args()
