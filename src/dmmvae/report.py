@@ -78,6 +78,7 @@ Snakemake benchmark files."""
 # UMAP's own default for data over 10,000 points; below that it runs 500, 2.5x the time for a
 # picture that tells the same (whether modalities mix)
 UMAP_EPOCHS = 200
+_LOG = logging.getLogger(__name__)
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("dmmvae", "templates"),
@@ -349,9 +350,6 @@ def _group_visuals(mine: list[RunFiles], models: list[str], scenario_path: str |
                                   f"history {mo}")) is not None:
             out["curves"].append(fig)
     return out
-
-
-_LOG = logging.getLogger(__name__)
 
 
 def _fork_is_safe() -> bool:
