@@ -35,7 +35,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -434,19 +434,17 @@ def write_report(
     runs = as_runs(runs)
     scen = _scenario_paths(scenarios)
     _check_exists(runs, scen)
-    if visuals is None:
-        with _visuals_of_groups(agg, runs, scen, max_umap_cells, n_jobs) as started:
-            return write_report(agg, out_html, runs=runs, scenarios=scen, config=config,
-                                max_umap_cells=max_umap_cells, figures=figures,
-                                visuals=started)
-    figures = summary_figures(agg) if figures is None else figures
-    provenance: dict[str, Any] = {}
-    groups = []
-    for ds, sc in agg.groups:
-        drawn = visuals(ds, sc)
-        if drawn["provenance"] is not None:
-            provenance[f"{ds}/{sc}"] = drawn["provenance"]
-        groups.append(_group(agg, ds, sc, drawn, figures))
+    drawing = (_visuals_of_groups(agg, runs, scen, max_umap_cells, n_jobs) if visuals is None
+               else nullcontext(visuals))
+    with drawing as visuals:
+        figures = summary_figures(agg) if figures is None else figures
+        provenance: dict[str, Any] = {}
+        groups = []
+        for ds, sc in agg.groups:
+            drawn = visuals(ds, sc)
+            if drawn["provenance"] is not None:
+                provenance[f"{ds}/{sc}"] = drawn["provenance"]
+            groups.append(_group(agg, ds, sc, drawn, figures))
     fails = failures(agg.metrics)
     repro = workflow_reproduction(config or {}, agg.metrics)
     page = _ENV.get_template("report.html.j2").render(
