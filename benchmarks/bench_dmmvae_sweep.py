@@ -125,7 +125,27 @@ GRIDS = {"adversaries": GRID,
          # a sixth, for the global anchors with 5 components: how many mutual nearest neighbours
          # make an anchor (Seurat's k.anchor: 5); run with --patience 30
          "knn": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                 "anchor_components": [5], "n_knn": [5, 10, 20]}}
+                 "anchor_components": [5], "n_knn": [5, 10, 20]},
+         # a seventh, for the global anchors with the chosen 5 components and n_knn 20: what the
+         # ATAC encoder reads (the peaks, the LSI of preprocessing as GLUE does, or both); only
+         # the SNARE-seq stand-in has ATAC, the other three run the same model for every value;
+         # run with --patience 30
+         "atac_input": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
+                        "anchor_components": [5], "n_knn": [20],
+                        "atac_input": ["peaks", "lsi", "lsi+peaks"]},
+         # an eighth, for the same global anchors: latent width (GLUE: 50) and the ATAC
+         # likelihood (Bernoulli on the binary peaks, or GLUE's negative binomial on counts;
+         # on stand-ins without ATAC the two are the same model); run with --patience 30
+         "capacity": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
+                      "anchor_components": [5], "n_knn": [20], "n_latent": [16, 32],
+                      "likelihoods": [{}, {"atac": "nb"}]}}
+
+
+def _applicable(params: dict, sc) -> dict:
+    """``params`` without the likelihoods of modalities that ``sc`` lacks (the same model)."""
+    if "likelihoods" not in params:
+        return params
+    return {**params, "likelihoods": {m: v for m, v in params["likelihoods"].items() if m in sc.mod}}
 
 
 def main() -> None:
@@ -139,7 +159,9 @@ def main() -> None:
                     help="adversaries: the 16-config grid; graph: frozen config x guidance_graph; "
                          "scope: minibatch vs global anchors; components: the global anchors' CCA width; "
                          "scoring: global anchors weighted by Seurat's score or not; "
-                         "knn: the global anchors' mutual neighbour count")
+                         "knn: the global anchors' mutual neighbour count; "
+                         "atac_input: what the ATAC encoder reads; "
+                         "capacity: latent width and ATAC likelihood")
     ap.add_argument("--patience", type=int, default=None,
                     help="training early_stopping_patience (default: the loop's, 10)")
     args = ap.parse_args()
@@ -158,7 +180,7 @@ def main() -> None:
             for key, value in zip(grid, values, strict=True):  # "a,b": (va, vb) sets both
                 params.update(zip(key.split(","), value, strict=True) if "," in key else {key: value})
             for name, sc in data.items():
-                m = build_model("dmmvae", params)
+                m = build_model("dmmvae", _applicable(params, sc))
                 t0 = time.perf_counter()
                 training = {**bd.TRAINING, "max_epochs": args.max_epochs}
                 if args.patience is not None:

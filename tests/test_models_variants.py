@@ -527,3 +527,55 @@ def test_dmmvae_global_anchors_need_the_cca_space():
         build_model("dmmvae", {"anchor_space": "gw"})
     with pytest.raises(ValueError, match="anchor_scoring"):
         build_model("dmmvae", {"anchor_scoring": True})
+
+
+def test_dmmvae_atac_lsi_input_is_the_preprocessing_lsi_and_survives_a_checkpoint(tmp_path):
+    """``atac_input: lsi``: the ATAC encoder reads the LSI of preprocessing, computed from the
+    batch's peaks with the train IDF and loadings; on every cell (test cells too, which the
+    fit never read) it equals ``obsm["X_lsi"]``; the model trains (loss falls), its ATAC
+    embedding (paired scenario) places test cells nearer their own RNA cell than the random
+    control does, and a
+    checkpoint predicts the same. ``lsi+peaks`` reads both; a file without an LSI, or whose
+    LSI is not that projection, stops with the fix."""
+    from dmmvae.constants import LSI
+    from dmmvae.io import InputError
+    from dmmvae.methods.dmmvae import LSIInput
+
+    sc = scenario(kind="paired", n_cells=600)
+    model = build_model("dmmvae", {**FAST, "atac_input": "lsi"})
+    hist = model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 20})
+    enc = model.module.encoders["atac"]
+    assert isinstance(enc, LSIInput)
+    atac = sc.mod["atac"]
+    x = torch.as_tensor(atac.layers["counts"].toarray() > 0, dtype=torch.float32)
+    np.testing.assert_allclose(enc.lsi(x).numpy(), np.asarray(atac.obsm[LSI]), rtol=1e-3, atol=1e-3)
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    pred = model.predict(sc)
+    test = (sc.obs[SPLIT] == TEST).to_numpy()
+    rand = build_model("random")
+    rand.fit(sc, seed=0)
+    f_model = foscttm(pred.embeddings["rna"], pred.embeddings["atac"])
+    f_rand = foscttm(rand.predict(sc).embeddings["rna"], rand.predict(sc).embeddings["atac"])
+    print(f"lsi input: FOSCTTM {f_model:.3f} vs random {f_rand:.3f} on {test.sum()} test cells")
+    assert f_model < f_rand - 0.1
+    path = tmp_path / "lsi.pt"
+    model.save(str(path))
+    again = type(model).load(str(path)).predict(sc)
+    for m in ("rna", "atac"):
+        np.testing.assert_array_equal(again.embeddings[m], pred.embeddings[m])
+
+    both = build_model("dmmvae", {**FAST, "atac_input": "lsi+peaks"})
+    both.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    first = both.module.encoders["atac"].encoder.net.body[0]
+    assert first.in_features == atac.obsm[LSI].shape[1] + atac.n_vars
+
+    no_lsi = sc.copy()
+    del no_lsi.mod["atac"].obsm[LSI]
+    with pytest.raises(InputError, match="atac_input: peaks"):
+        build_model("dmmvae", {**FAST, "atac_input": "lsi"}).fit(no_lsi, seed=0, training=TRAIN_CFG)
+    wrong = sc.copy()
+    wrong.mod["atac"].uns["lsi"] = {**wrong.mod["atac"].uns["lsi"], "tfidf_scale": 10.0}
+    with pytest.raises(InputError, match="not the projection"):
+        build_model("dmmvae", {**FAST, "atac_input": "lsi"}).fit(wrong, seed=0, training=TRAIN_CFG)
+    with pytest.raises(ValueError, match="unknown atac_input"):
+        build_model("dmmvae", {"atac_input": "tfidf"})

@@ -23,14 +23,15 @@ from typing import Any, ClassVar
 import mudata as md
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from ..constants import BATCH, JOINT, SPLIT, TEST, TRAIN, visible_key
+from ..constants import BATCH, COUNTS, JOINT, LSI, SPLIT, TEST, TRAIN, visible_key
 from ..io import InputError, Predictions
 from ._base import Method, NotApplicableError
 from ._loop import fit_model
-from .data import DataSpec, MultimodalData
+from .data import DataSpec, MultimodalData, modality_kind
 from .dmmvae import DMMVAE
 from .gw_ot import _as_list, import_ot, modality_views
 from .linked_cca import LinkedCCA
@@ -353,6 +354,40 @@ def gw_anchor_pairs(mdata, n_pcs: list[int], seed: int = 0, max_cells: int = 150
     return out, "structure-only GW anchors: " + "; ".join(notes)
 
 
+def lsi_inputs(mdata: md.MuData) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """``{modality: (idf, loadings, tfidf scale)}`` of every ATAC modality of ``mdata`` (the
+    LSI that preprocessing fitted on train cells), checked to reproduce ``obsm["X_lsi"]`` on
+    train cells; an :class:`InputError` naming the fix when a modality lacks it."""
+    from ..data.preprocess._atac import tfidf
+
+    src = str(getattr(mdata, "filename", None) or "the scenario MuData")
+    out = {}
+    for m, a in mdata.mod.items():
+        if modality_kind(mdata, m) != "atac":
+            continue
+        if LSI not in a.obsm or "lsi_loadings" not in a.varm or "idf" not in a.var:
+            raise InputError(
+                f"{src}: ATAC modality '{m}' has no LSI (obsm['{LSI}'], varm['lsi_loadings'], "
+                "var['idf']), which atac_input 'lsi' reads. Fix: preprocess it with "
+                "preprocessing atac.n_lsi > 0, or set atac_input: peaks")
+        scale = float(dict(a.uns.get("lsi", {})).get("tfidf_scale", 1e4))
+        idf = np.asarray(a.var["idf"], np.float32)
+        loadings = np.asarray(a.varm["lsi_loadings"], np.float32)
+        rows = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TRAIN)[:64]
+        x = sp.csr_matrix(a.layers[COUNTS][rows] if COUNTS in a.layers else a.X[rows])
+        x.data[:] = 1.0
+        x.eliminate_zeros()
+        got = np.asarray(tfidf(x.astype(np.float32), idf, scale) @ loadings)
+        want = np.asarray(a.obsm[LSI])[rows]
+        if not np.allclose(got, want, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(want).max()))):
+            raise InputError(
+                f"{src}: ATAC modality '{m}': the stored LSI is not the projection of its peaks "
+                f"with var['idf'] and varm['lsi_loadings'] (TF-IDF scale {scale:g}). Fix: "
+                "preprocess the dataset again with this version, or set atac_input: peaks")
+        out[m] = (idf, loadings, scale)
+    return out
+
+
 class DMMVAEModel(VAEModel):
     """D-MMVAE's model: finds the anchor space (and, with ``anchor_scope: global``, the anchors)
     from the data (train cells) before training."""
@@ -377,6 +412,8 @@ class DMMVAEModel(VAEModel):
             spaces = {}
         self.module.set_anchor_space(spaces, note)
         self.module.set_anchor_partners(pairs, mdata.n_obs, weights)
+        if self.params["atac_input"] != "peaks":
+            self.module.set_lsi_input(lsi_inputs(mdata))
         return super().fit(mdata, training=training, seed=seed, device=device)
 
 
@@ -389,6 +426,7 @@ __all__ = [
     "gw_anchor_pairs",
     "seurat_anchor_scores",
     "global_anchor_pairs",
+    "lsi_inputs",
     "discriminator_groups",
     "vae_model",
 ]

@@ -54,6 +54,7 @@ def _process_atac(
         out.varm["lsi_loadings"] = svd.components_.T.astype(np.float32)
         out.uns["lsi"] = {
             "n_components": n_comp,
+            "tfidf_scale": float(p["tfidf_scale"]),
             "explained_variance_ratio": svd.explained_variance_ratio_.astype(np.float32),
         }
         del tf
