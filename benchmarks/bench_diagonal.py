@@ -102,6 +102,12 @@ VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adver
             # the same with Seurat's k.anchor 5 (dmmvae_global until the knn grid) and 10
             "dmmvae_global_k5": ("dmmvae", _GLOBAL, _LATE),
             "dmmvae_global_k10": ("dmmvae", {**_GLOBAL, "n_knn": 10}, _LATE),
+            # the ATAC settings of the sweep's "atac" grid: LSI + peaks as the ATAC encoder's
+            # input, GLUE's negative binomial on ATAC counts, and both
+            "dmmvae_global_lsipeaks": ("dmmvae", {**_GLOBAL, "n_knn": 20, "atac_input": "lsi+peaks"}, _LATE),
+            "dmmvae_global_nb": ("dmmvae", {**_GLOBAL, "n_knn": 20, "likelihoods": {"atac": "nb"}}, _LATE),
+            "dmmvae_global_lsipeaks_nb": ("dmmvae", {**_GLOBAL, "n_knn": 20, "atac_input": "lsi+peaks",
+                                                     "likelihoods": {"atac": "nb"}}, _LATE),
             "dmmvae_global_refresh": ("dmmvae", {**_GLOBAL, "anchor_refresh": 10}, _LATE),
             "dmmvae_gw": ("dmmvae", {**_GLOBAL, "anchor_space": "gw",
                                      "anchor_components": [20, 30, 50]}, _LATE)}

@@ -65,3 +65,40 @@ def test_bench_input_layer_times_every_form():
     assert [int(r[0]) for r in rows] == [2000, 8000, 108000]
     for r in rows:
         assert all(float(v) > 0 for v in r[2:6])
+
+
+def test_sweep_label_signal_reads_train_cells_only():
+    """The sweep's label-transfer signal (bench_dmmvae_sweep.py, the "anchors+labels" rule) is
+    computed from TRAIN cells: scrambling every test cell's data and label leaves it unchanged;
+    for a trained model it beats the same model with its train labels shuffled."""
+    import numpy as np
+    from _synthetic import scenario
+
+    from dmmvae.constants import LABEL, SPLIT, TEST
+    from dmmvae.methods import build_model
+
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    sc = scenario(kind="paired", n_cells=400)
+    model = build_model("dmmvae", {"n_hidden": 32, "n_latent": 8})
+    model.fit(sc, seed=0, training={"max_epochs": 15, "batch_size": 128, "progress_bar": False})
+    lt = sweep.train_label_transfer(model, sc)
+
+    test = np.flatnonzero(sc.obs[SPLIT].to_numpy() == TEST)
+    scrambled = sc.copy()
+    rng = np.random.default_rng(0)
+    labels = scrambled.obs[LABEL].astype(str).to_numpy()
+    labels[test] = rng.permutation(labels[test])
+    scrambled.obs[LABEL] = labels
+    for a in scrambled.mod.values():
+        x = a.layers["counts"].tolil()
+        x[test] = x[rng.permutation(test)]
+        a.layers["counts"] = x.tocsr()
+    assert sweep.train_label_transfer(model, scrambled) == lt
+
+    shuffled = sc.copy()
+    shuffled.obs[LABEL] = rng.permutation(shuffled.obs[LABEL].astype(str).to_numpy())
+    chance = sweep.train_label_transfer(model, shuffled)
+    print(f"train label transfer {lt:.3f}, labels shuffled {chance:.3f}")
+    assert lt > chance + 0.2

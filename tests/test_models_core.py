@@ -108,6 +108,25 @@ def test_unknown_likelihood_lists_valid_names():
         get_likelihood("poisson")
 
 
+def test_likelihoods_are_set_per_modality_or_per_kind():
+    """``params.likelihoods`` keys: a modality name, or a modality kind (every modality of it;
+    unused where the data has none, so one config serves RNA+ADT and RNA+ATAC datasets); any
+    other key stops with the data's modalities named."""
+    atac = scenario(("rna", "atac"), n_cells=120)
+    adt = scenario(("rna", "adt"), n_cells=120)
+    liks = lambda sc, arg: {m: ms.likelihood for m, ms in build_spec(sc, arg).modalities.items()}  # noqa: E731
+    assert liks(atac, {"atac": "nb"}) == {"rna": "nb", "atac": "nb"}
+    assert liks(atac, None) == {"rna": "nb", "atac": "bernoulli"}
+    assert liks(adt, {"atac": "nb", "rna": "zinb"}) == {"rna": "zinb", "adt": "nb"}
+    renamed = atac.copy()
+    renamed.mod["peaks"] = renamed.mod.pop("atac")
+    renamed.mod["peaks"].uns["modality_kind"] = "atac"
+    renamed.update()
+    assert liks(renamed, {"atac": "nb"})["peaks"] == "nb"
+    with pytest.raises(ValueError, match="names modalities"):
+        build_spec(adt, {"protein": "nb"})
+
+
 def test_rna_scoring_conversion_reproduces_protocol_normalization():
     """A decoded mean equal to the observed kept-gene counts, with f = that cell's kept
     fraction, gives exactly the PROTOCOL RNA normalization (.X) of the cell."""

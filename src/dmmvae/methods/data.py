@@ -99,16 +99,19 @@ def build_spec(
     """Resolve modalities, kinds and likelihoods; statistics come from TRAIN cells only."""
     likelihoods = dict(likelihoods or {})
     mods = list(modalities or mdata.mod)
-    unknown = sorted(set(likelihoods) - set(mods))
+    # a key is a modality of the data, or a modality kind (every modality of that kind; none
+    # when the data has no modality of it, so one model config serves RNA+ADT and RNA+ATAC)
+    unknown = sorted(set(likelihoods) - set(mods) - set(MODALITY_KINDS))
     if unknown:
-        raise ValueError(f"params.likelihoods names modalities {unknown}; the data has {mods}")
+        raise ValueError(f"params.likelihoods names modalities {unknown}; the data has {mods} "
+                         f"(a key may also be a modality kind: {list(MODALITY_KINDS)})")
     if SPLIT not in mdata.obs:
         raise InputError(f"{_source(mdata)}: obs['{SPLIT}'] is missing. Fix: run preprocessing.")
     train = mdata.obs[SPLIT].to_numpy() == TRAIN
     specs = {}
     for m in mods:
         kind = modality_kind(mdata, m)
-        lik_name = likelihoods.get(m, DEFAULT_LIKELIHOOD[kind])
+        lik_name = likelihoods.get(m, likelihoods.get(kind, DEFAULT_LIKELIHOOD[kind]))
         lik = get_likelihood(lik_name)
         kept = 1.0
         a = mdata.mod[m]
