@@ -62,8 +62,10 @@ training diverged once they started (loss 2,000 -> 5,300, anchors lost).
   (:meth:`DMMVAE.on_epoch_end`); off: SNARE-seq label transfer 0.461 vs 0.470 without.
   ``atac_input`` sets what an ATAC encoder reads: the binary peaks (default), the LSI of
   preprocessing (:class:`LSIInput`: the train-fitted TF-IDF and loadings applied to the batch,
-  standardised per cell, GLUE's ATAC input) or both; the rule kept the peaks (SNARE-seq
-  validation anchor FOSCTTM 0.433 vs 0.461 LSI, 0.437 both).
+  standardised per cell, GLUE's ATAC input) or both; the anchor rule kept the peaks (SNARE-seq
+  validation anchor FOSCTTM 0.433 vs 0.461 LSI, 0.437 both); the second rule (anchors plus
+  label transfer among train cells, README) chose both, with a negative binomial on ATAC
+  counts, for ``dmmvae_global``.
   ``anchor_space: gw`` (with ``anchor_scope: global``) needs NO linked feature: the anchors come
   from structure alone, an exact Gromov-Wasserstein coupling (POT, product start) between the
   train cells that show only one modality and those that show only the other, on cosine
