@@ -94,24 +94,25 @@ METHOD_PARAMS = {"glue": {"max_epochs": 300}, "dmmvae": {"guidance_graph": True}
 _GLOBAL = {"guidance_graph": True, "anchor_space": "cca", "anchor_scope": "global",
            "anchor_components": 5}
 _LATE = {"early_stopping_patience": 30}
+_GLOBAL20 = {**_GLOBAL, "n_knn": 20}  # n_knn 20: the train-only rule's choice (--grid knn)
 VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adversarial_weight": 0.05}),
             "mmaavi_graph": ("mmaavi", {"guidance_graph": True}),
             "dmmvae_nograph": ("dmmvae", {}),
             # n_knn 20: chosen by the train-only rule (bench_dmmvae_sweep.py --grid knn); the
             # ATAC encoder's input (LSI + peaks), NB on ATAC counts and 32 latent dimensions by
             # the second rule (--grid atac, --grid latent)
-            "dmmvae_global": ("dmmvae", {**_GLOBAL, "n_knn": 20, "atac_input": "lsi+peaks",
+            "dmmvae_global": ("dmmvae", {**_GLOBAL20, "atac_input": "lsi+peaks",
                                          "likelihoods": {"atac": "nb"}, "n_latent": 32}, _LATE),
             # dmmvae_global until the second rule: 16 latent dimensions, peaks, Bernoulli
-            "dmmvae_global_l16_peaks": ("dmmvae", {**_GLOBAL, "n_knn": 20}, _LATE),
+            "dmmvae_global_l16_peaks": ("dmmvae", _GLOBAL20, _LATE),
             # the same with Seurat's k.anchor 5 (dmmvae_global until the knn grid) and 10
             "dmmvae_global_k5": ("dmmvae", _GLOBAL, _LATE),
             "dmmvae_global_k10": ("dmmvae", {**_GLOBAL, "n_knn": 10}, _LATE),
             # the ATAC settings of the sweep's "atac" grid: LSI + peaks as the ATAC encoder's
             # input, GLUE's negative binomial on ATAC counts, and both
-            "dmmvae_global_lsipeaks": ("dmmvae", {**_GLOBAL, "n_knn": 20, "atac_input": "lsi+peaks"}, _LATE),
-            "dmmvae_global_nb": ("dmmvae", {**_GLOBAL, "n_knn": 20, "likelihoods": {"atac": "nb"}}, _LATE),
-            "dmmvae_global_lsipeaks_nb": ("dmmvae", {**_GLOBAL, "n_knn": 20, "atac_input": "lsi+peaks",
+            "dmmvae_global_lsipeaks": ("dmmvae", {**_GLOBAL20, "atac_input": "lsi+peaks"}, _LATE),
+            "dmmvae_global_nb": ("dmmvae", {**_GLOBAL20, "likelihoods": {"atac": "nb"}}, _LATE),
+            "dmmvae_global_lsipeaks_nb": ("dmmvae", {**_GLOBAL20, "atac_input": "lsi+peaks",
                                                      "likelihoods": {"atac": "nb"}}, _LATE),
             "dmmvae_global_refresh": ("dmmvae", {**_GLOBAL, "anchor_refresh": 10}, _LATE),
             "dmmvae_gw": ("dmmvae", {**_GLOBAL, "anchor_space": "gw",

@@ -41,9 +41,9 @@ OUT = Path(__file__).parent / "results" / "dmmvae_sweep.csv"
 FIRST_GRID = Path(__file__).parent / "results" / "dmmvae_sweep_first_grid.csv"
 
 
-def _codes(model, sc, cells):
+def _codes(model, sc, cells, targets: bool = True):
     """Each cell of ``cells`` encoded from the one modality it shows: per modality the codes,
-    the likelihood targets and the row numbers of the cells that show it."""
+    the likelihood targets (None with ``targets=False``) and the row numbers of the cells."""
     import torch
 
     from dmmvae.methods.data import MultimodalData
@@ -60,9 +60,10 @@ def _codes(model, sc, cells):
                 rows = batch["mask"][m]
                 if rows.any():
                     out[m][0].append(module.embed({m: qz[m]}, {m: rows})[rows])
-                    out[m][1].append(batch["x"][m][rows])
+                    if targets:
+                        out[m][1].append(batch["x"][m][rows])
                     out[m][2].append(batch["index"][rows])
-    return {m: tuple(torch.cat(v) for v in vs) for m, vs in out.items() if vs[0]}
+    return {m: tuple(torch.cat(v) if v else None for v in vs) for m, vs in out.items() if vs[0]}
 
 
 def validation_anchor_foscttm(model, sc, seed: int, k: int = 5) -> float:
@@ -116,29 +117,21 @@ def train_label_transfer(model, sc, k: int = 5) -> float:
     import numpy as np
 
     from dmmvae.constants import LABEL, SPLIT, TRAIN
+    from dmmvae.metrics import knn_transfer
 
     cells = np.flatnonzero(sc.obs[SPLIT].to_numpy() == TRAIN)
-    codes = _codes(model, sc, cells)
+    codes = _codes(model, sc, cells, targets=False)
     labels = sc.obs[LABEL].astype(str).to_numpy()
-    mods = list(codes)
+    emb = {m: (z.cpu().numpy(), labels[rows.cpu().numpy()]) for m, (z, _, rows) in codes.items()}
+    mods = list(emb)
     out = []
     for i, a in enumerate(mods):
         for b in mods[i + 1 :]:
-            (za, _, ia), (zb, _, ib) = codes[a], codes[b]
-            za, zb = za.cpu().numpy(), zb.cpu().numpy()
-            la, lb = labels[ia.cpu().numpy()], labels[ib.cpu().numpy()]
-            ab = label_transfer_unpaired(za, la, zb, lb, k)
-            ba = label_transfer_unpaired(zb, lb, za, la, k)
+            (za, la), (zb, lb) = emb[a], emb[b]
+            ab = knn_transfer(za, zb, la, k, query_labels=lb)[0]
+            ba = knn_transfer(zb, za, lb, k, query_labels=la)[0]
             out.append((ab + ba) / 2)
     return float(np.mean(out)) if out else float("nan")
-
-
-def label_transfer_unpaired(x, lx, y, ly, k: int) -> float:
-    """Accuracy of a ``k``-NN classifier fitted on ``(x, lx)`` predicting ``ly`` from ``y``."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    clf = KNeighborsClassifier(n_neighbors=min(k, len(lx)), metric="euclidean").fit(x, lx)
-    return float((clf.predict(y) == ly).mean())
 
 
 GRID = {
@@ -156,6 +149,11 @@ FROZEN = {"shared_core": False, "latent_adversarial_weight": 0.01,
           "output_adversarial_weight": 0.0, "anchor_space": "features"}
 #: the frozen configuration with the graph the second grid chose, anchor space left open
 WITH_GRAPH = {**{k: [v] for k, v in FROZEN.items() if k != "anchor_space"}, "guidance_graph": [True]}
+#: the global anchors (CCA space), then with the components (5) and the mutual neighbour count
+#: (20) the rule chose
+GLOBAL = {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"]}
+GLOBAL5 = {**GLOBAL, "anchor_components": [5]}
+GLOBAL5_K20 = {**GLOBAL5, "n_knn": [20]}
 GRIDS = {"adversaries": GRID,
          "graph": {**{k: [v] for k, v in FROZEN.items()}, "guidance_graph": [False, True]},
          # a third: Seurat's anchors among all train cells (anchor_scope global, CCA space) against
@@ -165,39 +163,30 @@ GRIDS = {"adversaries": GRID,
                    "anchor_space,anchor_scope": [("features", "batch"), ("cca", "global")]},
          # a fourth, for the global anchors: how many canonical components the anchors are found
          # in (Seurat: 20); run with --patience 30
-         "components": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                        "anchor_components": [3, 5, 10, 20]},
+         "components": {**GLOBAL, "anchor_components": [3, 5, 10, 20]},
          # a fifth, for the global anchors with the chosen 5 components: weight each anchor by
          # Seurat's score (shared neighbours) or not; run with --patience 30
-         "scoring": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                     "anchor_components": [5], "anchor_scoring": [False, True]},
+         "scoring": {**GLOBAL5, "anchor_scoring": [False, True]},
          # a sixth, for the global anchors with 5 components: how many mutual nearest neighbours
          # make an anchor (Seurat's k.anchor: 5); run with --patience 30
-         "knn": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                 "anchor_components": [5], "n_knn": [5, 10, 20]},
+         "knn": {**GLOBAL5, "n_knn": [5, 10, 20]},
          # a seventh, for the global anchors with the chosen 5 components and n_knn 20: what the
          # ATAC encoder reads (the peaks, the LSI of preprocessing as GLUE does, or both); only
          # the SNARE-seq stand-in has ATAC, the other three run the same model for every value;
          # run with --patience 30
-         "atac_input": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                        "anchor_components": [5], "n_knn": [20],
-                        "atac_input": ["peaks", "lsi", "lsi+peaks"]},
+         "atac_input": {**GLOBAL5_K20, "atac_input": ["peaks", "lsi", "lsi+peaks"]},
          # an eighth, for the same global anchors: latent width (GLUE: 50) and the ATAC
          # likelihood (Bernoulli on the binary peaks, or GLUE's negative binomial on counts;
          # on stand-ins without ATAC the two are the same model); run with --patience 30
-         "capacity": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                      "anchor_components": [5], "n_knn": [20], "n_latent": [16, 32],
-                      "likelihoods": [{}, {"atac": "nb"}]},
+         "capacity": {**GLOBAL5_K20, "n_latent": [16, 32], "likelihoods": [{}, {"atac": "nb"}]},
          # a ninth, asked with the second rule (RULES: the anchor rule could not tell the ATAC
          # settings apart, SNARE-seq within 0.004): ATAC encoder input x ATAC likelihood
-         "atac": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                  "anchor_components": [5], "n_knn": [20], "atac_input": ["peaks", "lsi+peaks"],
+         "atac": {**GLOBAL5_K20, "atac_input": ["peaks", "lsi+peaks"],
                   "likelihoods": [{}, {"atac": "nb"}]},
          # a tenth, by the second rule, on the ATAC settings it chose: the latent width (the
          # first rule kept 16 over 32 in the capacity grid; GLUE uses 50)
-         "latent": {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"],
-                    "anchor_components": [5], "n_knn": [20], "atac_input": ["lsi+peaks"],
-                    "likelihoods": [{"atac": "nb"}], "n_latent": [16, 32]}}
+         "latent": {**GLOBAL5_K20, "atac_input": ["lsi+peaks"], "likelihoods": [{"atac": "nb"}],
+                    "n_latent": [16, 32]}}
 #: the rule each grid is decided by (lower is better; mean over the stand-ins): "anchors" =
 #: validation_anchor_foscttm; "anchors+labels" = that plus the label-transfer error among the
 #: train cells (1 - train_label_transfer), for questions the anchors alone cannot see

@@ -47,3 +47,15 @@ def test_bad_inputs_raise():
         label_transfer(np.zeros((5, 2)), np.zeros((4, 2)), np.zeros(5))
     with pytest.raises(ValueError, match="NaN"):
         label_transfer(np.full((5, 2), np.nan), np.zeros((5, 2)), np.zeros(5))
+
+
+def test_unpaired_cells_transfer_with_their_own_labels():
+    """``query_labels``: the query cells are other cells (a different number, own labels);
+    same-type clusters transfer perfectly, a query with swapped labels scores 0."""
+    rng = np.random.default_rng(2)
+    x, lx = _clusters([30, 30], [np.zeros(2), 10 * np.ones(2)], rng)
+    y, ly = _clusters([12, 8], [np.zeros(2), 10 * np.ones(2)], rng)
+    assert knn_transfer(x, y, lx, query_labels=ly) == (1.0, 1.0)
+    assert knn_transfer(x, y, lx, query_labels=np.where(ly == "t0", "t1", "t0"))[0] == 0.0
+    with pytest.raises(ValueError, match="M labels"):
+        knn_transfer(x, y, lx, query_labels=ly[:5])

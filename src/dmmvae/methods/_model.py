@@ -359,7 +359,10 @@ def lsi_inputs(mdata: md.MuData) -> dict[str, tuple[np.ndarray, np.ndarray, floa
     LSI that preprocessing fitted on train cells), checked to reproduce ``obsm["X_lsi"]`` on
     train cells; an :class:`InputError` naming the fix when a modality lacks it."""
     from ..data.preprocess._atac import tfidf
+    from ..schema import schema_defaults
 
+    # files preprocessed before the scale was stored in uns["lsi"] used the default
+    default_scale = float(schema_defaults("preprocessing")["atac"]["tfidf_scale"])
     src = str(getattr(mdata, "filename", None) or "the scenario MuData")
     out = {}
     for m, a in mdata.mod.items():
@@ -370,13 +373,13 @@ def lsi_inputs(mdata: md.MuData) -> dict[str, tuple[np.ndarray, np.ndarray, floa
                 f"{src}: ATAC modality '{m}' has no LSI (obsm['{LSI}'], varm['lsi_loadings'], "
                 "var['idf']), which atac_input 'lsi' reads. Fix: preprocess it with "
                 "preprocessing atac.n_lsi > 0, or set atac_input: peaks")
-        scale = float(dict(a.uns.get("lsi", {})).get("tfidf_scale", 1e4))
+        scale = float(dict(a.uns.get("lsi", {})).get("tfidf_scale", default_scale))
         idf = np.asarray(a.var["idf"], np.float32)
         loadings = np.asarray(a.varm["lsi_loadings"], np.float32)
         rows = np.flatnonzero(mdata.obs[SPLIT].to_numpy() == TRAIN)[:64]
         x = sp.csr_matrix(a.layers[COUNTS][rows] if COUNTS in a.layers else a.X[rows])
+        x.eliminate_zeros()  # before binarising: a stored zero is a closed peak
         x.data[:] = 1.0
-        x.eliminate_zeros()
         got = np.asarray(tfidf(x.astype(np.float32), idf, scale) @ loadings)
         want = np.asarray(a.obsm[LSI])[rows]
         if not np.allclose(got, want, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(want).max()))):

@@ -275,9 +275,11 @@ class DMMVAE(GuidanceGraph, MMVAE):
         if self.params["atac_input"] not in ATAC_INPUTS:
             raise ValueError(f"dmmvae: unknown atac_input '{self.params['atac_input']}'; "
                              f"valid: {list(ATAC_INPUTS)}")
-        #: atac_input lsi: per ATAC modality (idf, loadings, tfidf scale) of preprocessing
-        #: (:meth:`set_lsi_input`); after loading a checkpoint only the widths are known
-        self._lsi: dict[str, tuple[Any, Any, float] | int] = {}
+        #: atac_input lsi: per ATAC modality the LSI width, and (idf, loadings, tfidf scale) of
+        #: preprocessing (:meth:`set_lsi_input`; a checkpoint restores the widths, and its
+        #: weights the values)
+        self._lsi_widths: dict[str, int] = {}
+        self._lsi: dict[str, tuple[Any, Any, float]] = {}
         self._disc_inputs: dict[str, Any] | None = None
         self._adversaries_on = False
         self._recon_scale: float | None = None
@@ -425,24 +427,24 @@ class DMMVAE(GuidanceGraph, MMVAE):
         """``{modality: (idf (F,), loadings (F, K), tfidf scale)}`` of the ATAC modalities
         (``atac_input`` lsi), read by :meth:`make_encoder`."""
         self._lsi = dict(lsi)
+        self._lsi_widths = {m: int(np.shape(loadings)[1]) for m, (_, loadings, _) in self._lsi.items()}
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        return {"lsi_widths": {m: (v if isinstance(v, int) else int(np.shape(v[1])[1]))
-                               for m, v in self._lsi.items()}}
+        return {"lsi_widths": self._lsi_widths}
 
     def restore_extra(self, extra: dict[str, Any]) -> None:
-        self._lsi = {m: int(k) for m, k in dict(extra.get("lsi_widths") or {}).items()}
+        self._lsi_widths = {m: int(k) for m, k in dict(extra.get("lsi_widths") or {}).items()}
+        self._lsi = {}
 
     def make_encoder(self, ms: ModalitySpec, n_out: int | None = None) -> nn.Module:
-        if ms.name in self._lsi and self.params["atac_input"] != "peaks":
-            v = self._lsi[ms.name]
-            n_lsi = v if isinstance(v, int) else int(np.shape(v[1])[1])
+        if ms.name in self._lsi_widths and self.params["atac_input"] != "peaks":
+            n_lsi = self._lsi_widths[ms.name]
             keep = self.params["atac_input"] == "lsi+peaks"
             inner = self._make_encoder(
                 dataclasses.replace(ms, n_features=n_lsi + (ms.n_features if keep else 0)), n_out)
             enc = LSIInput(inner, ms.n_features, n_lsi, keep)
-            if not isinstance(v, int):
-                enc.set_lsi(*v)
+            if ms.name in self._lsi:
+                enc.set_lsi(*self._lsi[ms.name])
             return enc
         return self._make_encoder(ms, n_out)
 
