@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -102,3 +104,28 @@ def test_sweep_label_signal_reads_train_cells_only():
     chance = sweep.train_label_transfer(model, shuffled)
     print(f"train label transfer {lt:.3f}, labels shuffled {chance:.3f}")
     assert lt > chance + 0.2
+
+
+def test_sweep_rule_weighs_each_dataset_equally_over_its_seeds():
+    """A grid asked over several seeds: the rule averages each dataset's seeds first, so a
+    dataset run on three seeds does not outweigh one run on a single seed."""
+    import pandas as pd
+
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    def row(config, dataset, seed, anchors, labels):
+        return {"config": config, "dataset": dataset, "seed": seed,
+                "validation_anchor_foscttm": anchors, "train_label_transfer": labels}
+
+    rows = pd.DataFrame([
+        # "a" is better on the dataset with three seeds, "b" by more on the one with a single seed
+        *[row(c, "three", s, 0.30 if c == "a" else 0.34, 0.5) for c in "ab" for s in range(3)],
+        row("a", "one", 0, 0.40, 0.5), row("b", "one", 0, 0.34, 0.5),
+    ])
+    table = sweep.rank(rows, "anchors")
+    # per dataset first: a 0.35, b 0.34; pooled rows would rank "a" first (0.325 vs 0.34)
+    assert list(table.index) == ["b", "a"]
+    assert table.loc["b", "rule"] == pytest.approx(0.34)
+    both = sweep.rank(rows, "anchors+labels")
+    assert both.loc["a", "rule"] == pytest.approx((0.30 + 0.40) / 2 + 0.5)

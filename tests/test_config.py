@@ -122,3 +122,26 @@ def test_schema_rejects_a_misspelt_training_key():
     cfg["training"]["max_epoch"] = 3
     with pytest.raises(Exception, match="max_epoch"):
         validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "standins.yaml"])
+def test_named_dmmvae_variants_match_the_diagonal_benchmark(name, monkeypatch):
+    # the README's diagonal tables come from benchmarks/bench_diagonal.py; a named variant in a
+    # shipped config must be the model that bench measured (same resolved parameters, patience)
+    import importlib
+
+    from dmmvae.methods import build_model
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    bench = importlib.import_module("bench_diagonal")
+    models = expand_models(load(name)["models"])
+    shared = sorted(set(bench.VARIANTS) & set(models))
+    assert "dmmvae_global" in shared
+    for variant in shared:
+        registry, params, *training = bench.VARIANTS[variant]
+        entry = models[variant]
+        assert entry["model"] == registry, variant
+        ours = build_model(registry, entry.get("params") or {}).params
+        assert ours == build_model(registry, params).params, variant
+        patience = (training[0] if training else {}).get("early_stopping_patience")
+        assert (entry.get("training") or {}).get("early_stopping_patience") == patience, variant

@@ -54,7 +54,7 @@ training diverged once they started (loss 2,000 -> 5,300, anchors lost).
   read from a memory of every train cell's latest code (detached), relative to random remembered
   codes of the other modality. ``anchor_components`` sets the CCA's width (Seurat: 20). Named
   variant ``dmmvae_global`` (5 components, the rule's pick among 3/5/10/20): SNARE-seq FOSCTTM
-  0.313 vs 0.401 with minibatch anchors (GLUE 0.315); TEA-seq 0.241 vs 0.181; the rule kept
+  0.298 vs 0.401 with minibatch anchors (GLUE 0.315); TEA-seq 0.214 vs 0.181; the rule kept
   minibatch anchors for ``dmmvae``. ``anchor_scoring`` weights each global anchor by Seurat v3's
   score (:func:`~._model.seurat_anchor_scores`); the rule kept it off (0.279 vs 0.282).
   ``anchor_refresh`` adds, every so many epochs after the warm-up, the mutual nearest neighbours
@@ -64,8 +64,8 @@ training diverged once they started (loss 2,000 -> 5,300, anchors lost).
   preprocessing (:class:`LSIInput`: the train-fitted TF-IDF and loadings applied to the batch,
   standardised per cell, GLUE's ATAC input) or both; the anchor rule kept the peaks (SNARE-seq
   validation anchor FOSCTTM 0.433 vs 0.461 LSI, 0.437 both); the second rule (anchors plus
-  label transfer among train cells, README) chose both, with a negative binomial on ATAC
-  counts, for ``dmmvae_global``.
+  label transfer among train cells, README; over seeds 0-2) chose both, with the Bernoulli
+  likelihood on the peaks, for ``dmmvae_global``.
   ``anchor_space: gw`` (with ``anchor_scope: global``) needs NO linked feature: the anchors come
   from structure alone, an exact Gromov-Wasserstein coupling (POT, product start) between the
   train cells that show only one modality and those that show only the other, on cosine
