@@ -95,18 +95,16 @@ _GLOBAL = {"guidance_graph": True, "anchor_space": "cca", "anchor_scope": "globa
            "anchor_components": 5}
 _LATE = {"early_stopping_patience": 30}
 _GLOBAL20 = {**_GLOBAL, "n_knn": 20}  # n_knn 20: the train-only rule's choice (--grid knn)
+#: and the ATAC encoder's input (LSI + peaks, Bernoulli kept) and 32 latent dimensions: the
+#: second rule's choices over seeds 0-2 (--grid atac, --grid latent_lsipeaks)
+_GLOBAL_CHOSEN = {**_GLOBAL20, "atac_input": "lsi+peaks", "n_latent": 32}
 VARIANTS = {"dmmvae_shared_core": ("dmmvae", {"shared_core": True, "output_adversarial_weight": 0.05}),
             "mmaavi_graph": ("mmaavi", {"guidance_graph": True}),
             "dmmvae_nograph": ("dmmvae", {}),
-            # n_knn 20: chosen by the train-only rule (bench_dmmvae_sweep.py --grid knn); the
-            # ATAC encoder's input (LSI + peaks, Bernoulli kept) and 32 latent dimensions by the
-            # second rule over seeds 0-2 (--grid atac, --grid latent_lsipeaks)
-            "dmmvae_global": ("dmmvae", {**_GLOBAL20, "atac_input": "lsi+peaks", "n_latent": 32},
-                              _LATE),
+            "dmmvae_global": ("dmmvae", _GLOBAL_CHOSEN, _LATE),
             # dmmvae_global of 2026-11-23 (the second rule on seed 0 only: NB on ATAC counts)
-            "dmmvae_global_lsipeaks_nb_l32": ("dmmvae", {**_GLOBAL20, "atac_input": "lsi+peaks",
-                                                         "likelihoods": {"atac": "nb"},
-                                                         "n_latent": 32}, _LATE),
+            "dmmvae_global_lsipeaks_nb_l32": ("dmmvae", {**_GLOBAL_CHOSEN,
+                                                         "likelihoods": {"atac": "nb"}}, _LATE),
             # dmmvae_global until the second rule: 16 latent dimensions, peaks, Bernoulli
             "dmmvae_global_l16_peaks": ("dmmvae", _GLOBAL20, _LATE),
             # the same with Seurat's k.anchor 5 (dmmvae_global until the knn grid) and 10

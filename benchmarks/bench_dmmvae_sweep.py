@@ -271,8 +271,6 @@ def main() -> None:
                 print(rows[-1], flush=True)
                 pd.DataFrame(rows).to_csv(args.out, index=False)
     rows = pd.read_csv(args.out)
-    if "seed" not in rows:  # files written before the column: one seed, --seed's
-        rows["seed"] = args.seed
     rule = RULE_OF_GRID.get(args.grid, "anchors")
     table = rank(rows, rule)
     print(table.round(4).to_string())
