@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: peak memory and fresh worker subprocesses."""
+"""Shared helpers of the benchmark scripts: the stand-in scenarios, peak memory and fresh
+worker subprocesses."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the stand-in data (``../shared/data`` beside the project; ``DMMVAE_SHARED_DATA`` overrides)
+SHARED = Path(os.environ.get("DMMVAE_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: the layer sizes and batch size every training benchmark uses (ours and scvi-tools alike)
@@ -95,3 +102,20 @@ def train_model_job(path, model: str, out_dir, *, epochs: int, amp: str) -> None
         out_history=str(out / "history.csv"),
         out_run_info=str(out / "run_info.yaml"),
     )
+
+
+def diagonal_scenario(config: dict, dataset: str, split: int, kind: str = "diagonal"):
+    """The scenario MuData of ``dataset`` (an entry of ``config``) on split seed ``split``: the
+    workflow's steps (prepare, preprocess with ``seed=split`` so that the split and everything
+    fitted on its train cells change together, scenario masks with the same seed). Relative
+    paths of the config are read from the working directory, as Snakemake does."""
+    from dmmvae.config import preprocessing_params
+    from dmmvae.data.prepare import prepare_dataset
+    from dmmvae.data.preprocess import preprocess
+    from dmmvae.data.scenarios import make_scenario
+
+    spec = config["datasets"][dataset]
+    raw = prepare_dataset(dataset, spec, cache_dir=tempfile.gettempdir())
+    params = {**preprocessing_params(config, dataset),
+              "train_fraction": config["split"]["train_fraction"]}
+    return make_scenario(preprocess(raw, params, seed=split), kind, seed=split)

@@ -69,63 +69,30 @@ def test_bench_input_layer_times_every_form():
         assert all(float(v) > 0 for v in r[2:6])
 
 
-def test_sweep_label_signal_reads_train_cells_only():
-    """The sweep's label-transfer signal (bench_dmmvae_sweep.py, the "anchors+labels" rule) is
-    computed from TRAIN cells: scrambling every test cell's data and label leaves it unchanged;
-    for a trained model it beats the same model with its train labels shuffled."""
-    import numpy as np
-    from _synthetic import scenario
-
-    from dmmvae.constants import LABEL, SPLIT, TEST
-    from dmmvae.methods import build_model
-
-    sys.path.insert(0, str(BENCH))
-    import bench_dmmvae_sweep as sweep
-
-    sc = scenario(kind="paired", n_cells=400)
-    model = build_model("dmmvae", {"n_hidden": 32, "n_latent": 8})
-    model.fit(sc, seed=0, training={"max_epochs": 15, "batch_size": 128, "progress_bar": False})
-    lt = sweep.train_label_transfer(model, sc)
-
-    test = np.flatnonzero(sc.obs[SPLIT].to_numpy() == TEST)
-    scrambled = sc.copy()
-    rng = np.random.default_rng(0)
-    labels = scrambled.obs[LABEL].astype(str).to_numpy()
-    labels[test] = rng.permutation(labels[test])
-    scrambled.obs[LABEL] = labels
-    for a in scrambled.mod.values():
-        x = a.layers["counts"].tolil()
-        x[test] = x[rng.permutation(test)]
-        a.layers["counts"] = x.tocsr()
-    assert sweep.train_label_transfer(model, scrambled) == lt
-
-    shuffled = sc.copy()
-    shuffled.obs[LABEL] = rng.permutation(shuffled.obs[LABEL].astype(str).to_numpy())
-    chance = sweep.train_label_transfer(model, shuffled)
-    print(f"train label transfer {lt:.3f}, labels shuffled {chance:.3f}")
-    assert lt > chance + 0.2
-
-
-def test_sweep_rule_weighs_each_dataset_equally_over_its_seeds():
-    """A grid asked over several seeds: the rule averages each dataset's seeds first, so a
-    dataset run on three seeds does not outweigh one run on a single seed."""
+def test_bench_diagonal_runs_splits_and_resumes(tmp_path):
+    """The diagonal benchmark reads its datasets and models from a config, runs every split with
+    its own preprocessing, writes a split column and intervals, and skips what is written."""
     import pandas as pd
+    import yaml
 
-    sys.path.insert(0, str(BENCH))
-    import bench_dmmvae_sweep as sweep
-
-    def row(config, dataset, seed, anchors, labels):
-        return {"config": config, "dataset": dataset, "seed": seed,
-                "validation_anchor_foscttm": anchors, "train_label_transfer": labels}
-
-    rows = pd.DataFrame([
-        # "a" is better on the dataset with three seeds, "b" by more on the one with a single seed
-        *[row(c, "three", s, 0.30 if c == "a" else 0.34, 0.5) for c in "ab" for s in range(3)],
-        row("a", "one", 0, 0.40, 0.5), row("b", "one", 0, 0.34, 0.5),
-    ])
-    table = sweep.rank(rows, "anchors")
-    # per dataset first: a 0.35, b 0.34; pooled rows would rank "a" first (0.325 vs 0.34)
-    assert list(table.index) == ["b", "a"]
-    assert table.loc["b", "rule"] == pytest.approx(0.34)
-    both = sweep.rank(rows, "anchors+labels")
-    assert both.loc["a", "rule"] == pytest.approx((0.30 + 0.40) / 2 + 0.5)
+    cfg = yaml.safe_load((BENCH.parent / "config" / "diagonal.yaml").read_text())
+    cfg["datasets"] = {"genesplit_link0.1": cfg["datasets"]["genesplit_link0.1"]}
+    cfg["models"] = {m: cfg["models"][m] for m in ("random", "linked_cca")}
+    path = tmp_path / "diag.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "diag.csv"
+    args = [sys.executable, str(BENCH / "bench_diagonal.py"), "--config", str(path),
+            "--splits", "0", "1", "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = pd.read_csv(out)
+    assert set(rows["split"]) == {0, 1} and set(rows["model"]) == {"random", "linked_cca"}
+    fos = rows[rows["metric"] == "foscttm/mean"].set_index(["model", "split"])["value"]
+    # each split has its own partition: the test cells (and so random's score) differ
+    assert fos[("random", 0)] != fos[("random", 1)]
+    assert fos[("linked_cca", 0)] < 0.1 < 0.4 < fos[("random", 0)]  # 10 % shared genes: aligned
+    summary = (tmp_path / "diagonal_summary.md").read_text()
+    assert "linked_cca" in summary and "[" in summary  # mean [interval]
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0 and len(pd.read_csv(out)) == len(rows)  # resumed: nothing re-run
+    assert " split " not in again.stdout.split("dataset")[0]  # no run printed before the table

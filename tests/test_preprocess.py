@@ -317,3 +317,39 @@ def test_preprocessing_defaults_come_from_the_config_schema():
     assert resolve_params({"rna": {"n_top_genes": 50}})["rna"]["min_cells"] == 3
     with pytest.raises(ValueError, match="valid"):
         resolve_params({"rna": {"n_top_gene": 50}})
+
+
+def test_lsi_over_all_peaks_is_glues_fitted_on_train_cells():
+    """obsm["X_lsi_all"]: GLUE's LSI recipe (scglue.data.lsi) over every peak, fitted on the
+    train cells: on them it equals the exact SVD of GLUE's TF-IDF; test cells do not move it."""
+    import scipy.sparse as sp
+
+    from dmmvae.data.preprocess._atac import lsi_all_peaks
+
+    rng = np.random.default_rng(0)
+    n, p, k = 300, 400, 4
+    # six cell types with their own open peaks: a spectrum whose top components are signal
+    types = rng.integers(0, 6, n)
+    rate = rng.gamma(0.3, 0.5, size=(6, p)) * (rng.random((6, p)) < 0.3) * 8
+    X = sp.lil_matrix(rng.poisson(rate[types] + 0.02).astype(np.float32))
+    X[:, 7] = 0  # a peak never open: skipped
+    X = X.tocsr()
+    train = np.zeros(n, bool)
+    train[:240] = True
+    z, info = lsi_all_peaks(X, train, k, seed=0)
+    open_in_train = np.asarray(X[:240].sum(0)).ravel() > 0
+    assert not open_in_train[7] and z.shape == (n, k) and info["n_peaks"] == open_in_train.sum()
+    # the recipe by hand, on the train cells, exact SVD
+    Xt = X[:240].toarray()[:, np.asarray(X[:240].sum(0)).ravel() > 0].astype(float)
+    tfidf = Xt / Xt.sum(1, keepdims=True) * (240 / Xt.sum(0))
+    u = np.linalg.svd(np.log1p(tfidf / tfidf.sum(1, keepdims=True) * 1e4), full_matrices=False)[0][:, :k]
+    signs = np.sign(np.sum(u * z[:240], 0))  # an SVD fixes each component up to its sign
+    u = u * signs
+    u = (u - u.mean(1, keepdims=True)) / u.std(1, ddof=1, keepdims=True)
+    corr = [np.corrcoef(u[:, c], z[:240, c])[0, 1] for c in range(k)]
+    assert min(corr) > 0.99, corr
+    assert np.allclose(z.mean(1), 0, atol=1e-5) and np.allclose(z.std(1, ddof=1), 1, atol=1e-4)
+    # fitted on train cells only: other test cells leave the train cells' LSI unchanged
+    X2 = sp.vstack([X[:240], sp.csr_matrix(rng.poisson(2.0, size=(60, p)).astype(np.float32))]).tocsr()
+    z2, _ = lsi_all_peaks(X2, train, k, seed=0)
+    assert np.allclose(z2[:240], z[:240], atol=1e-4)

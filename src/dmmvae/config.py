@@ -97,6 +97,27 @@ def dataset_modalities(spec: Mapping) -> list[str] | None:
     return None
 
 
+def load_config(path: str | Path) -> dict:
+    """A config file read, checked against the schema (defaults filled in, as Snakemake's
+    ``validate`` does) and its models against the registry: what scripts outside the workflow
+    (the benchmarks) use to read the shipped configs."""
+    import yaml
+    from snakemake.utils import validate
+
+    from .schema import SCHEMA_PATH
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the config ({err}); fix: give a readable YAML file") from None
+    try:
+        validate(config, str(SCHEMA_PATH))
+    except Exception as err:  # snakemake's WorkflowError names the key that failed
+        raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
+    check_models(expand_models(config["models"]))
+    return config
+
+
 def resolve_runs(config: Mapping) -> list[Run]:
     """The grid datasets x scenarios x models x seeds selected by ``run`` (minus exclusions).
 

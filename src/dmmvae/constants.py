@@ -14,7 +14,9 @@ The data contract (one MuData ``.h5mu`` per dataset and scenario)
   a decoded mean is turned into the scoring normalization).
 - ``.obs[LIBRARY]`` (count-like): total counts over ALL features before feature selection
   (RNA: all genes), used for library-size handling.
-- ``.obsm[LSI]`` (ATAC only, optional): TF-IDF + LSI fitted on train cells.
+- ``.obsm[LSI]`` (ATAC only, optional): TF-IDF + LSI of the kept peaks, fitted on train cells.
+- ``.obsm[LSI_ALL]`` (ATAC only, optional): GLUE's LSI (100 components) over ALL peaks of the
+  dataset, fitted on train cells, for methods whose recipe reads every peak (GLUE, MaxFuse).
 
 ``mdata.obs`` (one row per cell, same order in every modality):
 
@@ -36,6 +38,7 @@ COUNTS = "counts"
 LIBRARY = "library_size"
 MODALITY_KIND = "modality_kind"
 LSI = "X_lsi"
+LSI_ALL = "X_lsi_all"
 
 SPLIT = "split"
 TRAIN, TEST = "train", "test"

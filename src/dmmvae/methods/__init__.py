@@ -9,6 +9,7 @@ from ._base import (
     MissingPairsError,
     NotApplicableError,
 )
+from ._loop import TrainingFailure
 from ._model import DMMVAEModel, MMAAVIModel, VAEModel, vae_model
 from .controls import KnnRegression, PcaCca, RandomEmbedding
 from .glue import GLUE
@@ -63,6 +64,7 @@ __all__ = [
     "MissingLinksError",
     "MissingPairsError",
     "NotApplicableError",
+    "TrainingFailure",
     "build_model",
     "vae_model",
     "get_model_class",

@@ -72,6 +72,9 @@ Parameters (``params`` dict; every key optional; defaults in the config schema, 
     LSI components (capped at ``min(n_peaks, n_train) - 1``); 0 disables LSI.
 ``atac.tfidf_scale`` (float, 1e4)
     Scale factor inside the TF log.
+``atac.n_lsi_all`` (int, 100)
+    Components of GLUE's LSI over ALL peaks (``obsm["X_lsi_all"]``, fitted on train cells), the
+    ATAC input of the methods whose recipe reads every peak (GLUE, MaxFuse); 0 disables it.
 ``links.*`` (linked features, :mod:`dmmvae.data.links`)
     ``promoter_bp`` (2000), ``weighting`` ("none" or "glue"), ``extend_bp`` (150000),
     ``gene_annotation`` (BED/GTF path or null: the dataset's ``gene_annotation``),

@@ -1,0 +1,158 @@
+"""Blind choice of settings (PROTOCOL "Choosing settings (blind)"): selection sees train cells
+only, by construction.
+
+:func:`train_only` is the one door through which a selection tool gets its data: it returns the
+train cells of a scenario as a new MuData, with no test cell, no test label and no test count
+left in it, so no code downstream can compute a test-cell number. The signals then read held-back
+train cells:
+
+- :func:`validation_anchor_foscttm`: in the diagonal scenario no train cell shows two
+  modalities, so there is no true pair to score. Mutual nearest neighbours on the linked
+  features (gene vs protein, gene vs gene activity) between the held-back validation cells of
+  each modality (the training loop's own validation cells) stand in for the pairs; the score is
+  the FOSCTTM of those anchors in the latent space (lower is better).
+- :func:`train_label_transfer`: label transfer needs no true pair, so it is measured among the
+  train cells: PROTOCOL's 5-NN from the cells that show ``a`` to those that show ``b`` and back
+  (labels never given to the model).
+
+:func:`rank` orders configurations by a rule over these signals, each dataset weighing the same
+however many seeds it ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import mudata as md
+import numpy as np
+import pandas as pd
+
+from .constants import LABEL, SPLIT, TRAIN
+
+#: the rules (lower is better): "anchors" = validation_anchor_foscttm; "anchors+labels" = that
+#: plus the label-transfer error among the train cells (1 - train_label_transfer)
+RULES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+    "anchors": lambda t: t["validation_anchor_foscttm"],
+    "anchors+labels": lambda t: t["validation_anchor_foscttm"] + 1 - t["train_label_transfer"],
+}
+SIGNALS = ("validation_anchor_foscttm", "train_label_transfer")
+
+
+class TestCellsError(ValueError):
+    """A selection step was handed data that holds test cells."""
+
+
+def train_only(mdata: md.MuData) -> md.MuData:
+    """The train cells of ``mdata`` as a new MuData (every modality, the scenario masks, the
+    links); ``uns["selection"]`` records how many test cells were dropped."""
+    train = mdata.obs[SPLIT].to_numpy() == TRAIN
+    out = mdata[train].copy()
+    out.uns["selection"] = {"train_only": True, "n_test_dropped": int((~train).sum())}
+    return out
+
+
+def assert_train_only(mdata: md.MuData) -> None:
+    """Stop when ``mdata`` holds a cell that is not a train cell (the guard of every signal)."""
+    split = mdata.obs[SPLIT].to_numpy()
+    if (split != TRAIN).any():
+        raise TestCellsError(
+            f"selection data hold {(split != TRAIN).sum()} non-train cells; fix: pass the "
+            "scenario through dmmvae.selection.train_only before fitting or scoring")
+
+
+def _codes(model, mdata, cells, targets: bool = True):
+    """Each cell of ``cells`` encoded from the one modality it shows: per modality the codes,
+    the likelihood targets (None with ``targets=False``) and the row numbers of the cells."""
+    import torch
+
+    from .methods.data import MultimodalData
+
+    module = model.module
+    data = MultimodalData(mdata, module.spec, module.device)
+    mods = module.modalities
+    out = {m: ([], [], []) for m in mods}
+    module.eval()
+    with torch.no_grad():
+        for batch in data.batches(cells, 1024, mods=mods):
+            qz = module.encode(batch)
+            for m in mods:
+                rows = batch["mask"][m]
+                if rows.any():
+                    out[m][0].append(module.embed({m: qz[m]}, {m: rows})[rows])
+                    if targets:
+                        out[m][1].append(batch["x"][m][rows])
+                    out[m][2].append(batch["index"][rows])
+    return {m: tuple(torch.cat(v) if v else None for v in vs) for m, vs in out.items() if vs[0]}
+
+
+def validation_anchor_foscttm(model, mdata, training: dict, seed: int, k: int = 5) -> float:
+    """FOSCTTM of linked-feature anchors among the held-back train cells of the training loop
+    (``training``'s validation fraction, the fit's ``seed``). Mean over linked modality pairs;
+    NaN when no pair has >= 3 linked features."""
+    import torch
+
+    from .methods._loop import resolve_training, train_and_validation_cells
+    from .methods._views import LinkedFeatures
+    from .methods.objectives import mutual_nearest_neighbours
+
+    assert_train_only(mdata)
+    module = model.module
+    frac = float(resolve_training(training)["validation_fraction"])
+    _, val = train_and_validation_cells(mdata, frac, seed)
+    codes = _codes(model, mdata, val)
+    mods = [m for m in module.modalities if m in codes]
+    out = []
+    for i, a in enumerate(mods):
+        for b in mods[i + 1:]:
+            lf = LinkedFeatures.from_spec(module.spec, a, b)
+            if lf.n_features < 3:
+                continue
+            (za, xa, _), (zb, xb, _) = codes[a], codes[b]
+            ta, tb = module.spec.modalities[a].target, module.spec.modalities[b].target
+            fa, fb = lf.views(xa, ta, xb, tb)
+            pairs = mutual_nearest_neighbours(fa, fb, k).nonzero()
+            if len(pairs) == 0:
+                continue
+            d = torch.cdist(za, zb)  # (A, B) latent distances
+            true = d[pairs[:, 0], pairs[:, 1]]
+            fx = (d[pairs[:, 0]] < true[:, None]).float().mean(1)  # b cells closer to i
+            fy = (d[:, pairs[:, 1]].T < true[:, None]).float().mean(1)  # a cells closer to j
+            out.append(float(((fx + fy) / 2).mean()))
+    return float(np.mean(out)) if out else float("nan")
+
+
+def train_label_transfer(model, mdata, k: int = 5) -> float:
+    """Label transfer among the train cells, each encoded from the one modality it shows:
+    ``k``-NN (PROTOCOL's, Euclidean) from the cells that show ``a`` to those that show ``b``
+    and back; mean accuracy over directions and modality pairs."""
+    from .metrics import knn_transfer
+
+    assert_train_only(mdata)
+    cells = np.arange(mdata.n_obs)
+    codes = _codes(model, mdata, cells, targets=False)
+    labels = mdata.obs[LABEL].astype(str).to_numpy()
+    emb = {m: (z.cpu().numpy(), labels[rows.cpu().numpy()]) for m, (z, _, rows) in codes.items()}
+    mods = list(emb)
+    out = []
+    for i, a in enumerate(mods):
+        for b in mods[i + 1:]:
+            (za, la), (zb, lb) = emb[a], emb[b]
+            ab = knn_transfer(za, zb, la, k, query_labels=lb)[0]
+            ba = knn_transfer(zb, za, lb, k, query_labels=la)[0]
+            out.append((ab + ba) / 2)
+    return float(np.mean(out)) if out else float("nan")
+
+
+def rank(rows: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """One row per config, best first by ``RULES[rule]`` (column ``rule``): the mean over the
+    seeds each dataset ran, then over the datasets, so each dataset weighs the same."""
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule '{rule}'; valid: {sorted(RULES)}")
+    cols = [c for c in (*SIGNALS, "validation_anchors") if c in rows]
+    table = rows.groupby(["config", "dataset"])[cols].mean().groupby("config").mean()
+    table.insert(0, "rule", RULES[rule](table))
+    return table.sort_values("rule")
+
+
+__all__ = ["RULES", "SIGNALS", "TestCellsError", "train_only", "assert_train_only",
+           "validation_anchor_foscttm", "train_label_transfer", "rank"]

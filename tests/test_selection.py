@@ -1,0 +1,87 @@
+"""Blind selection by construction (dmmvae.selection; PROTOCOL "Choosing settings (blind)")."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _synthetic import scenario
+
+from dmmvae import selection
+from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN
+from dmmvae.methods import build_model
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+TRAINING = {"max_epochs": 15, "batch_size": 128, "progress_bar": False}
+
+
+def test_train_only_drops_every_test_cell_and_the_signals_refuse_test_cells():
+    sc = scenario(kind="diagonal", n_cells=300)
+    n_test = int((sc.obs[SPLIT] == TEST).sum())
+    blind = selection.train_only(sc)
+    assert set(blind.obs[SPLIT]) == {TRAIN} and blind.n_obs == sc.n_obs - n_test
+    assert blind.uns["selection"]["n_test_dropped"] == n_test
+    assert all(a.n_obs == blind.n_obs for a in blind.mod.values())
+    model = build_model("dmmvae", {"n_hidden": 32, "n_latent": 8})
+    model.fit(blind, seed=0, training=TRAINING)
+    # the synthetic modalities share no linked feature: no anchor, so no score (NaN, not 0)
+    assert np.isnan(selection.validation_anchor_foscttm(model, blind, TRAINING, 0))
+    assert 0 <= selection.train_label_transfer(model, blind) <= 1
+    with pytest.raises(selection.TestCellsError, match="train_only"):
+        selection.train_label_transfer(model, sc)
+    with pytest.raises(selection.TestCellsError):
+        selection.validation_anchor_foscttm(model, sc, TRAINING, 0)
+
+
+def test_label_signal_is_real():
+    """The train-cell label transfer of a trained model beats the same model scored with its
+    train labels shuffled."""
+    blind = selection.train_only(scenario(kind="paired", n_cells=400))
+    model = build_model("dmmvae", {"n_hidden": 32, "n_latent": 8})
+    model.fit(blind, seed=0, training=TRAINING)
+    lt = selection.train_label_transfer(model, blind)
+    shuffled = blind.copy()
+    rng = np.random.default_rng(0)
+    shuffled.obs[LABEL] = rng.permutation(shuffled.obs[LABEL].astype(str).to_numpy())
+    chance = selection.train_label_transfer(model, shuffled)
+    print(f"train label transfer {lt:.3f}, labels shuffled {chance:.3f}")
+    assert lt > chance + 0.2
+
+
+def test_the_sweep_cannot_compute_a_test_number():
+    """The selection script reads its data through train_only and imports no evaluation code."""
+    tree = ast.parse((BENCH / "bench_dmmvae_sweep.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and (m.startswith("dmmvae.evaluate") or m.startswith("dmmvae.metrics"))
+                   for m in imported)
+    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert "train_only" in calls and "evaluate_predictions" not in calls
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    assert not any("test" in c for c in sweep.__dict__.get("COLUMNS", ()))
+
+
+def test_rule_weighs_each_dataset_equally_over_its_seeds():
+    def row(config, dataset, seed, anchors, labels):
+        return {"config": config, "dataset": dataset, "seed": seed,
+                "validation_anchor_foscttm": anchors, "train_label_transfer": labels}
+
+    rows = pd.DataFrame([
+        # "a" is better on the dataset with three seeds, "b" by more on the one with a single seed
+        *[row(c, "three", s, 0.30 if c == "a" else 0.34, 0.5) for c in "ab" for s in range(3)],
+        row("a", "one", 0, 0.40, 0.5), row("b", "one", 0, 0.34, 0.5),
+    ])
+    table = selection.rank(rows, "anchors")
+    # per dataset first: a 0.35, b 0.34; pooled rows would rank "a" first (0.325 vs 0.34)
+    assert list(table.index) == ["b", "a"]
+    assert table.loc["b", "rule"] == pytest.approx(0.34)
+    both = selection.rank(rows, "anchors+labels")
+    assert both.loc["a", "rule"] == pytest.approx((0.30 + 0.40) / 2 + 0.5)
+    with pytest.raises(ValueError, match="valid"):
+        selection.rank(rows, "test_foscttm")
