@@ -38,7 +38,7 @@ from dmmvae.metrics import foscttm, label_transfer
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]
 FAST = {"n_hidden": 32, "n_latent": 8}
 #: D-MMVAE with every component of the seed's design on (the defaults switch the shared core and
-#: the output discriminators off: README "Choosing D-MMVAE's settings")
+#: the output discriminators off: docs/diagonal.md "Choosing D-MMVAE's settings")
 SEED_DESIGN = {"shared_core": True, "output_adversarial_weight": 0.05, "cycle_weight": 1.0}
 
 

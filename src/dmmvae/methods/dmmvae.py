@@ -64,7 +64,7 @@ training diverged once they started (loss 2,000 -> 5,300, anchors lost).
   preprocessing (:class:`LSIInput`: the train-fitted TF-IDF and loadings applied to the batch,
   standardised per cell, GLUE's ATAC input) or both; the anchor rule kept the peaks (SNARE-seq
   validation anchor FOSCTTM 0.433 vs 0.461 LSI, 0.437 both); the second rule (anchors plus
-  label transfer among train cells, README; over seeds 0-2) chose both, with the Bernoulli
+  label transfer among train cells, docs/diagonal.md; over seeds 0-2) chose both, with the Bernoulli
   likelihood on the peaks, for ``dmmvae_global``.
   ``anchor_space: gw`` (with ``anchor_scope: global``) needs NO linked feature: the anchors come
   from structure alone, an exact Gromov-Wasserstein coupling (POT, product start) between the
@@ -97,7 +97,7 @@ as a named variant.
 
 All weights 0 with ``shared_core: false`` build no discriminator and run exactly the
 :class:`~.mmvae.MMVAE` code path (``tests/test_models_variants.py`` checks it). The
-adversarial weight is swept in ``config/config.yaml`` and chosen by the rule in the README.
+adversarial weight is swept in ``config/config.yaml`` and chosen by the rule of docs/diagonal.md.
 """
 
 from __future__ import annotations
