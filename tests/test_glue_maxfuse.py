@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 
+from dmmvae.constants import LSI, LSI_ALL
 from dmmvae.data.demo import HALF_A, HALF_B
 from dmmvae.data.links import link_matrix
 from dmmvae.data.prepare import prepare_dataset
@@ -18,7 +20,7 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.methods import MissingDependencyError, MissingLinksError
 from dmmvae.methods.glue import GLUE, guidance_graph
-from dmmvae.methods.maxfuse import MaxFuse
+from dmmvae.methods.maxfuse import MaxFuse, recipe_for
 from dmmvae.metrics import foscttm
 
 #: GLUE budget for the tests: a few epochs per stage (GLUE's automatic budget is far larger)
@@ -85,3 +87,95 @@ def test_maxfuse_aligns_the_gene_split_without_pairs():
     pytest.importorskip("maxfuse", reason="maxfuse not installed (optional reference extra)")
     fos = _foscttm(MaxFuse(), gene_split(0.1))
     assert fos < 0.3, fos  # random: ~0.5
+
+
+# ---- MaxFuse at its authors' recipe, by modality pair (docs/maxfuse_recipe.md) ----------------
+def _standin(shared_data, name: str, partner: str, annotation: str | None = None):
+    tenx = shared_data / "tenx"
+    h5 = str(tenx / f"{name}.filtered_feature_bc_matrix.h5")
+    spec = {"source": "local",
+            "modalities": {"rna": {"format": "10x_h5", "path": h5},
+                           partner: {"format": "10x_h5", "path": h5}},
+            "labels": {"path": str(tenx / f"{name}.labels.csv"), "column": "cell_type"}}
+    params = {"links": {"gene_annotation": str(shared_data / "annotation" / annotation)}} \
+        if annotation else None
+    raw = prepare_dataset(name, spec, cache_dir=tempfile.gettempdir())
+    return make_scenario(preprocess(raw, params, seed=0), "diagonal")
+
+
+@pytest.fixture(scope="module")
+def multiome500(shared_data):
+    return _standin(shared_data, "neurips2021_bmmc_multiome_500", "atac", "hg38_genes.bed")
+
+
+@pytest.fixture(scope="module")
+def cite600(shared_data):
+    return _standin(shared_data, "neurips2021_bmmc_cite_600", "adt")
+
+
+def test_maxfuse_recipe_follows_the_modality_pair():
+    assert recipe_for(("rna", "atac")) == recipe_for(("atac", "rna")) == "rna_atac"
+    assert recipe_for(("rna", "adt")) == "cite"
+    assert recipe_for(("gaussian", "gaussian")) == "legacy"
+    name, used, overrides = MaxFuse().settings(("rna", "atac"))
+    assert (name, overrides) == ("rna_atac", [])
+    # the strong-link notebooks' values (mf_pbmc.ipynb)
+    assert used["init_wt"] == used["refine_wt"] == 0.7 and used["n_iters"] == 8
+    assert used["refine_svd"] == [200, None] and used["filter_prop"] == 0.4
+    assert used["metacell_size"] == 2 and used["matching_ratio"] == 5
+    name, used, _ = MaxFuse().settings(("rna", "adt"))
+    # the CITE-seq tutorial's values (docs/citeseq_pbmc_evaluate.ipynb)
+    assert name == "cite" and used["n_iters"] == 3 and used["refine_svd"] == [30, 30]
+    assert used["init_svd"] == [25, 20] and used["filter_prop"] == 0.3
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        MaxFuse(recipe="tonsil").settings(("rna", "adt"))
+
+
+@pytest.mark.shared_data
+def test_maxfuse_runs_the_rna_atac_recipe_on_all_peak_lsi(multiome500):
+    pytest.importorskip("maxfuse", reason="maxfuse not installed (optional reference extra)")
+    m = MaxFuse()
+    m.fit(multiome500, seed=0)
+    info = m.train_info
+    assert info["recipe"] == "rna_atac" and "strong-link" in info["recipe_source"]
+    assert info["settings"]["n_iters"] == 8 and info["settings"]["refine_wt"] == 0.7
+    assert info["user_overrides"] == []
+    assert info["inputs"]["active"]["atac"] == "obsm['X_lsi_all'] components 2-50"
+    assert info["active_features"]["atac"] == 49
+    # RNA active = its shared (linked, most variable) genes, as in the notebooks
+    assert info["active_features"]["rna"] == info["shared_features"]
+    p = m.predict(multiome500)
+    n_test = int((multiome500.obs["split"] == "test").sum())
+    assert p.embeddings["atac"].shape == (n_test, 15)  # the authors' 15 components
+    assert p.info["recipe"] == "rna_atac" and np.isfinite(p.embeddings["joint"]).all()
+
+
+@pytest.mark.shared_data
+def test_maxfuse_falls_back_to_the_kept_peak_lsi_with_a_note(multiome500):
+    pytest.importorskip("maxfuse", reason="maxfuse not installed (optional reference extra)")
+    sc = multiome500.copy()
+    del sc.mod["atac"].obsm[LSI_ALL]
+    m = MaxFuse(n_iters=1)
+    m.fit(sc, seed=0)
+    assert m.train_info["inputs"]["active"]["atac"].startswith(f"obsm['{LSI}']")
+    assert any("used obsm['X_lsi']" in n for n in m.predict(sc).info["notes"])
+
+
+@pytest.mark.shared_data
+def test_maxfuse_runs_the_cite_recipe_and_a_user_value_wins(cite600):
+    pytest.importorskip("maxfuse", reason="maxfuse not installed (optional reference extra)")
+    m = MaxFuse()
+    m.fit(cite600, seed=0)
+    info = m.train_info
+    assert info["recipe"] == "cite" and "citeseq_pbmc_evaluate" in info["recipe_source"]
+    assert info["settings"]["n_iters"] == 3 and info["settings"]["matching_ratio"] == 3
+    assert "normalize_total + log1p" in info["inputs"]["active"]["adt"]
+    m2 = MaxFuse(n_iters=2, refine_wt=0.5, embedding_dims=10)
+    m2.fit(cite600, seed=0)
+    s = m2.train_info["settings"]
+    assert (s["n_iters"], s["refine_wt"], s["init_wt"]) == (2, 0.5, 0.7)
+    assert m2.train_info["user_overrides"] == ["embedding_dims", "n_iters", "refine_wt"]
+    assert m2.predict(cite600).embeddings["adt"].shape[1] == 10
+    legacy = MaxFuse(recipe="legacy")
+    legacy.fit(cite600, seed=0)
+    assert legacy.train_info["settings"]["init_wt"] == 0.3
