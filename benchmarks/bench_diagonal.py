@@ -119,7 +119,8 @@ def ablation_table(rows: pd.DataFrame, metrics=CLAIM_METRICS) -> pd.DataFrame:
                     continue
                 row = {"dataset": ds, "metric": metric, "step": label, "model": model,
                        "n_splits": sel["split"].nunique(), "mean": sel["value"].mean()}
-                if k >= 2:  # the first two steps are the two baselines of the ladder
+                before = rows[(rows["dataset"] == ds) & (rows["model"] == names[k - 1])]
+                if k >= 2 and not before.empty:  # steps 0 and 1 are the ladder's two baselines
                     d = paired_difference(rows, ds, model, names[k - 1], metric)
                     row.update({"added": d["difference"], "low": d["low"], "high": d["high"],
                                 "verdict": d["verdict"]})

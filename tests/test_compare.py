@@ -62,3 +62,9 @@ def test_claims_take_the_best_reference_per_dataset_and_metric():
     assert list(table["verdict"]) == [BETTER, WORSE]
     text = summary(rows, ["foscttm/mean"])
     assert text.loc[("d", "ours"), "foscttm/mean"].startswith("0.200 [0.200, 0.200]")
+
+
+def test_one_split_gives_no_verdict():
+    rows = _rows({"ours": [0.1], "ref": [0.3]})
+    d = paired_difference(rows, "d", "ours", "ref", "foscttm/mean")
+    assert d["verdict"] == "n/a" and d["n_splits"] == 1

@@ -18,8 +18,9 @@ import pandas as pd
 from .metrics import direction_of
 
 KEY = ("dataset", "model", "split", "metric", "value")
-#: verdicts of a difference "ours - reference", for the metric's direction
-BETTER, LEVEL, WORSE = "better", "level", "worse"
+#: verdicts of a difference "ours - reference", for the metric's direction; fewer than two
+#: common splits give no interval and no verdict
+BETTER, LEVEL, WORSE, UNDECIDED = "better", "level", "worse", "n/a"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def verdict(diff: Interval, direction: str) -> str:
     """``better`` / ``level`` / ``worse`` for ``ours - reference`` whose interval is ``diff``:
     better when the whole interval lies on the good side of 0 for the metric's direction."""
     if diff.n < 2 or not np.isfinite(diff.low):
-        return LEVEL
+        return UNDECIDED
     if direction == "min":
         return BETTER if diff.high < 0 else WORSE if diff.low > 0 else LEVEL
     if direction == "max":
@@ -128,4 +129,4 @@ def claims(rows: pd.DataFrame, ours: list[str], references: list[str], metrics: 
 
 
 __all__ = ["Interval", "interval", "per_split", "verdict", "paired_difference", "summary",
-           "best_reference", "claims", "BETTER", "LEVEL", "WORSE"]
+           "best_reference", "claims", "BETTER", "LEVEL", "WORSE", "UNDECIDED"]
