@@ -19,7 +19,7 @@ def load(name):
     return cfg
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml", "diagonal.yaml"])
 def test_shipped_configs_are_valid_and_resolve(name):
     cfg = load(name)
     runs = resolve_runs(cfg)
@@ -125,23 +125,32 @@ def test_schema_rejects_a_misspelt_training_key():
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "standins.yaml"])
-def test_named_dmmvae_variants_match_the_diagonal_benchmark(name, monkeypatch):
-    # the README's diagonal tables come from benchmarks/bench_diagonal.py; a named variant in a
-    # shipped config must be the model that bench measured (same resolved parameters, patience)
-    import importlib
-
+def test_named_variants_match_the_diagonal_benchmark(name):
+    # the diagonal tables come from benchmarks/bench_diagonal.py, which reads
+    # config/diagonal.yaml: a variant named in another shipped config must be the model that
+    # benchmark measured (same resolved parameters, same patience)
     from dmmvae.methods import build_model
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    bench = importlib.import_module("bench_diagonal")
+    bench = expand_models(load("diagonal.yaml")["models"])
     models = expand_models(load(name)["models"])
-    shared = sorted(set(bench.VARIANTS) & set(models))
-    assert "dmmvae_global" in shared
+    shared = sorted(set(bench) & set(models))
+    assert {"dmmvae", "dmmvae_global", "dmmvae_gw"} <= set(shared)
     for variant in shared:
-        registry, params, *training = bench.VARIANTS[variant]
-        entry = models[variant]
-        assert entry["model"] == registry, variant
-        ours = build_model(registry, entry.get("params") or {}).params
-        assert ours == build_model(registry, params).params, variant
-        patience = (training[0] if training else {}).get("early_stopping_patience")
-        assert (entry.get("training") or {}).get("early_stopping_patience") == patience, variant
+        ours, theirs = models[variant], bench[variant]
+        assert ours["model"] == theirs["model"], variant
+        assert (build_model(ours["model"], ours["params"]).params
+                == build_model(theirs["model"], theirs["params"]).params), variant
+        patience = [m["training"].get("early_stopping_patience") for m in (ours, theirs)]
+        assert patience[0] == patience[1], variant
+
+
+def test_load_config_names_the_file_and_the_key(tmp_path):
+    from dmmvae.config import ConfigError, load_config
+
+    cfg = load("test.yaml")
+    cfg["training"]["max_epoch"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="bad.yaml.*max_epoch"):
+        load_config(bad)
+    assert load_config(ROOT / "config" / "diagonal.yaml")["training"]["batch_size"] == 128

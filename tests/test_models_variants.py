@@ -579,3 +579,95 @@ def test_dmmvae_atac_lsi_input_is_the_preprocessing_lsi_and_survives_a_checkpoin
         build_model("dmmvae", {**FAST, "atac_input": "lsi"}).fit(wrong, seed=0, training=TRAIN_CFG)
     with pytest.raises(ValueError, match="unknown atac_input"):
         build_model("dmmvae", {"atac_input": "tfidf"})
+
+
+# --------------------------------------------------------------------------------------
+# no silent unaligned run: a part that needs linked features stops when there are none
+# --------------------------------------------------------------------------------------
+def _no_link_split():
+    """The gene split with no gene in common: no linked feature between the two halves."""
+    sc = make_scenario(_gene_split(overlap=0), "diagonal", seed=0)
+    assert not any(len(e["i"]) for e in (sc.uns.get("links") or {}).values())
+    return sc
+
+
+@pytest.mark.parametrize("params", [
+    {"anchor_space": "cca"},
+    {"anchor_space": "cca", "anchor_scope": "global", "anchor_scoring": True},
+])
+def test_dmmvae_cca_anchors_without_links_stop_with_missing_links(params):
+    """``anchor_weight`` > 0 with ``anchor_space: cca`` and no CCA anchor space (no linked
+    gene): a MissingLinksError naming the parameter and the fix, never a run without anchors."""
+    from dmmvae.methods import MissingLinksError
+
+    with pytest.raises(MissingLinksError, match="anchor_space 'cca'") as err:
+        build_model("dmmvae", {**FAST, **params}).fit(_no_link_split(), seed=0,
+                                                       training={**TRAIN_CFG, "max_epochs": 1})
+    assert err.value.reason == "missing_links"
+    assert "anchor_space: gw" in str(err.value) and "anchor_weight: 0" in str(err.value)
+
+
+@pytest.mark.parametrize("variant", ["dmmvae", "mmaavi"])
+def test_guidance_graph_without_links_stops_with_missing_links(variant):
+    """``guidance_graph: true`` and a modality with no linked feature (its graph nodes would
+    have self-loops only): GLUE's wording, with the fix."""
+    from dmmvae.methods import MissingLinksError
+
+    with pytest.raises(MissingLinksError, match="have no linked feature") as err:
+        build_model(variant, {**FAST, "guidance_graph": True}).fit(
+            _no_link_split(), seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    assert err.value.reason == "missing_links" and "anchor_space: gw" in str(err.value)
+    assert "genes_a" in str(err.value) and "genes_b" in str(err.value)
+
+
+def test_linked_parts_are_optional_where_pairs_align_and_beside_gw_anchors():
+    """No link, but train cells that show both halves (paired): the pairs align, the graph and
+    the anchors are optional and the run goes on; likewise the structure-only GW anchors with
+    the graph on (dmmvae_gw) in the diagonal scenario."""
+    paired = make_scenario(_gene_split(overlap=0), "paired", seed=0)
+    for variant in ("dmmvae", "mmaavi"):
+        build_model(variant, {**FAST, "guidance_graph": True}).fit(
+            paired, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    build_model("dmmvae", {**FAST, "anchor_space": "cca"}).fit(
+        paired, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    gw = build_model("dmmvae", {**FAST, "guidance_graph": True, "anchor_space": "gw",
+                                "anchor_scope": "global", "anchor_components": [10]})
+    gw.fit(_no_link_split(), seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+
+
+def test_feature_anchors_without_links_stop_in_the_diagonal_scenario():
+    from dmmvae.methods import MissingLinksError
+
+    with pytest.raises(MissingLinksError, match="anchor_space 'features'"):
+        build_model("dmmvae", {**FAST}).fit(_no_link_split(), seed=0,
+                                            training={**TRAIN_CFG, "max_epochs": 1})
+
+
+def test_without_links_gw_anchors_and_anchor_weight_zero_still_train():
+    sc = _no_link_split()
+    gw = build_model("dmmvae", {**FAST, "anchor_space": "gw", "anchor_scope": "global",
+                                "anchor_components": [10]})
+    gw.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 2})
+    assert "structure-only GW anchors" in gw.predict(sc).info["anchors"]["genes_a+genes_b"]
+    off = build_model("dmmvae", {**FAST, "anchor_space": "cca", "anchor_weight": 0.0})
+    off.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    assert off.predict(sc).embeddings["genes_a"].shape[1] == FAST["n_latent"]
+
+
+def test_run_training_records_missing_links_as_a_failure_not_a_crash(tmp_path):
+    import yaml
+
+    from dmmvae.io import Predictions
+    from dmmvae.train import run_training
+
+    path = tmp_path / "scenario.h5mu"
+    _no_link_split().write(path)
+    out = {k: str(tmp_path / k) for k in ("p.h5", "m.pt", "h.csv", "info.yaml")}
+    run_training(str(path), model_name="dmmvae",
+                 params={**FAST, "anchor_space": "cca", "guidance_graph": True},
+                 training={**TRAIN_CFG, "max_epochs": 1}, seed=0, device="cpu",
+                 out_predictions=out["p.h5"], out_checkpoint=out["m.pt"],
+                 out_history=out["h.csv"], out_run_info=out["info.yaml"])
+    info = yaml.safe_load(open(out["info.yaml"]))
+    assert info["status"] == "failed" and info["failure"]["reason"] == "missing_links"
+    assert Predictions.read(out["p.h5"]).failure["reason"] == "missing_links"

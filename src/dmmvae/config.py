@@ -112,8 +112,10 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"{path}: cannot read the config ({err}); fix: give a readable YAML file") from None
     try:
         validate(config, str(SCHEMA_PATH))
-    except Exception as err:  # snakemake's WorkflowError names the key that failed
-        raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # snakemake's WorkflowError: a title, then jsonschema's reason
+        reason = " ".join(line.strip() for line in str(err).splitlines()[:4] if line.strip())
+        raise ConfigError(f"{path}: {reason[:600]}; fix: correct that key (the schema "
+                          "src/dmmvae/schemas/config.schema.yaml lists the valid ones)") from None
     check_models(expand_models(config["models"]))
     return config
 

@@ -23,12 +23,14 @@ from .mopoe import MoPoE
 from .mvae import MVAE
 from .scmodal import ScMODAL
 from .scvi_refs import MultiVI, TotalVI
+from .seurat_v3 import SeuratV3
 
 MODELS: dict[str, type[Method]] = {
     "pca_cca": PcaCca,
     "knn_regression": KnnRegression,
     "random": RandomEmbedding,
     "linked_cca": LinkedCCA,
+    "seurat_v3": SeuratV3,
     "gw_ot": GromovWassersteinOT,
     "glue": GLUE,
     "maxfuse": MaxFuse,

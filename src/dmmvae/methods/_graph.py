@@ -37,6 +37,21 @@ GRAPH_DEFAULTS: dict[str, Any] = {
 GRAPH_DECODERS = ("hybrid", "embedding")
 
 
+def links_per_pair(spec) -> dict[str, int]:
+    """Linked feature pairs per modality pair ``"a-b"`` of a data spec: the guidance graph's
+    edges besides its self-loops."""
+    mods = list(spec.modalities)
+    return {f"{a}-{b}": len(spec.link(a, b)[0]) for i, a in enumerate(mods) for b in mods[i + 1:]}
+
+
+def unlinked_modalities(spec) -> list[str]:
+    """Modalities with no linked feature to any other one: the guidance graph has self-loops
+    only for them, so nothing ties their codes to the other modalities' (the model layer stops
+    with ``MissingLinksError``, as GLUE's wrapper does)."""
+    mods = list(spec.modalities)
+    return [m for m in mods if not any(len(spec.link(m, o)[0]) for o in mods if o != m)]
+
+
 class FeatureGraph(nn.Module):
     """The guidance graph over the features of every modality and its one-layer encoder."""
 
@@ -146,4 +161,5 @@ class GuidanceGraph:
             out.terms["graph"] = g.detach()
 
 
-__all__ = ["GRAPH_DEFAULTS", "FeatureGraph", "GuidanceGraph", "HybridDecoder"]
+__all__ = ["GRAPH_DEFAULTS", "FeatureGraph", "GuidanceGraph", "HybridDecoder", "links_per_pair",
+           "unlinked_modalities"]

@@ -13,7 +13,13 @@ parameters) and owns what is not arithmetic:
 ``vae_model(ModuleClass)`` makes the model class of a variant (one registry line); a
 variant that needs data-level set-up before training subclasses :class:`VAEModel` here:
 :class:`MMAAVIModel` (discriminator groups from the batch / modality pattern) and
-:class:`DMMVAEModel` (the anchor space: a CCA on the linked genes of the train cells).
+:class:`DMMVAEModel` (the anchor space: a CCA on the linked genes of the train cells, or
+structure-only GW anchors; the algorithms live in :mod:`.anchors`, re-exported here).
+
+Where no train cell shows two modalities, a variant whose aligning parts all need linked
+features (``guidance_graph``, D-MMVAE's ``cca`` / ``features`` anchors) and finds none stops
+with :class:`~._base.MissingLinksError` instead of training unaligned
+(:meth:`VAEModel.check_graph_links`); with paired train cells those parts are optional.
 """
 
 from __future__ import annotations
@@ -29,12 +35,19 @@ from torch import Tensor
 
 from ..constants import BATCH, COUNTS, JOINT, LSI, SPLIT, TEST, TRAIN, visible_key
 from ..io import InputError, Predictions
-from ._base import Method, NotApplicableError
+from ._base import Method, MissingLinksError
+from ._graph import links_per_pair, unlinked_modalities
 from ._loop import fit_model
-from .data import DataSpec, MultimodalData, modality_kind
+from .anchors import (
+    SEURAT_K_SCORE,
+    as_list,
+    cca_anchor_space,
+    global_anchor_pairs,
+    gw_anchor_pairs,
+    seurat_anchor_scores,
+)
+from .data import DataSpec, MultimodalData, build_spec, modality_kind
 from .dmmvae import DMMVAE
-from .gw_ot import _as_list, import_ot, modality_views
-from .linked_cca import LinkedCCA
 from .mmaavi import MMAAVI
 from .vae import MultimodalVAE
 
@@ -80,8 +93,48 @@ class VAEModel(Method):
         device: str = "cpu",
     ) -> pd.DataFrame:
         """Build the module from ``mdata`` and train it (the one loop); returns the history.
-        Raises :class:`._loop.TrainingFailure` on a non-finite loss or the time limit."""
+        Raises :class:`._loop.TrainingFailure` on a non-finite loss or the time limit, and
+        :class:`._base.MissingLinksError` when ``guidance_graph`` is on and a modality has no
+        linked feature (:meth:`check_graph_links`)."""
+        self.check_graph_links(mdata)
         return fit_model(self.module, mdata, seed=seed, device=device, training=training)
+
+    def link_free_alignment(self) -> bool:
+        """Whether the variant has an aligning part that needs no linked feature (besides
+        paired train cells): none here; D-MMVAE's structure-only GW anchors are one."""
+        return False
+
+    def check_graph_links(self, mdata: md.MuData) -> None:
+        """Linked parts with nothing to link: stop rather than train silently without them.
+
+        Where no train cell shows two modalities (diagonal), only linked features can tie the
+        modalities' codes together; a variant whose aligning parts all read links
+        (``guidance_graph``; D-MMVAE's ``cca`` / ``features`` anchors, :class:`DMMVAEModel`)
+        would train unaligned while its results read as the graph's or the anchors'. It stops
+        with :class:`._base.MissingLinksError` (GLUE's wrapper does the same), unless it has a
+        link-free aligning part (:meth:`link_free_alignment`). With paired train cells the pairs
+        align and the linked parts are optional: the run goes on."""
+        if shows_pairs(mdata) or self.link_free_alignment():
+            return
+        parts = self.linked_parts()
+        if not parts:
+            return
+        spec = build_spec(mdata, self.params.get("likelihoods"))
+        missing = unlinked_modalities(spec)
+        if missing:
+            name = type(self.module).__name__.lower()
+            raise MissingLinksError(
+                f"{name}: modalities {missing} have no linked feature (links per pair: "
+                f"{links_per_pair(spec)}) and no train cell shows two modalities, so "
+                f"{' and '.join(parts)} cannot align them. Fix: give gene coordinates (10x "
+                "'interval' or gene_annotation) or protein->gene links; or align by structure "
+                "(dmmvae: anchor_space: gw, anchor_scope: global); or, to run it unaligned on "
+                "purpose, anchor_weight: 0 and guidance_graph: false"
+            )
+
+    def linked_parts(self) -> list[str]:
+        """The variant's settings that need linked features to align anything."""
+        return ["guidance_graph: true"] if self.params.get("guidance_graph") else []
 
     @torch.no_grad()
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
@@ -226,132 +279,12 @@ class MMAAVIModel(VAEModel):
         return hist
 
 
-def cca_anchor_space(mdata, seed: int = 0, n_components: int = 20) -> tuple[dict, str]:
-    """Canonical embeddings (Seurat-v3 CCA on linked genes, :class:`~.linked_cca.LinkedCCA`,
-    ``n_components`` of them) of every TRAIN cell from its own modality: ``({(anchor, partner):
-    (coords_a, coords_b)}, note)``, rows = cells of ``mdata`` (zeros outside the train split).
-    Empty with the reason when the CCA cannot be fitted (no or too few linked genes)."""
-    cca = LinkedCCA(n_components=int(n_components))
-    try:
-        cca.fit(mdata, seed=seed)
-    except (NotApplicableError, InputError) as err:
-        return {}, f"no CCA anchor space ({str(err).split(';')[0]}); linked features used"
+def shows_pairs(mdata: md.MuData) -> bool:
+    """Whether some train cell shows two modalities (paired or mosaic scenario)."""
     train = mdata.obs[SPLIT].to_numpy() == TRAIN
-    out = {}
-    for partner, emb in cca.cell_embeddings(mdata, train).items():
-        anchor = cca._anchor
-        coords = {}
-        for m in (anchor, partner):
-            full = np.zeros((mdata.n_obs, emb[m].shape[1]), np.float32)
-            full[train] = emb[m]
-            coords[m] = full
-        out[(anchor, partner)] = (coords[anchor], coords[partner])
-    genes = cca.train_info["linked_genes"]
-    return out, f"CCA on {genes} linked genes fitted on the train cells"
-
-
-#: Seurat v3's ``k.score``: neighbours per cell and dataset when anchors are scored
-SEURAT_K_SCORE = 30
-
-
-def seurat_anchor_scores(ua: np.ndarray, ub: np.ndarray, ij: np.ndarray,
-                         k_score: int = SEURAT_K_SCORE) -> np.ndarray:
-    """Seurat v3's anchor scores (Stuart et al. 2019, "scoring anchors"): for an anchor (i of
-    ``ua``, j of ``ub``), the shared neighbours of its two cells, each cell's neighbourhood
-    being its ``k_score`` nearest cells of ``ua`` and of ``ub``; the counts are divided by
-    ``2 k_score``, then scaled between their 1 % and 90 % quantiles and clipped to [0, 1].
-    ``ij``: local row numbers (into ``ua``, ``ub``)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    if len(ij) == 0:
-        return np.zeros(0)
-    nn_a = NearestNeighbors(n_neighbors=min(k_score, len(ua))).fit(ua)
-    nn_b = NearestNeighbors(n_neighbors=min(k_score, len(ub))).fit(ub)
-
-    def hood(x):  # neighbours in a (ids 0..) and in b (ids offset by len(ua))
-        return np.hstack([nn_a.kneighbors(x)[1], nn_b.kneighbors(x)[1] + len(ua)])
-
-    hi, hj = hood(ua[ij[:, 0]]), hood(ub[ij[:, 1]])
-    shared = np.array([len(np.intersect1d(x, y)) for x, y in zip(hi, hj, strict=True)], float)
-    score = shared / (2 * k_score)
-    lo, hi_q = np.quantile(score, [0.01, 0.9])
-    return np.clip((score - lo) / max(hi_q - lo, 1e-12), 0.0, 1.0)
-
-
-def global_anchor_pairs(mdata, spaces: dict, k: int, k_score: int = 0
-                        ) -> tuple[dict[tuple[str, str], np.ndarray], dict[tuple[str, str], np.ndarray]]:
-    """Seurat's anchors: mutual ``k``-nearest neighbours between the TRAIN cells that show
-    ``a`` but not ``b`` and those that show ``b`` but not ``a``, in the per-cell coordinates
-    ``spaces`` of :func:`cca_anchor_space` (canonical vectors it already L2-normalises, so
-    Euclidean neighbours are cosine neighbours). Returns ``(pairs, scores)``: pairs
-    ``{(a, b): int array (n_pairs, 2)}`` of row numbers; with ``k_score`` > 0 Seurat's score of
-    every pair (:func:`seurat_anchor_scores`) ``{(a, b): float array (n_pairs,)}``, else ``{}``."""
-    from sklearn.neighbors import NearestNeighbors
-
-    train = mdata.obs[SPLIT].to_numpy() == TRAIN
-    out, scores = {}, {}
-    for (a, b), (ca, cb) in spaces.items():
-        va = train & mdata.obs[visible_key(a)].to_numpy(bool)
-        vb = train & mdata.obs[visible_key(b)].to_numpy(bool)
-        ra, rb = np.flatnonzero(va & ~vb), np.flatnonzero(vb & ~va)
-        if len(ra) < 2 or len(rb) < 2:
-            continue
-        ua, ub = ca[ra], cb[rb]
-        nab = NearestNeighbors(n_neighbors=min(k, len(rb))).fit(ub).kneighbors(ua)[1]
-        nba = NearestNeighbors(n_neighbors=min(k, len(ra))).fit(ua).kneighbors(ub)[1]
-        ab = {(i, j) for i, row in enumerate(nab) for j in row}
-        mutual = sorted((i, j) for j, row in enumerate(nba) for i in row if (i, j) in ab)
-        out[(a, b)] = np.array([(ra[i], rb[j]) for i, j in mutual], dtype=np.int64).reshape(-1, 2)
-        if k_score:
-            local = np.array(mutual, dtype=np.int64).reshape(-1, 2)
-            scores[(a, b)] = seurat_anchor_scores(ua, ub, local, k_score)
-    return out, scores
-
-
-def gw_anchor_pairs(mdata, n_pcs: list[int], seed: int = 0, max_cells: int = 1500,
-                    ) -> tuple[dict[tuple[str, str], np.ndarray], str]:
-    """Structure-only anchors, for modalities with NO linked feature: per pair of modalities
-    (a, b), exact Gromov-Wasserstein (POT's conditional gradient from the product coupling,
-    uniform marginals) between the TRAIN cells that show ``a`` but not ``b`` and those that
-    show ``b`` but not ``a``, on cosine distances of each modality's own view
-    (:func:`~.gw_ot.modality_views`: PCA, or LSI for ATAC); ``n_pcs`` is self-tuned by the
-    lowest GW distance, as ``gw_ot`` does. Each cell's partner is its largest coupling entry,
-    both directions kept. At most ``max_cells`` cells per side (a seeded subsample).
-    ``({(a, b): int array (n_pairs, 2)}, note)`` of row numbers."""
-    ot = import_ot()
-    rng = np.random.default_rng(seed)
-    train = mdata.obs[SPLIT].to_numpy() == TRAIN
-    mods = list(mdata.mod)
-    out, notes = {}, []
-    for i, a in enumerate(mods):
-        for b in mods[i + 1:]:
-            va = train & mdata.obs[visible_key(a)].to_numpy(bool)
-            vb = train & mdata.obs[visible_key(b)].to_numpy(bool)
-            rows = {a: np.flatnonzero(va & ~vb), b: np.flatnonzero(vb & ~va)}
-            if min(len(r) for r in rows.values()) < 10:
-                continue
-            for m, r in rows.items():
-                if len(r) > max_cells:
-                    rows[m] = np.sort(rng.choice(r, max_cells, replace=False))
-            ra, rb = rows[a], rows[b]
-            views = {m: modality_views(mdata, m, rows[m], list(n_pcs), seed) for m in (a, b)}
-            p, q = np.full(len(ra), 1 / len(ra)), np.full(len(rb), 1 / len(rb))
-            best = None
-            for n in n_pcs:
-                Za, Zb = views[a][n](ra), views[b][n](rb)
-                Da, Db = 1 - Za @ Za.T, 1 - Zb @ Zb.T  # cosine distances (unit rows)
-                Da, Db = Da / max(Da.max(), 1e-12), Db / max(Db.max(), 1e-12)
-                T, log = ot.gromov.gromov_wasserstein(Da, Db, p, q, "square_loss", log=True,
-                                                      max_iter=2000)
-                if best is None or log["gw_dist"] < best[0]:
-                    best = (float(log["gw_dist"]), n, np.asarray(T))
-            gw, n, T = best
-            ij = np.unique(np.vstack([np.c_[np.arange(len(ra)), T.argmax(1)],
-                                      np.c_[T.argmax(0), np.arange(len(rb))]]), axis=0)
-            out[(a, b)] = np.c_[ra[ij[:, 0]], rb[ij[:, 1]]].astype(np.int64)
-            notes.append(f"{a}+{b}: GW on {len(ra)}+{len(rb)} cells, {n} components "
-                         f"(GW {gw:.4g}), {len(ij)} pairs")
-    return out, "structure-only GW anchors: " + "; ".join(notes)
+    shown = sum(mdata.obs[visible_key(m)].to_numpy(bool) if visible_key(m) in mdata.obs else train
+                for m in mdata.mod)
+    return bool(np.any(np.asarray(shown)[train] >= 2))
 
 
 def lsi_inputs(mdata: md.MuData) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
@@ -397,13 +330,33 @@ class DMMVAEModel(VAEModel):
 
     module_class = DMMVAE
 
+    def link_free_alignment(self) -> bool:
+        return float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "gw"
+
+    def linked_parts(self) -> list[str]:
+        parts = super().linked_parts()
+        if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] in ("cca", "features"):
+            parts.append(f"anchor_space '{self.params['anchor_space']}'")
+        return parts
+
     def fit(self, mdata, *, training=None, seed=0, device="cpu"):
+        self.check_graph_links(mdata)  # before the anchors, which may take minutes
         spaces, note = {}, ""
         if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "cca":
             spaces, note = cca_anchor_space(mdata, seed, self.params["anchor_components"])
+            unanchored = [m for m in mdata.mod if not any(m in pair for pair in spaces)]
+            if unanchored and not shows_pairs(mdata):
+                raise MissingLinksError(
+                    f"dmmvae: anchor_space 'cca' (anchor_weight {self.params['anchor_weight']}) "
+                    f"found no CCA anchor space for modalities {unanchored}: {note}. Without "
+                    "it they would train with no anchor while the run reads as anchored. Fix: "
+                    "set anchor_space: gw (structure-only anchors, no link needed) or "
+                    "anchor_weight: 0, or give gene coordinates (10x 'interval' or "
+                    "gene_annotation) / protein->gene links"
+                )
         pairs = {}
         if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] == "gw":
-            pairs, note = gw_anchor_pairs(mdata, _as_list(self.params["anchor_components"]), seed)
+            pairs, note = gw_anchor_pairs(mdata, as_list(self.params["anchor_components"]), seed)
         weights = None
         if spaces and self.params["anchor_scope"] == "global":
             k_score = SEURAT_K_SCORE if self.params["anchor_scoring"] else 0

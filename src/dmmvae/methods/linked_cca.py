@@ -98,6 +98,24 @@ def l2_rows(Z: np.ndarray) -> np.ndarray:
     return Z / np.where(norm > 0, norm, 1.0)
 
 
+def anchor_modality(mdata: md.MuData) -> str:
+    """The modality the others are aligned to: the first RNA modality (the gene space), else
+    the first modality."""
+    mods = list(mdata.mod)
+    kinds = [mdata.mod[m].uns.get(MODALITY_KIND) for m in mods]
+    return mods[kinds.index("rna")] if "rna" in kinds else mods[0]
+
+
+def gene_matrix(mdata: md.MuData, mod: str, anchor: str) -> tuple[sp.csr_matrix, list]:
+    """``mod`` in the genes of ``anchor`` (:func:`~dmmvae.data.links.gene_space`),
+    log-normalised when it holds counts: ``(cells x genes sparse, gene names)``."""
+    X, genes = gene_space(mdata, mod, rna=anchor)
+    a = mdata.mod[mod]
+    counts = COUNTS in a.layers or a.uns.get(MODALITY_KIND) in ("rna", "adt", "atac")
+    X = log_normalise(X) if counts else sp.csr_matrix(X, dtype=np.float64)
+    return X, genes
+
+
 class LinkedCCA(Method):
     """Seurat-v3-style CCA on linked genes (see the module docstring)."""
 
@@ -110,23 +128,20 @@ class LinkedCCA(Method):
         "standardize_cells": True,  # RunCCA(standardize=TRUE): z-score each cell over genes
     }
 
+    @property
+    def anchor(self) -> str:
+        """The modality every partner is aligned to (set by :meth:`fit`)."""
+        return self._anchor
+
     def _gene_matrix(self, mdata: md.MuData, mod: str, anchor: str) -> tuple[sp.csr_matrix, list]:
-        """Log-normalised gene-space matrix (sparse; densified only on the genes kept)."""
-        X, genes = gene_space(mdata, mod, rna=anchor)
-        a = mdata.mod[mod]
-        counts = COUNTS in a.layers or a.uns.get(MODALITY_KIND) in ("rna", "adt", "atac")
-        X = log_normalise(X) if counts else sp.csr_matrix(X, dtype=np.float64)
-        return X, genes
+        return gene_matrix(mdata, mod, anchor)
 
     def _cells(self, Z: np.ndarray) -> np.ndarray:
         return standardize_cells(Z) if self.params["standardize_cells"] else Z
 
     def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
-        mods = list(mdata.mod)
-        # the anchor: the first RNA modality (the gene space), else the first modality
-        kinds = [mdata.mod[m].uns.get(MODALITY_KIND) for m in mods]
-        anchor = mods[kinds.index("rna")] if "rna" in kinds else mods[0]
-        mods = [anchor] + [m for m in mods if m != anchor]
+        anchor = anchor_modality(mdata)
+        mods = [anchor] + [m for m in mdata.mod if m != anchor]
         train = mdata.obs[SPLIT].to_numpy() == TRAIN
         self._anchor = anchor
         self._pairs: dict[str, dict[str, Any]] = {}
@@ -183,4 +198,13 @@ class LinkedCCA(Method):
         return Predictions(mdata.obs_names[test], embeddings=emb)
 
 
-__all__ = ["LinkedCCA", "seurat_cca"]
+__all__ = [
+    "LinkedCCA",
+    "Standardiser",
+    "anchor_modality",
+    "gene_matrix",
+    "l2_rows",
+    "log_normalise",
+    "seurat_cca",
+    "standardize_cells",
+]
