@@ -37,11 +37,16 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-from _common import ROOT, SHARED, diagonal_scenario
+# one BLAS / OpenMP thread per method (before numpy loads): every method's train_seconds on
+# equal terms, and two benchmark processes side by side do not oversubscribe the cores
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from dmmvae.compare import claims, paired_difference, summary
-from dmmvae.config import ConfigError, Run, check_local_paths, expand_models, load_config
+import pandas as pd  # noqa: E402
+from _common import ROOT, SHARED, diagonal_scenario  # noqa: E402
+
+from dmmvae.compare import claims, paired_difference, summary  # noqa: E402
+from dmmvae.config import ConfigError, Run, check_local_paths, expand_models, load_config  # noqa: E402
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
 OUT_CSV = ROOT / "benchmarks" / "results" / "diagonal.csv"
