@@ -42,6 +42,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -53,8 +54,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_reproduce_mmvae_plus as toy  # noqa: E402
+from _common import ROOT, SHARED  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "benchmarks" / "results"
 MODELS = ("mvae", "mmvae", "mopoe", "mmvae_plus")
 METRICS = ("auc_shared", "r_markers_atac_to_rna")
@@ -245,14 +246,14 @@ def main(argv: list[str] | None = None) -> None:
     if standin:
         import tempfile
 
-        import bench_diagonal as bd
-
+        from dmmvae.config import load_config
         from dmmvae.data.prepare import prepare_dataset
 
         ann = STANDINS[args.dataset]
         args.target = args.target or arm["data"][args.dataset]["target"]
-        args.annotation = args.annotation or str(bd.SHARED / "annotation" / ann)
-        _, spec, _ = bd.DATASETS[args.dataset]()
+        args.annotation = args.annotation or str(SHARED / "annotation" / ann)
+        os.chdir(ROOT)  # the config's paths are relative to the project, as for Snakemake
+        spec = load_config(ROOT / "config" / "diagonal.yaml")["datasets"][args.dataset]
         raw_path = Path(tempfile.gettempdir()) / f"mmvae_plus_sc_{args.dataset}.h5mu"
         prepare_dataset(args.dataset, spec, cache_dir=tempfile.gettempdir()).write(raw_path)
         name = args.dataset

@@ -199,7 +199,9 @@ def test_dmmvae_with_zero_weights_is_mmvae_exactly():
     # log the adversarial terms from the first epoch at full KL weight on; on diagonal data
     # (the output discriminators need cells that lack a modality)
     diag = scenario(kind="diagonal")
-    h_adv = build_model("dmmvae", {**FAST, **SEED_DESIGN}).fit(
+    # the synthetic modalities share no linked feature: the linked anchors off on purpose
+    # (otherwise the run stops with MissingLinksError, tested in test_diagonal_controls.py)
+    h_adv = build_model("dmmvae", {**FAST, **SEED_DESIGN, "anchor_weight": 0}).fit(
         diag, seed=3, training={**cfg, "kl_warmup_epochs": 2}
     )
     h_mm = build_model("mmvae", FAST).fit(diag, seed=3, training={**cfg, "kl_warmup_epochs": 2})
@@ -252,7 +254,8 @@ def test_dmmvae_latent_adversary_makes_modalities_harder_to_tell_apart():
     losses = {}
     for w in (1e-4, 2.0):
         m = build_model("dmmvae", {**FAST, "shared_core": False, "latent_adversarial_weight": w,
-                                   "output_adversarial_weight": 0, "disc_steps": 1})
+                                   "output_adversarial_weight": 0, "disc_steps": 1,
+                                   "anchor_weight": 0})  # no linked feature: no anchors
         h = m.fit(sc, seed=0, training=cfg)
         losses[w] = h["train_disc_loss"].iloc[-5:].mean()
     assert losses[2.0] > losses[1e-4] + 0.04, losses
@@ -306,7 +309,9 @@ def test_training_on_paired_synthetic_data(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_diagonal_scenario_trains_and_predicts(variant):
-    p = fit_predict_diagonal(variant, FAST, {**TRAIN_CFG, "max_epochs": 10})
+    # the synthetic modalities share no linked feature: D-MMVAE's linked anchors off on purpose
+    params = {**FAST, "anchor_weight": 0} if variant == "dmmvae" else FAST
+    p = fit_predict_diagonal(variant, params, {**TRAIN_CFG, "max_epochs": 10})
     if variant == "mmvae_plus":
         # documented limitation: without paired cells the shared latent gets only its KL
         # gradient and collapses towards the prior (tiny spread of the embeddings)
