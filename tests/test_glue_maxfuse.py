@@ -179,3 +179,88 @@ def test_maxfuse_runs_the_cite_recipe_and_a_user_value_wins(cite600):
     legacy = MaxFuse(recipe="legacy")
     legacy.fit(cite600, seed=0)
     assert legacy.train_info["settings"]["init_wt"] == 0.3
+
+
+# ---- GLUE at its authors' recipe (docs/glue_diagnosis.md) ---------------------------------------
+#: a few epochs and small layers: enough to check what GLUE reads and records
+TINY_GLUE = {"max_epochs": 4, "h_dim": 32, "latent_dim": 8, "n_pcs": 20}
+
+
+@pytest.mark.shared_data
+def test_glue_reads_the_all_peak_lsi_and_records_its_budget(multiome500, caplog):
+    pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
+    from dmmvae.methods.glue import linked_features
+
+    m = GLUE(**TINY_GLUE)
+    with caplog.at_level("WARNING", logger="dmmvae.methods.glue"):
+        m.fit(multiome500, seed=0)
+    info = m.train_info
+    atac = multiome500.mod["atac"]
+    n_lsi_peaks = int(atac.uns["lsi_all"]["n_peaks"])
+    assert n_lsi_peaks > atac.n_vars  # all peaks, not only the kept ones
+    assert info["encoder_input"]["atac"] == (
+        f"obsm['{LSI_ALL}']: {atac.obsm[LSI_ALL].shape[1]} components over {n_lsi_peaks} peaks")
+    assert info["atac_lsi_peaks"] == {"atac": n_lsi_peaks}
+    # decoder: GLUE's highly variable peaks = the kept peaks the guidance graph links to a gene
+    n_linked = int(linked_features(multiome500, ["rna", "atac"])["atac"].sum())
+    assert 0 < n_linked < atac.n_vars
+    assert info["decoder_features"] == {"rna": multiome500.mod["rna"].n_vars, "atac": n_linked}
+    assert info["graph_vertices"] == multiome500.mod["rna"].n_vars + n_linked
+    # the user's cap: epochs per stage, the automatic budget it overrides, a WARNING and a note
+    auto = info["auto_budget"]["max_epochs"]
+    assert auto > 4 and set(info["epochs_per_stage"]) == {"pretrain", "finetune"}
+    assert all(1 <= n <= 4 for n in info["epochs_per_stage"].values())
+    assert all(info["stages"][s]["max_epochs"] == 4 for s in ("pretrain", "finetune"))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("max_epochs=4" in w and f"automatic budget of {auto} epochs" in w for w in warned)
+    notes = m.predict(multiome500).info["notes"]
+    assert any("max_epochs=4 set by the user" in n and str(auto) in n for n in notes)
+
+
+@pytest.mark.shared_data
+def test_glue_falls_back_to_the_kept_peak_lsi_with_a_note(multiome500):
+    pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
+    sc = multiome500.copy()
+    del sc.mod["atac"].obsm[LSI_ALL]
+    m = GLUE(**TINY_GLUE, atac_features="all")
+    m.fit(sc, seed=0)
+    atac = sc.mod["atac"]
+    assert m.train_info["encoder_input"]["atac"] == (
+        f"obsm['{LSI}']: {atac.obsm[LSI].shape[1]} components over {atac.n_vars} peaks")
+    assert m.train_info["decoder_features"]["atac"] == atac.n_vars
+    assert any(f"used obsm['{LSI}']" in n for n in m.predict(sc).info["notes"])
+
+
+def test_glue_default_is_the_automatic_budget_of_scglue(monkeypatch, caplog):
+    """max_epochs None: scglue resolves its AUTO budget (no cap, no warning), and
+    ``automatic_budget`` computes the same values. Training itself is stubbed out."""
+    scglue = pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
+    from dmmvae.methods.glue import automatic_budget
+
+    seen = []
+    monkeypatch.setattr(scglue.models.scglue.SCGLUETrainer, "fit",
+                        lambda self, *a, **kw: seen.append(kw))
+    sc = gene_split(0.1)
+    m = GLUE(h_dim=16, latent_dim=8, n_pcs=10)
+    with caplog.at_level("WARNING", logger="dmmvae.methods.glue"):
+        m.fit(sc, seed=0)
+    info = m.train_info
+    n_cells = sum(info["n_train_cells"].values())  # diagonal: disjoint cells
+    auto = automatic_budget(scglue, n_cells, 2e-3, 128)
+    assert info["auto_budget"] == auto and auto["max_epochs"] > 48
+    assert [kw["max_epochs"] for kw in seen] == [auto["max_epochs"]] * 2
+    assert [kw["patience"] for kw in seen] == [auto["patience"]] * 2
+    assert [kw["reduce_lr_patience"] for kw in seen] == [auto["reduce_lr_patience"]] * 2
+    # pretraining has no alignment (burn-in inf, recorded as None); fine-tuning GLUE's burn-in
+    assert info["stages"]["pretrain"]["align_burnin"] is None
+    assert info["stages"]["finetune"]["align_burnin"] == auto["align_burnin"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "notes" not in info or not any("set by the user" in n for n in info["notes"])
+
+
+def test_glue_rejects_unknown_likelihoods_and_peak_sets():
+    pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
+    assert GLUE().params["adt_likelihood"] == "NBMixture"  # scglue 0.4.0's CITE-seq support
+    assert GLUE().params["atac_features"] == "linked" and GLUE().params["max_epochs"] is None
+    with pytest.raises(ValueError, match="atac_features must be one of"):
+        GLUE(atac_features="top").fit(gene_split(0.1), seed=0)

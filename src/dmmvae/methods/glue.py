@@ -1,5 +1,6 @@
 """``glue``: GLUE (graph-linked unified embedding; Cao & Gao 2022, ``scglue``) as a reference
-method for the diagonal scenario, its guidance graph built from the links the benchmark stores.
+method for the diagonal scenario, at its authors' recipe, its guidance graph built from the links
+the benchmark stores. Recipe, sources and measurements: ``docs/glue_diagnosis.md``.
 
 Optional: ``scglue`` is imported inside the method; without it the run is recorded as
 ``not_installed`` (:class:`MissingDependencyError`) with the install hint.
@@ -12,26 +13,42 @@ What GLUE sees (train cells only, scenario masks respected)
   (GLUE's unpaired model; the pairing is not used).
 - Feature names are prefixed with the modality (``rna:CD3E``, ``adt:CD3``) so that the
   guidance graph has one vertex per feature even when two modalities share names.
-- Likelihoods and encoder inputs (GLUE's tutorials): RNA: negative binomial on
-  ``layers["counts"]``, encoder input = PCA (``n_pcs`` 100) of the scoring normalisation,
-  scaled per gene, both fitted on the RNA train cells; ATAC: negative binomial on counts,
-  encoder input = the LSI of preprocessing (``obsm["X_lsi"]``, fitted on train cells) when
-  present; ADT: ``adt_likelihood`` (``NB`` on counts, or ``Normal`` on the CLR of ``.X``), no
-  reduction; ``gaussian`` modalities: ``Normal`` on ``.X`` with a PCA input like RNA.
+- Likelihoods, encoder inputs and decoder features (GLUE's tutorials ``docs/preprocessing.ipynb``
+  / ``docs/training.ipynb`` and the paper's ``evaluation/workflow/scripts/run_GLUE.py``):
+  RNA: negative binomial on ``layers["counts"]`` of the kept (highly variable) genes, encoder
+  input = PCA (``n_pcs`` 100) of the scoring normalisation, scaled per gene (clipped at 10),
+  both fitted on the RNA train cells. ATAC: negative binomial on counts; encoder input = GLUE's
+  LSI over ALL peaks (``obsm["X_lsi_all"]``, 100 components, fitted on train cells by
+  preprocessing), falling back to ``obsm["X_lsi"]`` (the kept peaks) with a note; decoder
+  features (``atac_features``): ``"linked"`` (default, GLUE's ``use_highly_variable``: the peaks
+  the guidance graph connects to a gene, here among the peaks the scenario file keeps) or
+  ``"all"`` kept peaks. ADT: ``adt_likelihood`` ``"NBMixture"`` on counts (default: scglue
+  0.4.0's CITE-seq support, docs/release.rst and ``docs/test citeseq tutorial.ipynb``), ``"NB"``
+  on counts, or ``"Normal"`` on the CLR of ``.X``; no reduction (as that notebook).
+  ``gaussian`` modalities: ``Normal`` on ``.X`` with a PCA input like RNA.
 - The guidance graph is built directly from ``mdata.uns["links"]`` (:func:`link_matrix`): one
   undirected edge per link with its weight (clipped into (0, 1], GLUE's requirement) and sign
-  +1, plus a self-loop of weight 1 on every feature. No genomic-coordinate helper of scglue is
-  used (so no bedtools binary is needed): the links are the ones every linked method reads.
-  A modality with no link to any other one stops the run with :class:`MissingLinksError`.
+  +1, plus a self-loop of weight 1 on every feature, then restricted to the features the
+  decoders use (the tutorial's ``guidance_hvf``). No genomic-coordinate helper of scglue is used
+  (no bedtools binary needed): the links are the ones every linked method reads (gene body or
+  2 kb promoter overlap, weight 1: ``rna_anchored_guidance_graph``'s defaults; protein -> gene,
+  weight 1: ``generate_prot_guidance_graph``). A modality with no link to any other one stops
+  the run with :class:`MissingLinksError`.
 
 Training (``scglue.models.fit_SCGLUE``'s recipe, run stage by stage so that the device, the
 time limit and the per-epoch history are ours): pretraining without alignment, balancing weights
 estimated from the pretrained embeddings (``scglue.data.estimate_balancing_weight``), then
 fine-tuning from the pretrained weights (seed + 1, as scglue does). ``max_epochs`` / ``patience``
-``None`` keep GLUE's automatic values (scaled by learning rate and data size, with its early
-stopping). ``training.time_limit_minutes`` applies: pretraining stops at half of it and
-fine-tuning at all of it (training ends early, as for the scvi-tools references;
-``train_info["time_limit_reached"]``).
+``None`` (default) keep GLUE's automatic budget per stage: ``max(ceil(48 / lr / batches per
+epoch), 48)`` epochs with its early stopping (patience ``4 / lr / batches``, learning-rate
+reduction ``2 / lr / batches``, alignment burn-in ``8 / lr / batches``). A ``max_epochs`` set by
+the user is a cap on that budget: it is logged as a WARNING naming the budget it overrides and
+written in the result's notes. ``training.time_limit_minutes`` applies: pretraining stops at half
+of it and fine-tuning at all of it (``train_info["time_limit_reached"]``).
+
+``train_info`` records the automatic budget, the values each stage ran with, the epochs run per
+stage, the encoder input and decoder features of each modality (for ATAC the peaks of its LSI),
+the balancing fallback and the notes.
 
 Predictions (test cells): each modality's embedding is GLUE's encoder mean from that modality
 alone (``encode_data``); the joint embedding is their mean. No imputation (GLUE's API has no
@@ -47,6 +64,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ClassVar
 
 import anndata as ad
@@ -57,7 +75,17 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
-from ..constants import COUNTS, JOINT, LSI, MODALITY_KIND, SPLIT, TEST, TRAIN, visible_key
+from ..constants import (
+    COUNTS,
+    JOINT,
+    LSI,
+    LSI_ALL,
+    MODALITY_KIND,
+    SPLIT,
+    TEST,
+    TRAIN,
+    visible_key,
+)
 from ..data.links import link_matrix
 from ..io import InputError, Predictions
 from ._base import Method, MissingDependencyError, MissingLinksError
@@ -71,6 +99,11 @@ INSTALL_HINT = (
 #: obs column GLUE reads its balancing weights from (scglue's own key name)
 _BALANCE = "balancing_weight"
 _REP = "X_glue_input"
+#: scglue's validation split in ``SCGLUEModel.fit`` (the automatic budget counts train batches)
+_VAL_SPLIT = 0.1
+ADT_LIKELIHOODS = ("NBMixture", "NB", "Normal")
+ATAC_FEATURES = ("linked", "all")
+STAGES = ("pretrain", "finetune")
 
 
 def import_scglue():
@@ -114,12 +147,42 @@ def guidance_graph(mdata: md.MuData, prefix: dict[str, str]):
     return g, n_links
 
 
+def linked_features(mdata: md.MuData, mods: list[str]) -> dict[str, np.ndarray]:
+    """Per modality, a boolean mask of the features with at least one link to another one."""
+    out = {m: np.zeros(mdata.mod[m].n_vars, dtype=bool) for m in mods}
+    for a, b in itertools.combinations(mods, 2):
+        L = sp.csr_matrix(link_matrix(mdata, a, b))
+        L.data = (L.data > 0).astype(np.float32)
+        out[a] |= np.asarray(L.sum(axis=1)).ravel() > 0
+        out[b] |= np.asarray(L.sum(axis=0)).ravel() > 0
+    return out
+
+
+def automatic_budget(scglue, n_cells: int, lr: float, batch_size: int) -> dict[str, int]:
+    """GLUE's automatic epoch budget per stage (``SCGLUEModel.fit``, ``AUTO`` values): each
+    count is ``max(ceil(progress / lr / batches_per_epoch), ceil(progress))`` with
+    ``batches_per_epoch = n_cells * (1 - 0.1) / batch_size`` (``n_cells``: distinct cells over
+    the modalities) and progress 48 (epochs), 4 (patience), 2 (learning-rate reduction) and 8
+    (alignment burn-in)."""
+    cls = scglue.models.SCGLUEModel
+    per_epoch = n_cells * (1 - _VAL_SPLIT) / batch_size
+
+    def count(progress: float) -> int:
+        return max(math.ceil(progress / lr / per_epoch), math.ceil(progress))
+
+    return {"max_epochs": count(cls.MAX_EPOCHS_PRG), "patience": count(cls.PATIENCE_PRG),
+            "reduce_lr_patience": count(cls.REDUCE_LR_PATIENCE_PRG),
+            "align_burnin": count(cls.ALIGN_BURNIN_PRG)}
+
+
 class _History:
-    """scglue training plugin: per-epoch losses, and termination at a wall-clock deadline."""
+    """scglue training plugin: per-epoch losses, termination at a wall-clock deadline, and
+    the epoch of the checkpoint GLUE's early stopping restored at the end."""
 
     def __init__(self, stage: str, deadline: float | None, rows: list[dict]) -> None:
         self.stage, self.deadline, self.rows = stage, deadline, rows
         self.reached = False
+        self.restored: int | None = None
 
     def attach(self, net, trainer, train_engine, val_engine, train_loader, val_loader,
                directory) -> None:
@@ -136,6 +199,13 @@ class _History:
                 self.reached = True
                 engine.terminate()
 
+        # attached after scglue's EarlyStopping, so this runs after it restored a checkpoint
+        @train_engine.on(ignite.engine.Events.COMPLETED | ignite.engine.Events.TERMINATE)
+        def _restored(engine):
+            epochs = [int(p.stem.split("_")[-1]) for p in Path(directory).glob("checkpoint_*.pt")
+                      if p.stem.split("_")[-1].isdigit()]
+            self.restored = max(epochs) if epochs else None
+
 
 class GLUE(Method):
     """GLUE (scglue) on the benchmark's links (see the module docstring)."""
@@ -146,12 +216,16 @@ class GLUE(Method):
         "h_dim": 256,
         "dropout": 0.2,
         "n_pcs": 100,  # RNA / gaussian encoder input (GLUE tutorial: 100 PCs)
-        "adt_likelihood": "NB",  # "NB" (counts) or "Normal" (CLR of .X)
+        # "NBMixture" (counts; scglue 0.4.0's CITE-seq support), "NB" (counts) or "Normal" (CLR)
+        "adt_likelihood": "NBMixture",
+        # ATAC decoder features: "linked" (GLUE: peaks the guidance graph links to a gene) or
+        # "all" kept peaks
+        "atac_features": "linked",
         "lr": 2e-3,
         "lam_graph": 0.02,
         "lam_align": 0.05,
         "batch_size": 128,
-        "max_epochs": None,  # None: GLUE's automatic value (per stage)
+        "max_epochs": None,  # None: GLUE's automatic budget per stage (a value is a user's cap)
         "patience": None,  # None: GLUE's automatic early-stopping patience
         "balance": True,  # estimate balancing weights between pretraining and fine-tuning
     }
@@ -168,19 +242,58 @@ class GLUE(Method):
             return "NB", True
         if kind == "adt":
             lik = str(self.params["adt_likelihood"])
-            if lik not in ("NB", "Normal"):
-                raise ValueError(f"glue: adt_likelihood must be 'NB' or 'Normal', got {lik!r}")
-            return lik, lik == "NB"
+            if lik not in ADT_LIKELIHOODS:
+                raise ValueError(f"glue: adt_likelihood must be one of {list(ADT_LIKELIHOODS)}, "
+                                 f"got {lik!r}")
+            return lik, lik != "Normal"
         return "Normal", False
+
+    def _select_features(self, mdata: md.MuData) -> None:
+        """Decoder features per modality: every kept feature, except ATAC with
+        ``atac_features="linked"`` (the peaks with a link, GLUE's highly variable peaks)."""
+        choice = str(self.params["atac_features"])
+        if choice not in ATAC_FEATURES:
+            raise ValueError(f"glue: atac_features must be one of {list(ATAC_FEATURES)}, "
+                             f"got {choice!r}")
+        linked = linked_features(mdata, self._mods)
+        self._features = {}
+        for m in self._mods:
+            a = mdata.mod[m]
+            if a.uns.get(MODALITY_KIND) == "atac" and choice == "linked":
+                self._features[m] = np.flatnonzero(linked[m])
+            else:
+                self._features[m] = np.arange(a.n_vars)
 
     def _fit_reps(self, mdata: md.MuData, rows: dict[str, np.ndarray], seed: int) -> None:
         """Encoder inputs: PCA of the scaled scoring normalisation for RNA / gaussian, fitted
-        on that modality's train cells; stored LSI for ATAC; none for ADT."""
+        on that modality's train cells; stored LSI for ATAC (all peaks when present); none for
+        ADT. Describes each in ``self._inputs``."""
         self._pca: dict[str, tuple[np.ndarray, np.ndarray, PCA]] = {}
+        self._inputs: dict[str, str] = {}
         for m in self._mods:
             a = mdata.mod[m]
             kind = a.uns.get(MODALITY_KIND, "gaussian")
+            if kind == "atac":
+                key = LSI_ALL if LSI_ALL in a.obsm else LSI if LSI in a.obsm else None
+                if key is None:
+                    self._inputs[m] = f"none: {len(self._features[m])} peak counts"
+                    self._notes.append(f"glue: '{m}' has no stored LSI; its encoder read the "
+                                       "peak counts (GLUE's recipe reads an all-peak LSI)")
+                    continue
+                if key == LSI_ALL:  # preprocessing records the peaks its LSI read
+                    n_peaks = int((a.uns.get("lsi_all") or {}).get("n_peaks", 0)) or None
+                else:
+                    n_peaks = int(a.n_vars)
+                self._inputs[m] = (f"obsm['{key}']: {a.obsm[key].shape[1]} components over "
+                                   f"{n_peaks if n_peaks is not None else 'all'} peaks")
+                self._lsi_peaks[m] = n_peaks
+                if key == LSI:
+                    self._notes.append(
+                        f"glue: no obsm['{LSI_ALL}'] for '{m}'; its encoder used obsm['{LSI}'] "
+                        f"(LSI of the {a.n_vars} peaks kept for scoring), not GLUE's all-peak LSI")
+                continue
             if kind not in ("rna", "gaussian"):
+                self._inputs[m] = f"none: {len(self._features[m])} features"
                 continue
             X = _dense(a.X[rows[m]])
             mu, sd = X.mean(0), X.std(0)
@@ -188,6 +301,7 @@ class GLUE(Method):
             k = int(min(self.params["n_pcs"], X.shape[0] - 1, X.shape[1] - 1))
             pca = PCA(n_components=k, random_state=seed).fit(np.clip((X - mu) / sd, -10, 10))
             self._pca[m] = (mu, sd, pca)
+            self._inputs[m] = f"PCA: {k} components of {a.n_vars} scaled features"
 
     def _rep(self, mdata: md.MuData, m: str, rows: np.ndarray) -> np.ndarray | None:
         a = mdata.mod[m]
@@ -195,8 +309,10 @@ class GLUE(Method):
             mu, sd, pca = self._pca[m]
             return pca.transform(np.clip((_dense(a.X[rows]) - mu) / sd, -10, 10)).astype(
                 np.float32)
-        if a.uns.get(MODALITY_KIND) == "atac" and LSI in a.obsm:
-            return np.asarray(a.obsm[LSI][rows], dtype=np.float32)
+        if a.uns.get(MODALITY_KIND) == "atac":
+            for key in (LSI_ALL, LSI):
+                if key in a.obsm:
+                    return np.asarray(a.obsm[key][rows], dtype=np.float32)
         return None
 
     def _adata(self, mdata: md.MuData, m: str, rows: np.ndarray) -> ad.AnnData:
@@ -209,10 +325,13 @@ class GLUE(Method):
                 f"layers['{COUNTS}']; glue's {prob} likelihood needs raw counts. Fix: preprocess "
                 "raw counts with dmmvae.data.preprocess."
             )
+        cols = self._features[m]
         X = a.layers[COUNTS][rows] if counts else a.X[rows]
+        X = X[:, cols]
         X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, np.float32)
+        names = a.var_names.astype(str)[cols]
         out = ad.AnnData(X=X, obs=pd.DataFrame(index=mdata.obs_names[rows].astype(str)),
-                         var=pd.DataFrame(index=[f"{m}:{v}" for v in a.var_names.astype(str)]))
+                         var=pd.DataFrame(index=[f"{m}:{v}" for v in names]))
         rep = self._rep(mdata, m, rows)
         if rep is not None:
             out.obsm[_REP] = rep
@@ -234,8 +353,10 @@ class GLUE(Method):
                       lr=float(p["lr"]))
         hist = _History(stage, deadline, rows)
         trainer = model.trainer
+        used: dict[str, Any] = {}
         # scglue's SCGLUEModel.fit takes no plugin; its trainer's fit does: bind ours to it
-        trainer.fit = _with_plugins(trainer.fit, [hist])
+        # (and read the epoch budget scglue resolved from its AUTO values)
+        trainer.fit = _with_plugins(trainer.fit, [hist], used)
         fit = {"data_batch_size": int(p["batch_size"])}
         if p["max_epochs"] is not None:
             # GLUE sets burn-in and patiences as fixed fractions of its automatic epoch budget
@@ -251,16 +372,40 @@ class GLUE(Method):
             fit["patience"] = int(p["patience"])
         if stage == "pretrain":  # fit_SCGLUE's pretraining: no adversarial alignment
             fit.update(align_burnin=np.inf, safe_burnin=False)
+        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="dmmvae_glue_") as tmp:
             model.fit(adatas, graph, directory=tmp, **fit)
         del trainer.fit
-        return model, hist.reached
+        summary = {k: (None if isinstance(v, float) and math.isinf(v) else v)
+                   for k, v in used.items()}
+        summary.update(restored_epoch=hist.restored, seconds=time.perf_counter() - t0)
+        return model, hist.reached, summary
+
+    def _budget_notes(self, auto: dict[str, int], n_cells: int) -> None:
+        """A user's ``max_epochs`` / ``patience``: a WARNING naming GLUE's automatic value it
+        overrides, and a note in the result."""
+        p = self.params
+        base = (f"GLUE's automatic budget of {auto['max_epochs']} epochs per stage (early "
+                f"stopping patience {auto['patience']}, from {n_cells} cells, batch "
+                f"{p['batch_size']}, lr {p['lr']})")
+        if p["max_epochs"] is not None:
+            msg = (f"glue: max_epochs={int(p['max_epochs'])} set by the user overrides {base}; "
+                   "a cap, not the authors' recipe")
+            log.warning(msg)
+            self._notes.append(msg)
+        if p["patience"] is not None:
+            msg = (f"glue: patience={int(p['patience'])} set by the user overrides GLUE's "
+                   f"automatic early-stopping patience of {auto['patience']} epochs")
+            log.warning(msg)
+            self._notes.append(msg)
 
     def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         scglue = import_scglue()
         import torch
 
         self._mods = list(mdata.mod)
+        self._notes: list[str] = []
+        self._lsi_peaks: dict[str, int | None] = {}
         if len(self._mods) < 2:
             raise InputError(f"glue: needs at least two modalities; the scenario has {self._mods}")
         t0 = time.perf_counter()
@@ -282,16 +427,25 @@ class GLUE(Method):
                 f"(links per pair: {n_links}); GLUE's guidance graph needs them. Fix: give gene "
                 "coordinates (10x 'interval' or gene_annotation) or protein->gene links"
             )
+        self._select_features(mdata)
+        used_names = [f"{m}:{v}" for m in self._mods
+                      for v in mdata.mod[m].var_names.astype(str)[self._features[m]]]
+        graph = graph.subgraph(used_names).copy()  # the tutorial's guidance_hvf
         torch.manual_seed(int(seed))
         self._fit_reps(mdata, rows, int(seed))
         adatas = {m: self._adata(mdata, m, rows[m]) for m in self._mods}
+        n_cells = len(set().union(*(a.obs_names for a in adatas.values())))
+        auto = automatic_budget(scglue, n_cells, float(self.params["lr"]),
+                                int(self.params["batch_size"]))
+        self._budget_notes(auto, n_cells)
         history: list[dict] = []
         reached: list[bool] = []
+        stages: dict[str, dict] = {}
         balance_fallback: list[str] = []
         with _scglue_settings(scglue):
-            pre, hit = self._stage(scglue, adatas, graph, stage="pretrain", seed=int(seed),
-                                   device=device, rows=history,
-                                   deadline=t0 + limit_s / 2 if limit_s else None)
+            pre, hit, stages["pretrain"] = self._stage(
+                scglue, adatas, graph, stage="pretrain", seed=int(seed), device=device,
+                rows=history, deadline=t0 + limit_s / 2 if limit_s else None)
             reached.append(hit)
             if self.params["balance"]:
                 for m, a in adatas.items():
@@ -306,25 +460,38 @@ class GLUE(Method):
                         balance_fallback.append(m)
                     a.uns[scglue.config.ANNDATA_KEY]["use_dsc_weight"] = _BALANCE
                     del a.obsm["X_glue_pretrain"]
-            self._model, hit = self._stage(scglue, adatas, graph, stage="finetune",
-                                           seed=int(seed) + 1, device=device, rows=history,
-                                           pretrained=pre,
-                                           deadline=t0 + limit_s if limit_s else None)
+            if balance_fallback:
+                self._notes.append(
+                    f"glue: balancing weights undefined for {balance_fallback} (no cluster of "
+                    "the pretrained embeddings matched across modalities at cosine >= 0.5); "
+                    "uniform weights used")
+            self._model, hit, stages["finetune"] = self._stage(
+                scglue, adatas, graph, stage="finetune", seed=int(seed) + 1, device=device,
+                rows=history, pretrained=pre, deadline=t0 + limit_s if limit_s else None)
             reached.append(hit)
         hist = pd.DataFrame(history)
+        epochs = hist.groupby("stage")["epoch"].max().astype(int).to_dict() if len(hist) else {}
         self.train_info = {
             "scglue_version": scglue.__version__,
             "n_train_cells": {m: int(len(r)) for m, r in rows.items()},
             "graph_vertices": int(graph.number_of_nodes()),
             "graph_links": n_links,
-            "epochs_per_stage": hist.groupby("stage")["epoch"].max().astype(int).to_dict()
-            if len(hist) else {},
+            "decoder_features": {m: int(len(self._features[m])) for m in self._mods},
+            "encoder_input": dict(self._inputs),
+            "atac_lsi_peaks": dict(self._lsi_peaks),
+            "likelihood": {m: self._likelihood(mdata.mod[m])[0] for m in self._mods},
+            # GLUE's automatic budget for these cells (per stage) and what each stage ran with
+            "auto_budget": auto,
+            "stages": stages,
+            "epochs_per_stage": {s: int(epochs.get(s, 0)) for s in STAGES},
             "time_limit_reached": bool(any(reached)),
             # modalities whose balancing weights were undefined (no cluster matched across
             # modalities after pretraining): uniform weights were used instead
             "balancing_uniform": balance_fallback,
             "train_seconds": time.perf_counter() - t0,
         }
+        if self._notes:
+            self.train_info["notes"] = list(self._notes)
         return hist
 
     # ---- outputs ----------------------------------------------------------------------------
@@ -336,10 +503,11 @@ class GLUE(Method):
             for m in self._mods:
                 emb[m] = self._model.encode_data(m, self._adata(mdata, m, test))
         emb[JOINT] = np.mean([emb[m] for m in self._mods], axis=0)
-        notes = ["no imputation: GLUE's public API has no cross-modal prediction"]
+        notes = ["no imputation: GLUE's public API has no cross-modal prediction",
+                 *self.train_info.get("notes", [])]
         return Predictions(mdata.obs_names[test], embeddings=emb,
-                           info={"model": "glue", "params": self.params, "notes": notes,
-                                 **self.train_info})
+                           info={"model": "glue", "params": self.params, **self.train_info,
+                                 "notes": notes})
 
     def checkpoint(self) -> dict[str, Any]:
         """Params, train info and the GLUE network's weights."""
@@ -368,11 +536,16 @@ def _torch_device(device: str):
     return torch.device(dev)
 
 
-def _with_plugins(fit, plugins):
+def _with_plugins(fit, plugins, used: dict):
+    """``fit`` with our plugins added; records the budget scglue passes to its trainer."""
+    keys = ("max_epochs", "patience", "reduce_lr_patience", "align_burnin")
+
     def wrapped(*args, **kwargs):
+        used.update({k: kwargs.get(k) for k in keys})
         return fit(*args, plugins=plugins, **kwargs)
 
     return wrapped
 
 
-__all__ = ["GLUE", "INSTALL_HINT", "guidance_graph", "import_scglue"]
+__all__ = ["GLUE", "INSTALL_HINT", "automatic_budget", "guidance_graph", "import_scglue",
+           "linked_features"]
