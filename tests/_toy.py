@@ -133,3 +133,21 @@ def toy_predictions(mdata, *, noise: float = 0.3, seed: int = 1, dim: int | None
                 np.float32)
     return Predictions(np.asarray(mdata.obs_names[test]), emb, imp, gen,
                        info={"shared_dims": list(range(k))}, cross_generated=cross)
+
+
+def manifold(n: int, seed: int) -> np.ndarray:
+    """2-D latent: 4 clusters of unequal sizes at unequal distances (no isometry swaps them),
+    each with a continuous within-cluster spread."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 7.0], [9.0, 9.0]])
+    sizes = np.array([0.4, 0.3, 0.2, 0.1])
+    lab = rng.choice(4, size=n, p=sizes)
+    return centres[lab] + rng.normal(scale=[1.2, 0.5], size=(n, 2))
+
+
+def nonlinear_view(z: np.ndarray, d: int, seed: int, noise: float = 0.1) -> np.ndarray:
+    """A noisy nonlinear view of the latent ``z`` in ``d`` features."""
+    rng = np.random.default_rng(seed)
+    h = np.tanh(z @ rng.normal(scale=0.4, size=(2, 16)) + rng.normal(size=16))
+    x = h @ rng.normal(size=(16, d))
+    return x + noise * rng.normal(size=x.shape)

@@ -181,7 +181,7 @@ def test_maxfuse_runs_the_cite_recipe_and_a_user_value_wins(cite600):
     assert legacy.train_info["settings"]["init_wt"] == 0.3
 
 
-# ---- GLUE at its authors' recipe (docs/glue_diagnosis.md) ---------------------------------------
+# ---- GLUE at its authors' recipe (docs/recipes.md) ---------------------------------------
 #: a few epochs and small layers: enough to check what GLUE reads and records
 TINY_GLUE = {"max_epochs": 4, "h_dim": 32, "latent_dim": 8, "n_pcs": 20}
 

@@ -1,6 +1,6 @@
 """``glue``: GLUE (graph-linked unified embedding; Cao & Gao 2022, ``scglue``) as a reference
 method for the diagonal scenario, at its authors' recipe, its guidance graph built from the links
-the benchmark stores. Recipe, sources and measurements: ``docs/glue_diagnosis.md``.
+the benchmark stores. Recipe, sources and measurements: ``docs/recipes.md``.
 
 Optional: ``scglue`` is imported inside the method; without it the run is recorded as
 ``not_installed`` (:class:`MissingDependencyError`) with the install hint.
