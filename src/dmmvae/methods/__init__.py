@@ -13,6 +13,7 @@ from ._loop import TrainingFailure
 from ._model import DMMVAEModel, MMAAVIModel, VAEModel, vae_model
 from .controls import KnnRegression, PcaCca, RandomEmbedding
 from .glue import GLUE
+from .gw_anchors import GWAnchors
 from .gw_ot import GromovWassersteinOT
 from .linked_cca import LinkedCCA
 from .maxfuse import MaxFuse
@@ -32,6 +33,7 @@ MODELS: dict[str, type[Method]] = {
     "linked_cca": LinkedCCA,
     "seurat_v3": SeuratV3,
     "gw_ot": GromovWassersteinOT,
+    "gw_anchors": GWAnchors,
     "glue": GLUE,
     "maxfuse": MaxFuse,
     "mvae": vae_model(MVAE),
