@@ -64,6 +64,17 @@ def test_claims_take_the_best_reference_per_dataset_and_metric():
     assert text.loc[("d", "ours"), "foscttm/mean"].startswith("0.200 [0.200, 0.200]")
 
 
+def test_the_best_reference_is_one_with_splits_to_compare():
+    """A reference run on one split only (a long budget still running) is not the rival while
+    another has several splits, even when its one value is better."""
+    rows = _rows({"ours": [0.2, 0.21, 0.19], "full": [0.25, 0.26, 0.24]})
+    one = _rows({"partial": [0.1]})
+    both = pd.concat([rows, one])
+    assert best_reference(both, "d", ["full", "partial"], "foscttm/mean") == "full"
+    assert best_reference(one, "d", ["full", "partial"], "foscttm/mean") == "partial"
+    assert claims(both, ["ours"], ["full", "partial"], ["foscttm/mean"])["verdict"].tolist() == [BETTER]
+
+
 def test_one_split_gives_no_verdict():
     rows = _rows({"ours": [0.1], "ref": [0.3]})
     d = paired_difference(rows, "d", "ours", "ref", "foscttm/mean")

@@ -100,11 +100,15 @@ def summary(rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return table.fillna("")
 
 
-def best_reference(rows: pd.DataFrame, dataset: str, references: list[str], metric: str
-                   ) -> str | None:
-    """The reference with the best mean over splits on ``dataset`` (the strongest rival)."""
-    means = {r: per_split(rows, dataset, r, metric).mean() for r in references}
-    means = {r: v for r, v in means.items() if np.isfinite(v)}
+def best_reference(rows: pd.DataFrame, dataset: str, references: list[str], metric: str,
+                   min_splits: int = 2) -> str | None:
+    """The reference with the best mean over splits on ``dataset`` (the strongest rival), among
+    those run on at least ``min_splits`` splits (a one-split mean can give no verdict); with
+    none that has them, among all that ran."""
+    runs = {r: per_split(rows, dataset, r, metric).dropna() for r in references}
+    runs = {r: v for r, v in runs.items() if len(v)}
+    enough = {r: v for r, v in runs.items() if len(v) >= min_splits}
+    means = {r: float(v.mean()) for r, v in (enough or runs).items()}
     if not means:
         return None
     sign = 1.0 if direction_of(metric) == "min" else -1.0
