@@ -55,6 +55,20 @@ def test_unknown_model_parameter_is_named():
         resolve_runs(cfg)
 
 
+@pytest.mark.parametrize(("model", "params", "message"), [
+    ("dmmvae", {"anchor_scope": "globl"},
+     r"models\.m\.params.*unknown anchor_scope 'globl'; valid: \['batch', 'global'\]"),
+    ("dmmvae", {"atac_input": "lsi_peaks"}, r"unknown atac_input 'lsi_peaks'; valid: \["),
+    ("dmmvae", {"anchor_space": "gw"}, r"anchor_space 'gw' .* set anchor_scope: global"),
+    ("glue", {"atac_features": "top"}, r"models\.m\.params': glue: atac_features must be one of"),
+])
+def test_a_misspelt_parameter_value_stops_when_the_config_is_read(model, params, message):
+    cfg = load("test.yaml")
+    cfg["models"]["m"] = {"model": model, "params": params}
+    with pytest.raises(ConfigError, match=message):
+        resolve_runs(cfg)
+
+
 def test_run_selection_with_unknown_dataset_lists_defined_ones():
     cfg = load("test.yaml")
     cfg["run"] = {"datasets": ["tinny"]}

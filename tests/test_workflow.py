@@ -108,6 +108,21 @@ def test_missing_local_file_is_named(tmp_path):
     assert "Invalid configuration" in out and "Fix:" in out
 
 
+def test_a_misspelt_parameter_value_stops_the_dry_run(tmp_path):
+    """Checked when the config is read: no DAG is built, nothing is prepared."""
+    wf = workflow_copy(tmp_path)
+
+    def misspell(cfg):
+        cfg["models"]["dmmvae_typo"] = {"model": "dmmvae", "params": {"anchor_scope": "globl"}}
+
+    res = snakemake(wf, "-n", "--cores", "1", "--configfile", with_config(wf, "test.yaml", misspell))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "models.dmmvae_typo.params" in out and "anchor_scope 'globl'" in out, out
+    assert "['batch', 'global']" in out, out
+    assert "Job stats" not in out and not (wf / "results").exists()
+
+
 def test_missing_local_file_beats_stale_results(tmp_path):
     """An earlier run's summary must not make a missing input look like 'Nothing to be done'."""
     wf = workflow_copy(tmp_path)

@@ -24,6 +24,7 @@ with :class:`~._base.MissingLinksError` instead of training unaligned
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import mudata as md
@@ -70,6 +71,15 @@ class VAEModel(Method):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.DEFAULTS = cls.module_class.DEFAULTS
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> None:
+        """Unknown keys, then the module's own checks of values and combinations (its
+        ``check_params``, where it has one): both run when a config is read."""
+        super().validate_params(params)
+        check = getattr(cls.module_class, "check_params", None)
+        if check is not None:
+            check(dict(params))
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -109,7 +109,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._graph import GRAPH_DEFAULTS, GuidanceGraph
+from ._graph import GRAPH_DECODERS, GRAPH_DEFAULTS, GuidanceGraph
 from ._spec import ModalitySpec
 from ._views import LinkedFeatures, log_view
 from .likelihoods import get_likelihood
@@ -241,40 +241,50 @@ class DMMVAE(GuidanceGraph, MMVAE):
         **GRAPH_DEFAULTS,  # mmAAVI's guidance graph as an option (methods/_graph.py)
     }
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Every value and combination of ``params`` (merged with the defaults) that D-MMVAE
+        accepts; a ``ValueError`` naming the parameter and the allowed values otherwise. Runs
+        when a config is read (``dmmvae.config.check_models``) and when the module is built."""
+        p = {**cls.DEFAULTS, **params}
         for k in WEIGHTS:
-            if float(self.params[k]) < 0:
-                raise ValueError(f"dmmvae: {k} must be >= 0, got {self.params[k]}")
-        self.check_graph_params()
-        if self.params["guidance_graph"] and self.params["shared_core"]:
+            if float(p[k]) < 0:
+                raise ValueError(f"dmmvae: {k} must be >= 0, got {p[k]}")
+        if p["guidance_graph"] and p["shared_core"]:
             raise ValueError("dmmvae: guidance_graph needs shared_core false (the hybrid decoder "
                              "wraps a modality's own MLP decoder)")
-        if self.params["anchor_space"] not in ANCHOR_SPACES:
+        if p["anchor_space"] not in ANCHOR_SPACES:
             raise ValueError(
-                f"dmmvae: unknown anchor_space '{self.params['anchor_space']}'; valid: {list(ANCHOR_SPACES)}"
+                f"dmmvae: unknown anchor_space '{p['anchor_space']}'; valid: {list(ANCHOR_SPACES)}"
             )
-        if self.params["anchor_scope"] not in ANCHOR_SCOPES:
+        if p["anchor_scope"] not in ANCHOR_SCOPES:
             raise ValueError(
-                f"dmmvae: unknown anchor_scope '{self.params['anchor_scope']}'; valid: {list(ANCHOR_SCOPES)}"
+                f"dmmvae: unknown anchor_scope '{p['anchor_scope']}'; valid: {list(ANCHOR_SCOPES)}"
             )
-        if self.params["anchor_scope"] == "global" and self.params["anchor_space"] == "features":
+        if p["anchor_scope"] == "global" and p["anchor_space"] == "features":
             raise ValueError("dmmvae: anchor_scope 'global' finds its anchors in the CCA space "
                              "or by GW; set anchor_space: cca or gw (or anchor_scope: batch)")
-        if self.params["anchor_scoring"] and (self.params["anchor_scope"], self.params["anchor_space"]) != ("global", "cca"):
+        if p["anchor_scoring"] and (p["anchor_scope"], p["anchor_space"]) != ("global", "cca"):
             raise ValueError("dmmvae: anchor_scoring scores Seurat's global anchors in the CCA space; "
                              "set anchor_scope: global and anchor_space: cca (or anchor_scoring: false)")
-        if int(self.params["anchor_refresh"]) < 0:
-            raise ValueError(f"dmmvae: anchor_refresh must be >= 0, got {self.params['anchor_refresh']}")
-        if int(self.params["anchor_refresh"]) and self.params["anchor_scope"] != "global":
+        if int(p["anchor_refresh"]) < 0:
+            raise ValueError(f"dmmvae: anchor_refresh must be >= 0, got {p['anchor_refresh']}")
+        if int(p["anchor_refresh"]) and p["anchor_scope"] != "global":
             raise ValueError("dmmvae: anchor_refresh re-finds global anchors among the remembered "
                              "codes of all train cells; set anchor_scope: global (or anchor_refresh: 0)")
-        if self.params["anchor_space"] == "gw" and self.params["anchor_scope"] != "global":
+        if p["anchor_space"] == "gw" and p["anchor_scope"] != "global":
             raise ValueError("dmmvae: anchor_space 'gw' pairs cells once, among all train cells; "
                              "set anchor_scope: global")
-        if self.params["atac_input"] not in ATAC_INPUTS:
-            raise ValueError(f"dmmvae: unknown atac_input '{self.params['atac_input']}'; "
+        if p["atac_input"] not in ATAC_INPUTS:
+            raise ValueError(f"dmmvae: unknown atac_input '{p['atac_input']}'; "
                              f"valid: {list(ATAC_INPUTS)}")
+        if p["graph_decoder"] not in GRAPH_DECODERS:
+            raise ValueError(f"dmmvae: unknown graph_decoder '{p['graph_decoder']}'; "
+                             f"valid: {list(GRAPH_DECODERS)}")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.check_params(self.params)
         #: atac_input lsi: per ATAC modality the LSI width, and (idf, loadings, tfidf scale) of
         #: preprocessing (:meth:`set_lsi_input`; a checkpoint restores the widths, and its
         #: weights the values)

@@ -231,6 +231,20 @@ class GLUE(Method):
     }
     is_neural: ClassVar[bool] = True
     uses_device: ClassVar[bool] = True
+
+    @classmethod
+    def validate_params(cls, params) -> None:
+        """Unknown keys, then the values of ``adt_likelihood`` and ``atac_features`` (when a
+        config is read, before any data is prepared)."""
+        super().validate_params(params)
+        p = {**cls.DEFAULTS, **params}
+        if str(p["adt_likelihood"]) not in ADT_LIKELIHOODS:
+            raise ValueError(f"glue: adt_likelihood must be one of {list(ADT_LIKELIHOODS)}, "
+                             f"got {p['adt_likelihood']!r}")
+        if str(p["atac_features"]) not in ATAC_FEATURES:
+            raise ValueError(f"glue: atac_features must be one of {list(ATAC_FEATURES)}, "
+                             f"got {p['atac_features']!r}")
+
     #: epochs, batch size and lr are GLUE's own (``params``); of ``training`` only the time limit
     TRAINING_KEYS: ClassVar[frozenset[str]] = frozenset({"time_limit_minutes"})
 
