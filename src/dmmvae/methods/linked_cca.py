@@ -116,6 +116,23 @@ def gene_matrix(mdata: md.MuData, mod: str, anchor: str) -> tuple[sp.csr_matrix,
     return X, genes
 
 
+def linked_train_genes(mdata: md.MuData, anchor: str, partner: str, train: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The train cells that show ``anchor`` and those that show ``partner`` in the genes linked
+    between them (:func:`gene_matrix`), keeping the genes that vary in both sets of cells:
+    ``(A, B, ia, keep)`` with ``A`` (anchor cells x kept genes), ``B`` (partner cells x kept
+    genes), ``ia`` the anchor column of each of the partner's genes and ``keep`` the kept-gene
+    mask over the partner's genes."""
+    Xa, genes_a = gene_matrix(mdata, anchor, anchor)
+    Xb, genes_b = gene_matrix(mdata, partner, anchor)
+    ia = pd.Index(genes_a).get_indexer(genes_b)
+    rows_a = train & mdata.obs[visible_key(anchor)].to_numpy(bool)
+    rows_b = train & mdata.obs[visible_key(partner)].to_numpy(bool)
+    A, B = Xa[rows_a][:, ia].toarray(), Xb[rows_b].toarray()
+    keep = (A.std(axis=0) > 0) & (B.std(axis=0) > 0)
+    return A[:, keep], B[:, keep], ia, keep
+
+
 class LinkedCCA(Method):
     """Seurat-v3-style CCA on linked genes (see the module docstring)."""
 
@@ -133,9 +150,6 @@ class LinkedCCA(Method):
         """The modality every partner is aligned to (set by :meth:`fit`)."""
         return self._anchor
 
-    def _gene_matrix(self, mdata: md.MuData, mod: str, anchor: str) -> tuple[sp.csr_matrix, list]:
-        return gene_matrix(mdata, mod, anchor)
-
     def _cells(self, Z: np.ndarray) -> np.ndarray:
         return standardize_cells(Z) if self.params["standardize_cells"] else Z
 
@@ -148,22 +162,16 @@ class LinkedCCA(Method):
         for partner in mods[1:]:
             if link_matrix(mdata, anchor, partner).nnz == 0:
                 continue
-            Xa, genes_a = self._gene_matrix(mdata, anchor, anchor)
-            Xb, genes_b = self._gene_matrix(mdata, partner, anchor)
-            ia = pd.Index(genes_a).get_indexer(genes_b)
-            rows_a = train & mdata.obs[visible_key(anchor)].to_numpy(bool)
-            rows_b = train & mdata.obs[visible_key(partner)].to_numpy(bool)
-            A, B = Xa[rows_a][:, ia].toarray(), Xb[rows_b].toarray()
-            keep = (A.std(axis=0) > 0) & (B.std(axis=0) > 0)
+            A, B, ia, keep = linked_train_genes(mdata, anchor, partner, train)
             if keep.sum() < int(self.params["min_genes"]):
                 raise InputError(
                     f"linked_cca: only {int(keep.sum())} linked genes vary in both '{anchor}' "
                     f"and '{partner}' train cells; fix: give gene coordinates / a protein table so "
                     "more features link, or leave linked_cca out for this dataset"
                 )
-            sa = Standardiser(A[:, keep], self.params["clip"])
-            sb = Standardiser(B[:, keep], self.params["clip"])
-            wa, wb = seurat_cca(self._cells(sa(A[:, keep])), self._cells(sb(B[:, keep])),
+            sa = Standardiser(A, self.params["clip"])
+            sb = Standardiser(B, self.params["clip"])
+            wa, wb = seurat_cca(self._cells(sa(A)), self._cells(sb(B)),
                                 int(self.params["n_components"]), seed)
             self._pairs[partner] = {"ia": ia[keep], "keep": keep, "sa": sa, "sb": sb,
                                     "wa": wa, "wb": wb, "n_genes": int(keep.sum())}
@@ -179,10 +187,10 @@ class LinkedCCA(Method):
         """Canonical embeddings of the cells ``rows`` (bool mask over ``mdata``), each from its
         own modality alone: ``{partner: {anchor: (n_rows, k), partner: (n_rows, k)}}``."""
         anchor = self._anchor
-        Xa, _ = self._gene_matrix(mdata, anchor, anchor)
+        Xa, _ = gene_matrix(mdata, anchor, anchor)
         out: dict[str, dict[str, np.ndarray]] = {}
         for partner, p in self._pairs.items():
-            Xb, _ = self._gene_matrix(mdata, partner, anchor)
+            Xb, _ = gene_matrix(mdata, partner, anchor)
             zb = self._cells(p["sb"](Xb[rows][:, np.flatnonzero(p["keep"])].toarray()))
             za = self._cells(p["sa"](Xa[rows][:, p["ia"]].toarray()))
             out[partner] = {partner: l2_rows(zb @ p["wb"]), anchor: l2_rows(za @ p["wa"])}

@@ -84,7 +84,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 from sklearn.neighbors import NearestNeighbors
 
-from ..constants import JOINT, SPLIT, TEST, TRAIN, visible_key
+from ..constants import JOINT, SPLIT, TEST, TRAIN
 from ..data.links import link_matrix
 from ..io import Predictions
 from ._base import Method, MissingLinksError
@@ -94,6 +94,7 @@ from .linked_cca import (
     anchor_modality,
     gene_matrix,
     l2_rows,
+    linked_train_genes,
     seurat_cca,
     standardize_cells,
 )
@@ -256,21 +257,15 @@ class SeuratV3(Method):
                 f"seurat_v3: '{anchor}' has no linked features with {partners}; fix: give gene "
                 "coordinates (10x 'interval' or gene_annotation) or protein->gene links"
             )
-        Xa, genes_a = gene_matrix(mdata, anchor, anchor)
         for partner in linked:
-            Xb, genes_b = gene_matrix(mdata, partner, anchor)
-            ia = pd.Index(genes_a).get_indexer(genes_b)
-            rows_a = train & mdata.obs[visible_key(anchor)].to_numpy(bool)
-            rows_b = train & mdata.obs[visible_key(partner)].to_numpy(bool)
-            A, B = Xa[rows_a][:, ia].toarray(), Xb[rows_b].toarray()
-            keep = (A.std(axis=0) > 0) & (B.std(axis=0) > 0)
+            A, B, ia, keep = linked_train_genes(mdata, anchor, partner, train)
             if keep.sum() < int(self.params["min_genes"]):
                 raise MissingLinksError(
                     f"seurat_v3: only {int(keep.sum())} linked genes vary in both '{anchor}' and "
                     f"'{partner}' train cells (min_genes {self.params['min_genes']}); fix: give "
                     "gene coordinates / a protein table so more features link"
                 )
-            pair = self._fit_pair(A[:, keep], B[:, keep], seed)
+            pair = self._fit_pair(A, B, seed)
             pair.update({"ia": ia[keep], "ib": np.flatnonzero(keep)})
             self._pairs[partner] = pair
             info[partner] = pair["info"]
