@@ -133,6 +133,21 @@ def linked_train_genes(mdata: md.MuData, anchor: str, partner: str, train: np.nd
     return A[:, keep], B[:, keep], ia, keep
 
 
+def anchored_predictions(mdata: md.MuData, cell_embeddings, info: dict | None = None
+                         ) -> Predictions:
+    """The test cells' predictions of a method that aligns every partner to one anchor:
+    ``cell_embeddings(mdata, rows)`` gives ``{partner: {anchor: z, partner: z}}``; each
+    modality keeps its embedding (the anchor's: the one of its first partner), the joint one is
+    their mean."""
+    test = mdata.obs[SPLIT].to_numpy() == TEST
+    emb: dict[str, np.ndarray] = {}
+    for pair in cell_embeddings(mdata, test).values():
+        for m, z in pair.items():
+            emb.setdefault(m, z)
+    emb[JOINT] = np.mean([emb[m] for m in emb], axis=0)
+    return Predictions(mdata.obs_names[test], embeddings=emb, info=info)
+
+
 class LinkedCCA(Method):
     """Seurat-v3-style CCA on linked genes (see the module docstring)."""
 
@@ -197,17 +212,12 @@ class LinkedCCA(Method):
         return out
 
     def predict(self, mdata) -> Predictions:
-        test = mdata.obs[SPLIT].to_numpy() == TEST
-        emb: dict[str, np.ndarray] = {}
-        for pair in self.cell_embeddings(mdata, test).values():
-            for m, z in pair.items():
-                emb.setdefault(m, z)  # the anchor's embedding: the one of its first partner
-        emb[JOINT] = np.mean([emb[m] for m in emb], axis=0)
-        return Predictions(mdata.obs_names[test], embeddings=emb)
+        return anchored_predictions(mdata, self.cell_embeddings)
 
 
 __all__ = [
     "LinkedCCA",
+    "anchored_predictions",
     "Standardiser",
     "anchor_modality",
     "gene_matrix",

@@ -84,7 +84,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 from sklearn.neighbors import NearestNeighbors
 
-from ..constants import JOINT, SPLIT, TEST, TRAIN
+from ..constants import SPLIT, TRAIN
 from ..data.links import link_matrix
 from ..io import Predictions
 from ._base import Method, MissingLinksError
@@ -92,6 +92,7 @@ from .anchors import mutual_neighbours, seurat_anchor_scores
 from .linked_cca import (
     Standardiser,
     anchor_modality,
+    anchored_predictions,
     gene_matrix,
     l2_rows,
     linked_train_genes,
@@ -353,14 +354,8 @@ class SeuratV3(Method):
         return out
 
     def predict(self, mdata) -> Predictions:
-        test = mdata.obs[SPLIT].to_numpy() == TEST
-        emb: dict[str, np.ndarray] = {}
-        for pair in self.cell_embeddings(mdata, test).values():
-            for m, z in pair.items():
-                emb.setdefault(m, z)  # the anchor's embedding: the one of its first partner
-        emb[JOINT] = np.mean([emb[m] for m in emb], axis=0)
-        return Predictions(mdata.obs_names[test], embeddings=emb,
-                           info={"seurat_v3": self.train_info.get("seurat_v3", {})})
+        return anchored_predictions(mdata, self.cell_embeddings,
+                                    info={"seurat_v3": self.train_info.get("seurat_v3", {})})
 
 
 __all__ = [
