@@ -23,17 +23,12 @@ import numpy as np
 from ..constants import SPLIT, TRAIN, visible_key
 from ..io import InputError
 from ._base import NotApplicableError
-from .gw_ot import import_ot, modality_views
+from .gw_ot import as_list, import_ot, modality_views
 from .linked_cca import LinkedCCA
 
 #: Seurat v3's ``k.score``: neighbours per cell and dataset when anchors are scored
 #: (``FindIntegrationAnchors(k.score = 30)``, R/integration.R)
 SEURAT_K_SCORE = 30
-
-
-def as_list(v) -> list[int]:
-    """A number or a list of numbers as a list of ints (``20`` -> ``[20]``)."""
-    return [int(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
 
 
 def cca_anchor_space(mdata, seed: int = 0, n_components: int = 20) -> tuple[dict, str]:

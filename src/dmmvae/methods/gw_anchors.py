@@ -57,9 +57,10 @@ class GWAnchors(Method):
             cells_b = np.unique(ij[:, 1])
             za = self._views[anchor](ij[:, 0])
             # barycentric projection through the pairs: the mean anchor view of each b cell's partners
+            row = np.searchsorted(cells_b, ij[:, 1])
             pos = np.zeros((len(cells_b), za.shape[1]))
-            np.add.at(pos, np.searchsorted(cells_b, ij[:, 1]), za)
-            pos /= np.bincount(np.searchsorted(cells_b, ij[:, 1]))[:, None]
+            np.add.at(pos, row, za)
+            pos /= np.bincount(row)[:, None]
             self._placed[partner] = (self._views[partner](cells_b), pos)
         self.train_info = {"anchors": note, "view_components": n}
         return pd.DataFrame()

@@ -44,9 +44,10 @@ This module, per modality pair:
      SNARE-seq data (1,047 cells, k 110, epsilon 1e-3, tol 1e-9): GW distance 0.0370387 both
      ways, FOSCTTM 0.14950 vs 0.14949, 41 s instead of 677 s (2 shared cores).
    - ``select_tol``: the grid is solved to ``select_tol`` and the settings within 10 % of its
-     lowest GW distance continued from their couplings to ``tol``, the lowest there kept. POT stops when ``||T_k - T_(k-1)||_F < tol``, tested every 10th
-     iteration; SCOT's ``tol`` is POT's default 1e-9, ours 1e-7 (the same coupling on the demo's
-     synthetic data: GW distance equal to 6 digits, every cell's most likely partner the same).
+     lowest GW distance continued from their couplings to ``tol``, the lowest there kept. POT
+     stops when ``||T_k - T_(k-1)||_F < tol``, tested every 10th iteration; SCOT's ``tol`` is
+     POT's default 1e-9, ours 1e-7 (the same coupling on the demo's synthetic data: GW distance
+     equal to 6 digits, every cell's most likely partner the same).
    ``max_iter`` 1000 as SCOT (POT's default).
 4. Barycentric projection of the partner's train cells into the anchor's view (PROTOCOL: B onto
    A): ``y_j = sum_i T_ij x_i / sum_i T_ij``; anchor cells keep their own coordinates. (SCOT's
@@ -99,7 +100,8 @@ def import_ot():
     return ot
 
 
-def _as_list(v) -> list[int]:
+def as_list(v) -> list[int]:
+    """A number or a list of numbers as a list of ints (``20`` -> ``[20]``)."""
     return [int(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
 
 
@@ -114,7 +116,7 @@ def k_grid(k, n: int) -> list[int]:
     """The ``k`` values to try: ``"scot"`` -> :func:`scot_k_grid`, else the given value(s);
     each clipped to ``[2, n]`` (a graph needs a neighbour; ``k`` counts the cell itself),
     duplicates dropped, order kept."""
-    ks = scot_k_grid(n) if isinstance(k, str) and k.lower() == SCOT else _as_list(k)
+    ks = scot_k_grid(n) if isinstance(k, str) and k.lower() == SCOT else as_list(k)
     return list(dict.fromkeys(int(min(max(x, 2), n)) for x in ks))
 
 
@@ -306,7 +308,7 @@ class GromovWassersteinOT(Method):
     }
 
     def _views(self, mdata: md.MuData, mod: str, rows: np.ndarray, seed: int) -> dict[int, Embed]:
-        return modality_views(mdata, mod, rows, _as_list(self.params["n_pcs"]), seed)
+        return modality_views(mdata, mod, rows, as_list(self.params["n_pcs"]), seed)
 
     def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:
         mods = list(mdata.mod)
@@ -358,6 +360,7 @@ __all__ = [
     "SCOT_EPSILONS",
     "GWNotConverged",
     "GromovWassersteinOT",
+    "as_list",
     "barycentric_projection",
     "epsilon_grid",
     "graph_distances",
