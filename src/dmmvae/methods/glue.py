@@ -255,20 +255,14 @@ class GLUE(Method):
         if kind in ("rna", "atac"):
             return "NB", True
         if kind == "adt":
-            lik = str(self.params["adt_likelihood"])
-            if lik not in ADT_LIKELIHOODS:
-                raise ValueError(f"glue: adt_likelihood must be one of {list(ADT_LIKELIHOODS)}, "
-                                 f"got {lik!r}")
+            lik = str(self.params["adt_likelihood"])  # checked by validate_params
             return lik, lik != "Normal"
         return "Normal", False
 
     def _select_features(self, mdata: md.MuData) -> None:
         """Decoder features per modality: every kept feature, except ATAC with
         ``atac_features="linked"`` (the peaks with a link, GLUE's highly variable peaks)."""
-        choice = str(self.params["atac_features"])
-        if choice not in ATAC_FEATURES:
-            raise ValueError(f"glue: atac_features must be one of {list(ATAC_FEATURES)}, "
-                             f"got {choice!r}")
+        choice = str(self.params["atac_features"])  # checked by validate_params
         linked = linked_features(mdata, self._mods)
         self._features = {}
         for m in self._mods:
