@@ -62,7 +62,7 @@ def main() -> None:
 
     from dmmvae.constants import LABEL, SPLIT, TRAIN, visible_key
     from dmmvae.data.demo import HALF_A, HALF_B
-    from dmmvae.methods.gw_ot import graph_distances
+    from dmmvae.methods.baselines.gw_ot import graph_distances
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--restarts", type=int, default=20, help="random starts per setting")

@@ -37,7 +37,12 @@ from _common import ROOT
 from sklearn.preprocessing import normalize
 
 from dmmvae.data.download import fetch
-from dmmvae.methods.gw_ot import barycentric_projection, graph_distances, gw_coupling, self_tuned_gw
+from dmmvae.methods.baselines.gw_ot import (
+    barycentric_projection,
+    graph_distances,
+    gw_coupling,
+    self_tuned_gw,
+)
 from dmmvae.metrics import foscttm
 from dmmvae.reproduce import load_claims, verdict
 

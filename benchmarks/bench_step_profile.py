@@ -52,8 +52,8 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
     torch = worker_threads()
     from dmmvae.constants import SPLIT, TRAIN
     from dmmvae.methods import build_model
-    from dmmvae.methods._loop import StepContext, resolve_training
-    from dmmvae.methods.data import MultimodalData, build_spec
+    from dmmvae.methods.training.batches import MultimodalData, build_spec
+    from dmmvae.methods.training.loop import StepContext, resolve_training
 
     sc = md.read_h5mu(path)
     method = build_model(model, dict(LAYERS)).module  # the module the loop trains

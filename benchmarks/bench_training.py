@@ -22,7 +22,7 @@ seconds (setup + every epoch), epochs, and FOSCTTM on the TEST cells
 (:func:`dmmvae.metrics.foscttm`, exact): ``rna|other`` between the embeddings from each
 modality alone, ``rna|joint`` between the RNA-alone and the joint embedding (the only pair
 totalVI has: it cannot encode proteins without RNA). scvi-tools' per-modality latents come
-from its own missing-modality path, as in :mod:`dmmvae.methods.scvi_refs` (zeroed proteins,
+from its own missing-modality path, as in :mod:`dmmvae.methods.external.scvi_refs` (zeroed proteins,
 zeroed counts of the other modality for MultiVI). Ours run with ``amp`` "none" (float32)
 and "bf16" (CPU autocast where the CPU has native bf16; else the row is float32 again).
 

@@ -12,7 +12,7 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import build_model
-from dmmvae.methods.data import MultimodalData, build_spec
+from dmmvae.methods.training.batches import MultimodalData, build_spec
 from dmmvae.metrics import foscttm, imputation_scores, label_transfer
 
 MOD_SPECS = {

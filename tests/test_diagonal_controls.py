@@ -19,14 +19,14 @@ from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MissingLinksError, build_model
 from dmmvae.methods._base import MissingDependencyError
-from dmmvae.methods.gw_ot import (
+from dmmvae.methods.anchors import Standardiser, l2_rows, seurat_cca, standardize_cells
+from dmmvae.methods.baselines.gw_ot import (
     barycentric_projection,
     graph_distances,
     import_ot,
     place_by_neighbours,
     self_tuned_gw,
 )
-from dmmvae.methods.linked_cca import Standardiser, l2_rows, seurat_cca, standardize_cells
 from dmmvae.metrics import foscttm, label_transfer
 
 
@@ -188,7 +188,7 @@ def test_dmmvae_gw_anchors_align_the_gene_split_with_no_linked_gene():
     real pbmc68k halves where the same model without anchors, and SCOT-style ``gw_ot``, stay
     at chance."""
     from dmmvae.constants import SPLIT, TRAIN, visible_key
-    from dmmvae.methods._model import gw_anchor_pairs
+    from dmmvae.methods.training.model import gw_anchor_pairs
 
     sc = gene_split(0.0)
     pairs, note = gw_anchor_pairs(sc, [20, 30], seed=0)

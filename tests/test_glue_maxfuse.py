@@ -19,8 +19,8 @@ from dmmvae.data.prepare import prepare_dataset
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.methods import MissingDependencyError, MissingLinksError
-from dmmvae.methods.glue import GLUE, guidance_graph
-from dmmvae.methods.maxfuse import MaxFuse, recipe_for
+from dmmvae.methods.external.glue import GLUE, guidance_graph
+from dmmvae.methods.external.maxfuse import MaxFuse, recipe_for
 from dmmvae.metrics import foscttm
 
 #: GLUE budget for the tests: a few epochs per stage (GLUE's automatic budget is far larger)
@@ -189,10 +189,10 @@ TINY_GLUE = {"max_epochs": 4, "h_dim": 32, "latent_dim": 8, "n_pcs": 20}
 @pytest.mark.shared_data
 def test_glue_reads_the_all_peak_lsi_and_records_its_budget(multiome500, caplog):
     pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
-    from dmmvae.methods.glue import linked_features
+    from dmmvae.methods.external.glue import linked_features
 
     m = GLUE(**TINY_GLUE)
-    with caplog.at_level("WARNING", logger="dmmvae.methods.glue"):
+    with caplog.at_level("WARNING", logger="dmmvae.methods.external.glue"):
         m.fit(multiome500, seed=0)
     info = m.train_info
     atac = multiome500.mod["atac"]
@@ -235,14 +235,14 @@ def test_glue_default_is_the_automatic_budget_of_scglue(monkeypatch, caplog):
     """max_epochs None: scglue resolves its AUTO budget (no cap, no warning), and
     ``automatic_budget`` computes the same values. Training itself is stubbed out."""
     scglue = pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
-    from dmmvae.methods.glue import automatic_budget
+    from dmmvae.methods.external.glue import automatic_budget
 
     seen = []
     monkeypatch.setattr(scglue.models.scglue.SCGLUETrainer, "fit",
                         lambda self, *a, **kw: seen.append(kw))
     sc = gene_split(0.1)
     m = GLUE(h_dim=16, latent_dim=8, n_pcs=10)
-    with caplog.at_level("WARNING", logger="dmmvae.methods.glue"):
+    with caplog.at_level("WARNING", logger="dmmvae.methods.external.glue"):
         m.fit(sc, seed=0)
     info = m.train_info
     n_cells = sum(info["n_train_cells"].values())  # diagonal: disjoint cells

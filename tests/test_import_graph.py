@@ -131,15 +131,74 @@ def test_no_import_cycle_inside_the_package():
         )
 
 
-#: the VAE module layer (scvi-tools' module / model split): networks, objectives, likelihoods
-#: and the data spec; fitting, prediction on MuData and I/O live in ``methods._model``
-MODULE_LAYER = [
-    "dmmvae.methods.vae", "dmmvae.methods.objectives", "dmmvae.methods.nn",
-    "dmmvae.methods.likelihoods", "dmmvae.methods._spec", "dmmvae.methods._views",
-    "dmmvae.methods.mvae", "dmmvae.methods.mmvae", "dmmvae.methods.mopoe",
-    "dmmvae.methods.mmvae_plus", "dmmvae.methods.dmmvae", "dmmvae.methods.scmodal",
-    "dmmvae.methods.mlp_fusion", "dmmvae.methods.mmaavi", "dmmvae.methods._graph",
-]
+#: ``methods/`` by role (scvi-tools' module / model split), bottom to top; a layer may import
+#: the layers below it, never one above, and the role folders import nothing sideways except
+#: within their own folder
+M = "dmmvae.methods"
+LAYERS = {
+    "modules": f"{M}.modules",  # torch modules and their maths: no data library, no I/O
+    "anchors": f"{M}.anchors",  # every anchor-finding algorithm, public functions
+    "baselines": f"{M}.baselines",  # controls and references written here
+    "external": f"{M}.external",  # wrappers of other packages
+    "training": f"{M}.training",  # the model wrapper, the loop, the batches
+}
+#: what each layer may import inside ``methods/`` (besides its own folder and ``_base``)
+ALLOWED = {
+    "modules": set(),
+    "anchors": set(),
+    "baselines": {"anchors"},
+    "external": {"anchors", "training"},  # scvi_refs reads the batches' data spec
+    "training": {"modules", "anchors"},
+}
+
+
+def _layer(mod: str) -> str | None:
+    for name, prefix in LAYERS.items():
+        if mod == prefix or mod.startswith(prefix + "."):
+            return name
+    return None
+
+
+def test_methods_are_laid_out_by_role():
+    """Every module of ``methods/`` sits in a role folder, except the registry and the contract."""
+    loose = sorted(m for m in modules() if m.startswith(M + ".") and _layer(m) is None)
+    assert loose == [f"{M}._base"], loose
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_each_role_imports_only_the_layers_below_it(layer):
+    graph = import_graph()
+    bad = []
+    for mod, edges in graph.items():
+        if _layer(mod) != layer:
+            continue
+        for e in edges:
+            other = _layer(e)
+            if e == M:  # the registry sits on top
+                bad.append((mod, e))
+            elif other not in (None, layer) and other not in ALLOWED[layer]:
+                bad.append((mod, e))
+    assert not bad, f"{layer} imports a layer it must not: {sorted(bad)}"
+
+
+def test_the_layer_checker_catches_an_upward_import(tmp_path):
+    pkg = tmp_path / PACKAGE / "methods"
+    (pkg / "anchors.py").parent.mkdir(parents=True)
+    for f in ("__init__.py", "methods/__init__.py", "methods/anchors.py",
+              "methods/baselines/__init__.py", "methods/baselines/gw_ot.py"):
+        (tmp_path / PACKAGE / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / PACKAGE / f).write_text("")
+    (pkg / "anchors.py").write_text("from .baselines.gw_ot import as_list\n")
+    globals()["SRC"], saved = tmp_path, SRC
+    try:
+        graph = import_graph()
+    finally:
+        globals()["SRC"] = saved
+    assert f"{M}.baselines.gw_ot" in graph[f"{M}.anchors"]
+    assert "baselines" not in ALLOWED["anchors"]
+
+
+MODULE_LAYER = sorted(m for m in modules() if _layer(m) == "modules")
 DATA_LIBRARIES = {"mudata", "anndata", "pandas", "scanpy", "muon", "h5py"}
 
 
@@ -166,7 +225,7 @@ def test_vae_modules_are_pure_torch_with_no_data_or_io_imports(name):
             continue
         seen.add(mod)
         todo += sorted(graph.get(mod, ()))
-    forbidden = {"dmmvae.io", "dmmvae.methods._loop", "dmmvae.methods._model", "dmmvae.methods.data"}
+    forbidden = {"dmmvae.io", f"{M}.training.loop", f"{M}.training.model", f"{M}.training.batches"}
     assert not seen & forbidden, (name, sorted(seen & forbidden))
     libs = set().union(*(_top_level_imports(paths[m]) for m in seen))
     assert not libs & DATA_LIBRARIES, (name, sorted(libs & DATA_LIBRARIES))

@@ -20,14 +20,14 @@ from _synthetic import (
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
 from dmmvae.data.scenarios import make_scenario, protocol_split
 from dmmvae.methods import MODELS, build_model
-from dmmvae.methods.data import MultimodalData, build_spec
-from dmmvae.methods.likelihoods import LIKELIHOODS, clr, get_likelihood, to_scoring
-from dmmvae.methods.objectives import (
+from dmmvae.methods.modules.likelihoods import LIKELIHOODS, clr, get_likelihood, to_scoring
+from dmmvae.methods.modules.objectives import (
     Gaussian,
     mixture_log_prob,
     mixture_moments,
     product_of_experts,
 )
+from dmmvae.methods.training.batches import MultimodalData, build_spec
 from dmmvae.metrics import foscttm, imputation_scores
 
 VARIANTS = ["mvae", "mmvae", "mopoe", "mlp_fusion"]

@@ -28,11 +28,11 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MODELS, build_model
-from dmmvae.methods._model import discriminator_groups
-from dmmvae.methods.data import build_spec
-from dmmvae.methods.likelihoods import LIKELIHOODS
-from dmmvae.methods.mmaavi import MMAAVI
-from dmmvae.methods.objectives import mutual_nearest_neighbours
+from dmmvae.methods.modules.likelihoods import LIKELIHOODS
+from dmmvae.methods.modules.mmaavi import MMAAVI
+from dmmvae.methods.modules.objectives import mutual_nearest_neighbours
+from dmmvae.methods.training.batches import build_spec
+from dmmvae.methods.training.model import discriminator_groups
 from dmmvae.metrics import foscttm, label_transfer
 
 VARIANTS = ["mmvae_plus", "dmmvae", "mmaavi", "scmodal"]
@@ -71,14 +71,14 @@ def test_variants_are_registered():
 # --------------------------------------------------------------------------------------
 # forward / backward
 # --------------------------------------------------------------------------------------
-def _check_forward_backward(model, sc, likelihoods):
+def _check_forward_backward(model, sc, likelihoods, kl_weight: float = 0.5):
     spec = build_spec(sc, likelihoods)
     if isinstance(model, MMAAVI):  # discriminator groups (mosaic patterns), as MMAAVIModel.fit
         model.set_groups(*discriminator_groups(sc, model.params["discriminate"]))
     model.build(spec)
     model.train()
     batch = train_batch(sc, spec)
-    out = model.training_loss(batch, kl_weight=0.5)
+    out = model.training_loss(batch, kl_weight=kl_weight)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert all(torch.isfinite(v) for v in out.terms.values())
     out.loss.backward()
@@ -109,8 +109,8 @@ def test_mmaavi_hybrid_decoders_forward_backward_every_likelihood(lik):
 def test_forward_backward_three_modalities(variant):
     sc = scenario(("rna", "atac", "adt"), kind="mosaic")
     model = build_model(variant, variant_params(variant)).module
-    model._adversaries_on = True  # dmmvae: past the warm-up (other variants ignore it)
-    out = _check_forward_backward(model, sc, {"adt": "nbmix"})
+    # kl_weight 1: past the warm-up, so dmmvae's adversaries are on
+    out = _check_forward_backward(model, sc, {"adt": "nbmix"}, kl_weight=1.0)
     if variant == "dmmvae":  # both adversaries are in the loss and receive gradients
         assert {"adv_latent", "adv_output"} <= set(out.terms)
         assert model.latent_disc is not None and all(p.grad is not None for p in model.latent_disc.parameters())
@@ -231,18 +231,57 @@ def test_dmmvae_output_discriminators_see_virtual_cells_from_the_other_modality(
     model = build_model("dmmvae", {**FAST, **SEED_DESIGN}).module
     model.build(spec)
     model.train()
-    model._adversaries_on = True
     batch = train_batch(sc, spec)
     masks = batch["mask"]
     assert not (masks["rna"] & masks["atac"]).any()
-    model.training_loss(batch, 1.0)
-    real, fake = model._disc_inputs["output"]
+    assert "disc_inputs" not in model.training_loss(batch, 0.5).updates  # still warming up
+    real, fake = model.training_loss(batch, 1.0).updates["disc_inputs"]["output"]
     assert len(fake["rna"]) == int(masks["atac"].sum())  # RNA fakes come from ATAC cells
     assert len(fake["atac"]) == int(masks["rna"].sum())
     assert len(real["rna"]) == int(masks["rna"].sum())
     # the RNA fakes are draws: back on the count scale they are (near) integers, unlike means
     counts = torch.expm1(fake["rna"])  # view = log1p(1e4 x / sum x)
     assert (counts > 0).float().mean() < 0.99  # zeros occur in draws, never in NB means
+
+
+def test_dmmvae_loss_is_pure_and_the_training_step_stores_its_state():
+    """``loss`` writes nothing: called twice on one batch it gives the same value and leaves
+    the module's parameters and training state as they were; the training step stores what the
+    loss returned (the reconstruction scale, the remembered codes of the global anchors) and
+    feeds the discriminators the loss's detached inputs."""
+    from dmmvae.methods.training.loop import StepContext
+
+    sc = make_scenario(_gene_split(), "diagonal", seed=0)
+    m = build_model("dmmvae", {**FAST, **SEED_DESIGN, "anchor_space": "cca",
+                               "anchor_scope": "global"})
+    m.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    module = m.module
+    module.train()
+    spec = build_spec(sc)
+    batch = train_batch(sc, spec)
+
+    def state():
+        mem = {k: v.clone() for k, v in module._memory.items()}
+        return module._recon_scale, mem, {k: v.clone() for k, v in module.state_dict().items()}
+
+    torch.manual_seed(0)
+    before = state()
+    first = module.training_loss(batch, 1.0)
+    torch.manual_seed(0)
+    second = module.training_loss(batch, 1.0)
+    after = state()
+    assert first.loss.item() == second.loss.item()
+    assert before[0] == after[0]
+    assert all(torch.equal(before[1][k], after[1][k]) for k in before[1])
+    assert all(torch.equal(before[2][k], after[2][k]) for k in before[2])
+    assert set(first.updates) == {"recon_scale", "codes", "disc_inputs"}
+
+    optimizers = module.configure_optimizers({**TRAIN_CFG, "lr": 1e-3, "weight_decay": 0.0})
+    terms = module.train_step(batch, 1.0, optimizers, StepContext(torch.device("cpu")))
+    assert "disc_loss" in terms
+    assert module._recon_scale != before[0]
+    rows = batch["index"][batch["mask"]["genes_a"]]
+    assert module._filled["genes_a"][rows].all()
 
 
 def test_dmmvae_latent_adversary_makes_modalities_harder_to_tell_apart():
@@ -395,7 +434,7 @@ def test_mmaavi_guidance_graph_aligns_unpaired_modalities_and_beats_no_graph(tmp
 def test_feature_graph_shares_embeddings_of_linked_features_only():
     sc = _gene_split()
     spec = build_spec(sc, {})
-    from dmmvae.methods._graph import FeatureGraph
+    from dmmvae.methods.modules.graph import FeatureGraph
 
     torch.manual_seed(0)
     g = FeatureGraph(spec, 8)
@@ -416,7 +455,7 @@ def test_dmmvae_global_anchors_are_train_only_mutual_pairs_and_align_the_gene_sp
     from sklearn.neighbors import NearestNeighbors
 
     from dmmvae.constants import visible_key
-    from dmmvae.methods._model import cca_anchor_space, global_anchor_pairs
+    from dmmvae.methods.anchors import cca_anchor_space, global_anchor_pairs
 
     sc = make_scenario(_gene_split(), "diagonal", seed=0)
     spaces, _ = cca_anchor_space(sc)
@@ -453,7 +492,7 @@ def test_dmmvae_global_anchors_are_train_only_mutual_pairs_and_align_the_gene_sp
 def test_seurat_anchor_scores_rank_consistent_anchors_above_wrong_ones():
     """Seurat's score: an anchor whose two cells share neighbourhoods (same cluster, in both
     data sets) scores high; one joining two clusters scores low; scores lie in [0, 1]."""
-    from dmmvae.methods._model import seurat_anchor_scores
+    from dmmvae.methods.training.model import seurat_anchor_scores
 
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=5, size=(4, 5))
@@ -470,7 +509,7 @@ def test_seurat_anchor_scores_rank_consistent_anchors_above_wrong_ones():
 def test_dmmvae_scored_global_anchors_weight_the_term():
     """``anchor_scoring``: the pairs come with Seurat's scores, which the model stores per
     partner as the weight of its distance in the anchor term."""
-    from dmmvae.methods._model import cca_anchor_space, global_anchor_pairs
+    from dmmvae.methods.anchors import cca_anchor_space, global_anchor_pairs
 
     sc = make_scenario(_gene_split(), "diagonal", seed=0)
     spaces, _ = cca_anchor_space(sc)
@@ -544,7 +583,7 @@ def test_dmmvae_atac_lsi_input_is_the_preprocessing_lsi_and_survives_a_checkpoin
     LSI is not that projection, stops with the fix."""
     from dmmvae.constants import LSI
     from dmmvae.io import InputError
-    from dmmvae.methods.dmmvae import LSIInput
+    from dmmvae.methods.modules.dmmvae import LSIInput
 
     sc = scenario(kind="paired", n_cells=600)
     model = build_model("dmmvae", {**FAST, "atac_input": "lsi"})

@@ -22,7 +22,7 @@ from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.evaluate import evaluate_predictions
 from dmmvae.methods import MODELS, MissingLinksError, build_model
-from dmmvae.methods.seurat_v3 import (
+from dmmvae.methods.baselines.seurat_v3 import (
     SeuratV3,
     anchor_weights,
     filter_anchors,

@@ -16,7 +16,7 @@ from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.io import InputError, Predictions
 from dmmvae.methods import build_model
-from dmmvae.methods._loop import TrainingFailure, resolve_training
+from dmmvae.methods.training.loop import TrainingFailure, resolve_training
 from dmmvae.runtime import resolve_device
 from dmmvae.schema import schema_defaults
 from dmmvae.train import run_training

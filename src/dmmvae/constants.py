@@ -31,6 +31,8 @@ Synthetic data also carry ``mdata.obsm[TRUE_SHARED]`` and ``mdata.obsm["true_pri
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 RNA, ADT, ATAC = "rna", "adt", "atac"
 MODALITY_KINDS = ("rna", "adt", "atac", "gaussian")
 
@@ -47,6 +49,21 @@ BATCH = "batch"
 PROVENANCE = "provenance"
 
 TRUE_SHARED = "true_shared"
+
+
+class _BatchKeys(NamedTuple):
+    """Keys of a training minibatch (``methods.training.batches.MultimodalData.batch``), as
+    scvi-tools' ``REGISTRY_KEYS``: each a dict over modalities unless noted."""
+
+    X: str = "x"  # the model's input per modality (cells x features)
+    MASK: str = "mask"  # bool per cell: the modality is shown
+    LIBRARY: str = "library"  # library size per cell (cells x 1), 0 where not shown
+    NONZERO: str = "nonzero"  # CPU count modalities: ((rows, cols), values) of the nonzero entries
+    LABEL: str = "label"  # one tensor: the given label per cell (-1: none)
+    INDEX: str = "index"  # one tensor: the cells' row numbers in the MuData
+
+
+BATCH_KEYS = _BatchKeys()
 
 
 def true_private_key(mod: str) -> str:

@@ -1,7 +1,7 @@
 """Runtime set-up of a training job, apart from the loop: device, seeds, threads, AMP, memory.
 
 A leaf of the package's import graph (imports nothing of the package), used by the training
-loop (:mod:`dmmvae.methods._loop`) and by the ``train_model`` job (:mod:`dmmvae.train`).
+loop (:mod:`dmmvae.methods.training.loop`) and by the ``train_model`` job (:mod:`dmmvae.train`).
 """
 
 from __future__ import annotations

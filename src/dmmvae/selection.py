@@ -65,7 +65,7 @@ def _codes(model, mdata, cells, targets: bool = True):
     the likelihood targets (None with ``targets=False``) and the row numbers of the cells."""
     import torch
 
-    from .methods.data import MultimodalData
+    from .methods.training.batches import MultimodalData
 
     module = model.module
     data = MultimodalData(mdata, module.spec, module.device)
@@ -91,9 +91,9 @@ def validation_anchor_foscttm(model, mdata, training: dict, seed: int, k: int = 
     NaN when no pair has >= 3 linked features."""
     import torch
 
-    from .methods._loop import resolve_training, train_and_validation_cells
-    from .methods._views import LinkedFeatures
-    from .methods.objectives import mutual_nearest_neighbours
+    from .methods.modules.objectives import mutual_nearest_neighbours
+    from .methods.modules.views import LinkedFeatures
+    from .methods.training.loop import resolve_training, train_and_validation_cells
 
     assert_train_only(mdata)
     module = model.module

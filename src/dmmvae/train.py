@@ -2,7 +2,7 @@
 
 Layering (data flows one way; ``tests/test_import_graph.py`` fails on any cycle):
 ``data`` (sources -> readers -> preprocess -> scenarios) -> ``methods`` (pure modules,
-objectives, the one training loop :mod:`dmmvae.methods._loop`, controls, reference tools; the
+objectives, the one training loop :mod:`dmmvae.methods.training.loop`, controls, reference tools; the
 :class:`~dmmvae.methods.Method` contract and the ``MODELS`` registry) -> ``train`` (this job:
 runtime set-up from :mod:`dmmvae.runtime`, failure records, provenance) -> ``evaluate`` ->
 ``aggregate`` -> ``plots`` -> ``report``.
@@ -27,7 +27,7 @@ from .constants import SPLIT, TEST
 from .io import InputError, Predictions, atomic_path, write_yaml
 from .methods import build_model
 from .methods._base import MissingDependencyError, NotApplicableError
-from .methods._loop import TrainingFailure, resolve_training
+from .methods.training.loop import TrainingFailure, resolve_training
 from .runtime import peak_memory_mb, resolve_device
 
 

@@ -9,22 +9,22 @@ from ._base import (
     MissingPairsError,
     NotApplicableError,
 )
-from ._loop import TrainingFailure
-from ._model import DMMVAEModel, MMAAVIModel, VAEModel, vae_model
-from .controls import KnnRegression, PcaCca, RandomEmbedding
-from .glue import GLUE
-from .gw_anchors import GWAnchors
-from .gw_ot import GromovWassersteinOT
-from .linked_cca import LinkedCCA
-from .maxfuse import MaxFuse
-from .mlp_fusion import MLPFusion
-from .mmvae import MMVAE
-from .mmvae_plus import MMVAEPlus
-from .mopoe import MoPoE
-from .mvae import MVAE
-from .scmodal import ScMODAL
-from .scvi_refs import MultiVI, TotalVI
-from .seurat_v3 import SeuratV3
+from .baselines.controls import KnnRegression, PcaCca, RandomEmbedding
+from .baselines.gw_anchors import GWAnchors
+from .baselines.gw_ot import GromovWassersteinOT
+from .baselines.linked_cca import LinkedCCA
+from .baselines.seurat_v3 import SeuratV3
+from .external.glue import GLUE
+from .external.maxfuse import MaxFuse
+from .external.scvi_refs import MultiVI, TotalVI
+from .modules.mlp_fusion import MLPFusion
+from .modules.mmvae import MMVAE
+from .modules.mmvae_plus import MMVAEPlus
+from .modules.mopoe import MoPoE
+from .modules.mvae import MVAE
+from .modules.scmodal import ScMODAL
+from .training.loop import TrainingFailure
+from .training.model import DMMVAEModel, MMAAVIModel, VAEModel, vae_model
 
 MODELS: dict[str, type[Method]] = {
     "pca_cca": PcaCca,

@@ -99,7 +99,7 @@ class Method(ABC):
         """Train on the train cells; return the per-epoch history (may be empty).
 
         ``training`` is the training config (None: the schema defaults; resolved by
-        :func:`dmmvae.methods._loop.resolve_training`); the method applies the keys named by
+        :func:`dmmvae.methods.training.loop.resolve_training`); the method applies the keys named by
         ``TRAINING_KEYS`` and ignores the others.
         """
 

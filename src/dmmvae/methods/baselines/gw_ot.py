@@ -74,35 +74,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import shortest_path
-from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors, kneighbors_graph
-from sklearn.preprocessing import normalize
+from sklearn.neighbors import kneighbors_graph
 
-from ..constants import JOINT, LSI, SPLIT, TEST, TRAIN, visible_key
-from ..io import Predictions
-from ._base import Method, MissingDependencyError
-
-POT_HINT = "pip install pot==0.9.7.post1"
+from ...constants import JOINT, SPLIT, TEST, TRAIN, visible_key
+from ...io import Predictions
+from .._base import Method
+from ..anchors import Embed, as_list, import_ot, modality_views, place_by_neighbours
 
 #: SCOT's epsilon grid (``unsupervised_scot``: ``np.logspace(-1, -3, 12)``), large to small
 SCOT_EPSILONS: tuple[float, ...] = tuple(float(e) for e in np.logspace(-1, -3, 12))
 #: the value of ``k`` / ``epsilon`` that asks for SCOT's grid
 SCOT = "scot"
-
-
-def import_ot():
-    try:
-        import ot  # POT: Python Optimal Transport
-    except ImportError as err:  # pragma: no cover - pinned dependency
-        raise MissingDependencyError(
-            f"gw_ot needs POT, which is not installed; fix: {POT_HINT} (pinned in pyproject)"
-        ) from err
-    return ot
-
-
-def as_list(v) -> list[int]:
-    """A number or a list of numbers as a list of ints (``20`` -> ``[20]``)."""
-    return [int(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
 
 
 def scot_k_grid(n: int) -> list[int]:
@@ -252,41 +234,6 @@ def self_tuned_gw(
     best["grid"] = grid
     best["n_refined"] = len(contenders) if first_tol > tol else 0
     return best
-
-
-def place_by_neighbours(Z_train: np.ndarray, positions: np.ndarray, Z_new: np.ndarray,
-                        k: int) -> np.ndarray:
-    """Mean position of each new cell's ``k`` nearest train cells (in their own view)."""
-    nn = NearestNeighbors(n_neighbors=int(min(k, len(Z_train)))).fit(Z_train)
-    _, idx = nn.kneighbors(Z_new)
-    return positions[idx].mean(axis=1)
-
-
-Embed = Callable[[np.ndarray], np.ndarray]
-
-
-def modality_views(mdata: md.MuData, mod: str, rows: np.ndarray, n_pcs: list[int],
-                   seed: int) -> dict[int, Embed]:
-    """One embedding function per ``n_pcs`` (cells of ``mdata`` by index -> L2-normed view):
-    the stored LSI of ATAC (first component dropped), else a PCA of ``X`` fitted on ``rows``."""
-    a = mdata.mod[mod]
-    out: dict[int, Embed] = {}
-    for n in n_pcs:
-        if LSI in a.obsm and a.obsm[LSI].shape[1] > 2:
-            lsi = np.asarray(a.obsm[LSI])[:, 1 : n + 1]
-            out[n] = lambda idx, lsi=lsi: normalize(lsi[idx])
-            continue
-        X_fit = a.X[rows]
-        X_fit = X_fit.toarray() if sp.issparse(X_fit) else np.asarray(X_fit)
-        m = max(1, min(n, X_fit.shape[0] - 1, X_fit.shape[1] - 1))
-        pca = PCA(m, random_state=seed).fit(X_fit)
-
-        def embed(idx, a=a, pca=pca):
-            X = a.X[idx]
-            return normalize(pca.transform(X.toarray() if sp.issparse(X) else np.asarray(X)))
-
-        out[n] = embed
-    return out
 
 
 class GromovWassersteinOT(Method):

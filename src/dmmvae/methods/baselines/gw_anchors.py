@@ -21,11 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ..constants import JOINT, SPLIT, TEST, TRAIN, visible_key
-from ..io import Predictions
-from ._base import Method
-from .anchors import as_list, gw_anchor_pairs
-from .gw_ot import modality_views, place_by_neighbours
+from ...constants import JOINT, SPLIT, TEST, TRAIN, visible_key
+from ...io import Predictions
+from .._base import Method
+from ..anchors import as_list, gw_anchor_pairs, modality_views, place_by_neighbours
 
 
 class GWAnchors(Method):

@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..constants import (
+from ...constants import (
     COUNTS,
     JOINT,
     LIBRARY,
@@ -76,10 +76,10 @@ from ..constants import (
     TRAIN,
     visible_key,
 )
-from ..data.links import gene_space, link_matrix
-from ..io import InputError, Predictions
-from ._base import Method, MissingDependencyError, MissingLinksError, NotApplicableError
-from .linked_cca import Standardiser, log_normalise
+from ...data.links import gene_space, link_matrix
+from ...io import InputError, Predictions
+from .._base import Method, MissingDependencyError, MissingLinksError, NotApplicableError
+from ..anchors import Standardiser, log_normalise
 
 log = logging.getLogger(__name__)
 

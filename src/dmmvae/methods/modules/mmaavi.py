@@ -48,10 +48,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._graph import GRAPH_DEFAULTS, GuidanceGraph
-from ._spec import ModalitySpec
+from ...constants import BATCH_KEYS
+from .graph import GRAPH_DEFAULTS, GuidanceGraph
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
 from .objectives import Gaussian, count_visible, gmm_prior_kl, masked
+from .spec import ModalitySpec
 from .vae import LossOutput, MultimodalVAE
 
 DISCRIMINATE = ("batch", "pattern", "batch+pattern", "none")
@@ -181,7 +182,7 @@ class MMAAVI(GuidanceGraph, MultimodalVAE):
         """(B, M) attention of each cell over its visible modalities (interpretation aid)."""
         qz = self.encode(batch)
         mods = [m for m in self.modalities if m in qz]
-        _, att = self.attention(torch.stack([qz[m].mu for m in mods]), torch.stack([batch["mask"][m] for m in mods]))
+        _, att = self.attention(torch.stack([qz[m].mu for m in mods]), torch.stack([batch[BATCH_KEYS.MASK][m] for m in mods]))
         return att.T
 
     def _dropped(self, masks: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -212,7 +213,7 @@ class MMAAVI(GuidanceGraph, MultimodalVAE):
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
         qz = self.encode(batch)
-        masks = batch["mask"]
+        masks = batch[BATCH_KEYS.MASK]
         shows = count_visible(masks) > 0
         q = self.fuse(qz, self._dropped(masks))
         z = q.rsample()
@@ -229,14 +230,14 @@ class MMAAVI(GuidanceGraph, MultimodalVAE):
         terms.update(kl_z=masked(kl_z, shows), kl_u=masked(kl_u, shows), kl_c=masked(kl_c, shows))
         per_cell = -recon + self.kl_scale(kl_weight) * kl
         out = self.loss_output(per_cell, terms, z=None if self.supervise_c else q.mu)
-        lab = batch["label"]
+        lab = batch[BATCH_KEYS.LABEL]
         if self.supervise_c and (lab >= 0).any():
             ce = F.cross_entropy(logits_c[lab >= 0], lab[lab >= 0])
             out.loss = out.loss + float(self.params["classifier_weight"]) * ce
             out.terms["classifier"] = ce
         self.add_graph_term(out)
         if self.disc is not None and self._groups is not None and self.training:
-            groups = self._groups.to(z.device)[batch["index"]]
+            groups = self._groups.to(z.device)[batch[BATCH_KEYS.INDEX]]
             keep = (groups >= 0) & shows
             if keep.any():
                 logits = self.disc(grad_reverse(q.mu[keep], float(self.params["disc_alpha"])))

@@ -49,11 +49,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..constants import SPLIT, TRAIN, visible_key
-from ..io import InputError
-from ..runtime import effective_amp, resolve_device, seed_everything, set_num_threads
-from ..schema import schema_defaults
-from .data import MultimodalData, build_spec
+from ...constants import BATCH_KEYS, SPLIT, TRAIN, visible_key
+from ...io import InputError
+from ...runtime import effective_amp, resolve_device, seed_everything, set_num_threads
+from ...schema import schema_defaults
+from .batches import MultimodalData, build_spec
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -191,7 +191,7 @@ def fit_model(
     device: str = "auto",
     training: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Build ``model`` (a :class:`~dmmvae.methods.vae.MultimodalVAE` module) from ``mdata`` and train it."""
+    """Build ``model`` (a :class:`~dmmvae.methods.modules.vae.MultimodalVAE` module) from ``mdata`` and train it."""
     cfg = resolve_training(training)
     limit = cfg["time_limit_minutes"]
     time_limit_s = 60.0 * float(limit) if limit else None
@@ -239,7 +239,7 @@ def fit_model(
                 train_cells, bs, shuffle=True, generator=gen, min_last=min_last
             ):
                 terms = model.train_step(batch, kl_weight, optimizers, ctx)
-                b = len(batch["index"])
+                b = len(batch[BATCH_KEYS.INDEX])
                 for k, v in terms.items():
                     sums[k] = sums[k] + v * b if k in sums else v * b
                 n += b
@@ -266,7 +266,7 @@ def fit_model(
                 nv = 0
                 for batch in data.batches(val_cells, eval_bs, min_last=min_last):
                     terms = model.validation_step(batch, 1.0)
-                    b = len(batch["index"])
+                    b = len(batch[BATCH_KEYS.INDEX])
                     for k, v in terms.items():
                         vs[k] = vs[k] + v * b if k in vs else v * b
                     nv += b

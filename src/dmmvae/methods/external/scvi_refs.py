@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..constants import ADT, ATAC, BATCH, COUNTS, JOINT, RNA, SPLIT, TEST, TRAIN, visible_key
-from ..io import InputError, Predictions
-from ._base import Method, MissingDependencyError
+from ...constants import ADT, ATAC, BATCH, COUNTS, JOINT, RNA, SPLIT, TEST, TRAIN, visible_key
+from ...io import InputError, Predictions
+from .._base import Method, MissingDependencyError
 
 INSTALL_HINT = (
     "scvi-tools is not installed; the reference methods totalvi / multivi need it. "
@@ -93,7 +93,7 @@ def _clr(y: np.ndarray) -> np.ndarray:
 
 
 def _kept_fraction(mdata: md.MuData) -> float:
-    from .data import build_spec
+    from ..training.batches import build_spec
 
     return build_spec(mdata, modalities=[RNA]).modalities[RNA].kept_fraction
 

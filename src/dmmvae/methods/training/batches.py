@@ -34,7 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..constants import (
+from ...constants import (
+    BATCH_KEYS,
     COUNTS,
     LABEL,
     LIBRARY,
@@ -44,10 +45,10 @@ from ..constants import (
     TRAIN,
     visible_key,
 )
-from ..data.links import LINKS
-from ..io import InputError
-from ._spec import DataSpec, ModalitySpec
-from .likelihoods import DEFAULT_LIKELIHOOD, get_likelihood
+from ...data.links import LINKS
+from ...io import InputError
+from ..modules.likelihoods import DEFAULT_LIKELIHOOD, get_likelihood
+from ..modules.spec import DataSpec, ModalitySpec
 
 
 def _source(mdata: md.MuData) -> str:
@@ -301,12 +302,12 @@ class MultimodalData:
                 (r, c), v = entries
                 nonzero[m] = ((self._to_device(r), self._to_device(c)), self._to_device(v))
         return {
-            "x": x,
-            "mask": mask,
-            "library": lib,
-            "nonzero": nonzero,
-            "label": self._to_device(self.given_labels[rows]),
-            "index": self._to_device(rows),
+            BATCH_KEYS.X: x,
+            BATCH_KEYS.MASK: mask,
+            BATCH_KEYS.LIBRARY: lib,
+            BATCH_KEYS.NONZERO: nonzero,
+            BATCH_KEYS.LABEL: self._to_device(self.given_labels[rows]),
+            BATCH_KEYS.INDEX: self._to_device(rows),
         }
 
     def batches(

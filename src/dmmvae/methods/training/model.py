@@ -34,12 +34,10 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from ..constants import BATCH, COUNTS, JOINT, LSI, SPLIT, TEST, TRAIN, visible_key
-from ..io import InputError, Predictions
-from ._base import Method, MissingLinksError
-from ._graph import links_per_pair, unlinked_modalities
-from ._loop import fit_model
-from .anchors import (
+from ...constants import BATCH, BATCH_KEYS, COUNTS, JOINT, LSI, SPLIT, TEST, TRAIN, visible_key
+from ...io import InputError, Predictions
+from .._base import Method, MissingLinksError
+from ..anchors import (
     SEURAT_K_SCORE,
     as_list,
     cca_anchor_space,
@@ -47,10 +45,12 @@ from .anchors import (
     gw_anchor_pairs,
     seurat_anchor_scores,
 )
-from .data import DataSpec, MultimodalData, build_spec, modality_kind
-from .dmmvae import DMMVAE
-from .mmaavi import MMAAVI
-from .vae import MultimodalVAE
+from ..modules.dmmvae import DMMVAE
+from ..modules.graph import links_per_pair, unlinked_modalities
+from ..modules.mmaavi import MMAAVI
+from ..modules.vae import MultimodalVAE
+from .batches import DataSpec, MultimodalData, build_spec, modality_kind
+from .loop import fit_model
 
 #: imputations of wider targets are stored in float16 by ``Predictions.write`` (dmmvae.io)
 WIDE_FEATURES = 20000
@@ -182,7 +182,7 @@ class VAEModel(Method):
         start = 0
         for batch in data.batches(test, bs, mods=mods):
             qz = mod.encode(batch)
-            masks = batch["mask"]
+            masks = batch[BATCH_KEYS.MASK]
             put(emb[JOINT], start, mod.embed(qz, masks))
             for s in mods:
                 put(emb[s], start, mod.embed({s: qz[s]}, {s: masks[s]}))
@@ -191,7 +191,7 @@ class VAEModel(Method):
                 for t in tgts:
                     put(imp[(s, t)], start, mod.scoring_mean(t, px[t]))
                     put(cross[(s, t)], start, mod.scoring_sample(t, px[t]))
-            start += len(batch["index"])
+            start += len(batch[BATCH_KEYS.INDEX])
         g = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         for start in range(0, n, bs):
@@ -301,8 +301,8 @@ def lsi_inputs(mdata: md.MuData) -> dict[str, tuple[np.ndarray, np.ndarray, floa
     """``{modality: (idf, loadings, tfidf scale)}`` of every ATAC modality of ``mdata`` (the
     LSI that preprocessing fitted on train cells), checked to reproduce ``obsm["X_lsi"]`` on
     train cells; an :class:`InputError` naming the fix when a modality lacks it."""
-    from ..data.preprocess._atac import tfidf
-    from ..schema import schema_defaults
+    from ...data.preprocess._atac import tfidf
+    from ...schema import schema_defaults
 
     # files preprocessed before the scale was stored in uns["lsi"] used the default
     default_scale = float(schema_defaults("preprocessing")["atac"]["tfidf_scale"])

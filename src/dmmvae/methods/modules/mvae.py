@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ...constants import BATCH_KEYS
 from .objectives import poe_subsampled_elbo, product_of_experts
 from .vae import LossOutput, MultimodalVAE
 
@@ -23,9 +24,9 @@ class MVAE(MultimodalVAE):
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
         qz = self.encode(batch)
         per_cell, terms = poe_subsampled_elbo(
-            qz, batch["mask"], self.make_decode(batch), self.kl_scale(kl_weight)
+            qz, batch[BATCH_KEYS.MASK], self.make_decode(batch), self.kl_scale(kl_weight)
         )
-        return self.loss_output(per_cell, terms, z=self.fuse(qz, batch["mask"]).mu)
+        return self.loss_output(per_cell, terms, z=self.fuse(qz, batch[BATCH_KEYS.MASK]).mu)
 
 
 __all__ = ["MVAE"]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ...constants import BATCH_KEYS
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
 from .objectives import Gaussian, count_visible, single_elbo
 from .vae import LossOutput, MultimodalVAE
@@ -60,7 +61,7 @@ class MLPFusion(MultimodalVAE):
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
         qz = self.encode(batch)
-        masks = batch["mask"]
+        masks = batch[BATCH_KEYS.MASK]
         enc_masks = masks
         p = float(self.params["modality_dropout"])
         if self.training and p > 0 and len(masks) > 1:

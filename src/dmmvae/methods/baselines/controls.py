@@ -24,9 +24,9 @@ from sklearn.cross_decomposition import CCA
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from ..constants import JOINT, SPLIT, TEST, TRAIN, visible_key
-from ..io import Predictions
-from ._base import Method, MissingPairsError
+from ...constants import JOINT, SPLIT, TEST, TRAIN, visible_key
+from ...io import Predictions
+from .._base import Method, MissingPairsError
 
 
 def _pca(X_fit, n_components: int, seed: int) -> PCA:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ...constants import BATCH_KEYS
 from .objectives import mixture_moments, moe_stratified_elbo
 from .vae import LossOutput, MultimodalVAE
 
@@ -36,13 +37,13 @@ class MMVAE(MultimodalVAE):
         qz = self.encode(batch)
         per_cell, terms = moe_stratified_elbo(
             qz,
-            batch["mask"],
+            batch[BATCH_KEYS.MASK],
             self.make_decode(batch),
             self.kl_scale(kl_weight),
             estimator=self.params["estimator"],
             k=int(self.params["k"]),
         )
-        return self.loss_output(per_cell, terms, z=self.fuse(qz, batch["mask"]).mu)
+        return self.loss_output(per_cell, terms, z=self.fuse(qz, batch[BATCH_KEYS.MASK]).mu)
 
 
 __all__ = ["MMVAE"]

@@ -46,9 +46,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ._spec import ModalitySpec
+from ...constants import BATCH_KEYS
 from .nn import Decoder
 from .objectives import Gaussian, mixture_moments, shared_private_elbo
+from .spec import ModalitySpec
 from .vae import LossOutput, MultimodalVAE
 
 CROSS_PRIVATE = ("zero", "prior")
@@ -107,7 +108,7 @@ class MMVAEPlus(MultimodalVAE):
         (:func:`.objectives.shared_private_elbo`)."""
         qs = self.encode(batch)
         qw = self.encode_private(batch)
-        x, lib = batch["x"], batch["library"]
+        x, lib = batch[BATCH_KEYS.X], batch[BATCH_KEYS.LIBRARY]
 
         def decode_one(z: Tensor, d: str) -> Tensor:
             dec = self.decoders[d]
@@ -116,7 +117,7 @@ class MMVAEPlus(MultimodalVAE):
         per_cell, terms = shared_private_elbo(
             qs,
             qw,
-            batch["mask"],
+            batch[BATCH_KEYS.MASK],
             decode_one,
             self.kl_scale(kl_weight),
             cross_private=self._cross_private,
@@ -126,7 +127,7 @@ class MMVAEPlus(MultimodalVAE):
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
         per_cell, terms, qs = self.loss_terms(batch, kl_weight)
-        return self.loss_output(per_cell, terms, z=self.fuse(qs, batch["mask"]).mu)
+        return self.loss_output(per_cell, terms, z=self.fuse(qs, batch[BATCH_KEYS.MASK]).mu)
 
     # ------------------------------------------------------------------ prediction
     def impute_params(self, qz, masks, src, tgts):

@@ -109,9 +109,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._graph import GRAPH_DECODERS, GRAPH_DEFAULTS, GuidanceGraph
-from ._spec import ModalitySpec
-from ._views import LinkedFeatures, log_view
+from ...constants import BATCH_KEYS
+from .graph import GRAPH_DECODERS, GRAPH_DEFAULTS, GuidanceGraph
 from .likelihoods import get_likelihood
 from .mmvae import MMVAE
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
@@ -126,7 +125,9 @@ from .objectives import (
     moe_stratified_elbo,
     mutual_nearest_neighbours,
 )
+from .spec import ModalitySpec
 from .vae import LossOutput
+from .views import LinkedFeatures, log_view
 
 WEIGHTS = ("latent_adversarial_weight", "output_adversarial_weight", "cycle_weight", "anchor_weight")
 ANCHOR_SPACES = ("cca", "features", "gw")
@@ -290,8 +291,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
         #: weights the values)
         self._lsi_widths: dict[str, int] = {}
         self._lsi: dict[str, tuple[Any, Any, float]] = {}
-        self._disc_inputs: dict[str, Any] | None = None
-        self._adversaries_on = False
+        #: training state, written only by the training hooks (:meth:`train_step`,
+        #: :meth:`on_epoch_end`) from what :meth:`loss` returns in ``LossOutput.updates``; the
+        #: loss reads it and writes nothing. ``_recon_scale``: running size of the
+        #: reconstruction term that the alignment weights are expressed in (see :meth:`w`)
         self._recon_scale: float | None = None
         #: per linked pair (a, b): per-cell coordinates (n_obs, k) of a and of b in which the
         #: anchors are found (set by the model from the data, :func:`cca_anchor_space`)
@@ -398,11 +401,11 @@ class DMMVAE(GuidanceGraph, MMVAE):
         return near / far.clamp_min(1e-8)
 
     def _remember(self, batch, z: dict[str, Tensor]) -> None:
-        """Store the codes of the minibatch's cells (training steps only, detached)."""
-        idx = batch["index"].to(next(iter(z.values())).device)
+        """Store the (detached) codes of a training minibatch's cells (:meth:`train_step`)."""
+        idx = batch[BATCH_KEYS.INDEX].to(next(iter(z.values())).device)
         n_obs = next(iter(self._partners.values())).shape[0]
         for m, zm in z.items():
-            rows = batch["mask"][m]
+            rows = batch[BATCH_KEYS.MASK][m]
             if m not in self._memory:
                 self._memory[m] = zm.new_zeros((n_obs, zm.shape[1]))
                 self._filled[m] = torch.zeros(n_obs, dtype=torch.bool, device=zm.device)
@@ -420,12 +423,22 @@ class DMMVAE(GuidanceGraph, MMVAE):
         self._anchor_space_note = note
 
     # ------------------------------------------------------------------ building
-    def w(self, name: str) -> float:
-        """Weight ``name`` in reconstruction units (see module doc): times the running mean of
-        the per-cell reconstruction log-likelihood's magnitude (before the first batch: the
-        mean feature count)."""
-        scale = self._recon_scale if self._recon_scale is not None else self.feature_scale
-        return float(self.params[name]) * scale
+    def w(self, name: str, scale: float | None = None) -> float:
+        """Weight ``name`` in reconstruction units (see module doc): times ``scale``, the
+        running mean of the per-cell reconstruction log-likelihood's magnitude (``None``: the
+        stored one; before the first batch: the mean feature count)."""
+        scale = self._recon_scale if scale is None else scale
+        return float(self.params[name]) * (self.feature_scale if scale is None else scale)
+
+    def _step_scale(self, out: LossOutput) -> float | None:
+        """The reconstruction scale of this step: in training, the running mean updated with
+        this batch's reconstruction size (detached), else the stored one."""
+        if not self.training:
+            return self._recon_scale
+        recon = sum(v for k, v in out.terms.items() if k.startswith("recon_"))
+        new = float(abs(recon.detach()))
+        old = self._recon_scale
+        return new if old is None else 0.98 * old + 0.02 * new
 
     @property
     def has_adversaries(self) -> bool:
@@ -533,13 +546,16 @@ class DMMVAE(GuidanceGraph, MMVAE):
         )
 
     # ------------------------------------------------------------------ objective
-    def _alignment_terms(self, batch, qz) -> tuple[Tensor, dict[str, Tensor]]:
-        """Weighted cycle + anchor terms (part of the validation loss too)."""
-        masks, x = batch["mask"], batch["x"]
+    def _alignment_terms(self, batch, qz, scale: float | None = None
+                         ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """Weighted cycle + anchor terms (part of the validation loss too), and the codes the
+        global anchors remember (training steps only; empty otherwise)."""
+        masks, x = batch[BATCH_KEYS.MASK], batch[BATCH_KEYS.X]
         mods = list(qz)
         z = {m: qz[m].mu for m in mods}
         total = torch.zeros((), device=z[mods[0]].device)
         terms: dict[str, Tensor] = {}
+        remember: dict[str, Tensor] = {}
         if float(self.params["cycle_weight"]) > 0 and len(mods) > 1:
             cyc = torch.zeros_like(z[mods[0]][:, 0])
             for r in mods:
@@ -551,7 +567,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
                     z_back, _ = self.encoders[d](x_rd)
                     cyc = cyc + masked(cycle_loss(z[r], z_back, relative=True), masks[r])
             cyc = cyc.mean()
-            total = total + self.w("cycle_weight") * cyc
+            total = total + self.w("cycle_weight", scale) * cyc
             terms["cycle"] = cyc.detach()
         if self.links:
             anc = torch.zeros_like(total)
@@ -560,7 +576,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 # must not be re-matched to feature neighbours; anchors link unpaired cells
                 ra, rb = masks[a] & ~masks[b], masks[b] & ~masks[a]
                 if (a, b) in self._partners:  # global anchors, partners from the memory
-                    idx = batch["index"].to(z[a].device)
+                    idx = batch[BATCH_KEYS.INDEX].to(z[a].device)
                     parts = [t for t in (self._global_anchor_term(a, b, idx[ra], z[a][ra]),
                                          self._global_anchor_term(b, a, idx[rb], z[b][rb]))
                              if t is not None]
@@ -571,7 +587,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
                     continue
                 if (a, b) in self._anchor_spaces:  # fixed per-cell coordinates (e.g. CCA)
                     ca, cb = self._anchor_spaces[(a, b)]
-                    idx = batch["index"].cpu()
+                    idx = batch[BATCH_KEYS.INDEX].cpu()
                     dev = z[a].device
                     fa, fb = ca[idx[ra.cpu()]].to(dev), cb[idx[rb.cpu()]].to(dev)
                 else:
@@ -582,15 +598,15 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 )
                 if term is not None:
                     anc = anc + term
-            total = total + self.w("anchor_weight") * anc
+            total = total + self.w("anchor_weight", scale) * anc
             terms["anchors"] = anc.detach()
             if self._partners and self.training:
-                self._remember(batch, z)
-        return total, terms
+                remember = {m: zm.detach() for m, zm in z.items()}
+        return total, terms, remember
 
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
         qz = self.encode(batch)
-        masks = batch["mask"]
+        masks = batch[BATCH_KEYS.MASK]
         per_cell, terms = moe_stratified_elbo(
             qz,
             masks,
@@ -600,23 +616,25 @@ class DMMVAE(GuidanceGraph, MMVAE):
             k=int(self.params["k"]),
         )
         out = self.loss_output(per_cell, terms, z=self.fuse(qz, masks).mu)
-        if self.training:  # the size of what the alignment terms compete with (detached)
-            recon = sum(v for k, v in out.terms.items() if k.startswith("recon_"))
-            new = float(abs(recon.detach()))
-            old = self._recon_scale
-            self._recon_scale = new if old is None else 0.98 * old + 0.02 * new
+        scale = self._step_scale(out)  # the size of what the alignment terms compete with
+        if self.training:
+            out.updates["recon_scale"] = scale
         self.add_graph_term(out)
-        align, extra = self._alignment_terms(batch, qz)
+        align, extra, remember = self._alignment_terms(batch, qz, scale)
         out.loss = out.loss + align
         out.terms.update(extra)
-        if self.training and self._adversaries_on and self.has_adversaries:
-            gen, extra, self._disc_inputs = self._generator_terms(batch, qz)
+        if remember:
+            out.updates["codes"] = remember
+        # adversaries start once the KL warm-up is over (the VAE is warmed up first)
+        if self.training and kl_weight >= 1.0 and self.has_adversaries:
+            gen, extra, disc_inputs = self._generator_terms(batch, qz, scale)
             out.loss = out.loss + gen
             out.terms.update(extra)
+            out.updates["disc_inputs"] = disc_inputs
         return out
 
-    def _generator_terms(self, batch, qz):
-        masks, x = batch["mask"], batch["x"]
+    def _generator_terms(self, batch, qz, scale: float | None = None):
+        masks, x = batch[BATCH_KEYS.MASK], batch[BATCH_KEYS.X]
         mods = list(qz)
         gen = torch.zeros((), device=next(iter(x.values())).device)
         terms: dict[str, Tensor] = {}
@@ -625,7 +643,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
             z, y = labelled_codes({m: qz[m].mu for m in mods}, masks)
             if len(z):
                 confusion = modality_confusion(self.latent_disc(z))
-                gen = gen + self.w("latent_adversarial_weight") * confusion
+                gen = gen + self.w("latent_adversarial_weight", scale) * confusion
                 terms["adv_latent"] = confusion.detach()
                 inputs["latent"] = (z.detach(), y)
         if self.output_discs is not None:
@@ -650,7 +668,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 real_views[d] = log_view(ms.target, x[d][masks[d]])
                 gen_views[d] = fake.detach()
             if gen_views:
-                gen = gen + self.w("output_adversarial_weight") * g_loss
+                gen = gen + self.w("output_adversarial_weight", scale) * g_loss
                 terms["adv_output"] = g_loss.detach()
                 inputs["output"] = (real_views, gen_views)
         return gen, terms, inputs
@@ -671,18 +689,22 @@ class DMMVAE(GuidanceGraph, MMVAE):
         return loss
 
     def train_step(self, batch, kl_weight: float, optimizers, ctx) -> dict[str, Tensor]:
-        # adversaries start once the KL warm-up is over (the VAE is warmed up first)
-        self._adversaries_on = kl_weight >= 1.0
-        if "disc" not in optimizers:
-            return super().train_step(batch, kl_weight, optimizers, ctx)
-        opt, dopt = optimizers["main"], optimizers["disc"]
+        """One VAE step, then the training state the loss returned is stored (reconstruction
+        scale, remembered codes), then ``disc_steps`` discriminator steps on the loss's detached
+        discriminator inputs."""
+        opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
         with ctx.autocast():
             out = self.training_loss(batch, kl_weight)
         ctx.step(out.loss, opt)
         terms = out.detached_terms()
-        inputs, self._disc_inputs = self._disc_inputs or {}, None
-        if inputs:
+        if "recon_scale" in out.updates:
+            self._recon_scale = out.updates["recon_scale"]
+        if "codes" in out.updates:
+            self._remember(batch, out.updates["codes"])
+        inputs = out.updates.get("disc_inputs") or {}
+        if inputs and "disc" in optimizers:
+            dopt = optimizers["disc"]
             for _ in range(int(self.params["disc_steps"])):
                 dopt.zero_grad(set_to_none=True)
                 with ctx.autocast():

@@ -58,10 +58,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._spec import DataSpec, ModalitySpec
+from ...constants import BATCH_KEYS
 from .likelihoods import get_likelihood, nonzero_entries, to_scoring
 from .nn import MLP, Decoder, Encoder
 from .objectives import DecodeFn, Gaussian
+from .spec import DataSpec, ModalitySpec
 
 
 @dataclass
@@ -69,12 +70,15 @@ class LossOutput:
     """Result of ``loss``: the scalar to minimise and named scalar terms for the history.
 
     ``z``: the per-cell latent (B, latent_dim) the semi-supervised classifier reads (None: no
-    classifier term).
+    classifier term). ``updates``: state for the training hooks (see the field).
     """
 
     loss: Tensor
     terms: dict[str, Tensor] = field(default_factory=dict)
     z: Tensor | None = None
+    #: training state the step computed for the training hooks to store after the optimiser
+    #: step (e.g. D-MMVAE's running reconstruction scale); the loss itself writes no state
+    updates: dict[str, Any] = field(default_factory=dict)
 
     def detached_terms(self) -> dict[str, Tensor]:
         out = {"loss": self.loss.detach()}
@@ -193,8 +197,8 @@ class MultimodalVAE(nn.Module):
         rows that do not show the modality get ``N(0, I)`` placeholders (left out by fusion)."""
         encoders = self.encoders if encoders is None else encoders
         out = {}
-        for m, x in batch["x"].items():
-            mask = batch["mask"][m]
+        for m, x in batch[BATCH_KEYS.X].items():
+            mask = batch[BATCH_KEYS.MASK][m]
             enc = encoders[m]
             if self.params["norm"] == "batch":  # batch statistics from visible rows only
                 rows = mask.nonzero().squeeze(1)
@@ -238,14 +242,14 @@ class MultimodalVAE(nn.Module):
         """The ``decode(z, mods)`` of :mod:`.objectives` for ``batch``.
 
         The non-zero entries of each count target are found once per batch (the data loader
-        hands them over in ``batch["nonzero"]``) and shared by every call, so the NB count term
+        hands them over in ``batch[BATCH_KEYS.NONZERO]``) and shared by every call, so the NB count term
         is evaluated on them only. ``decode.stackable`` tells the objectives that latents of
         several posteriors may be stacked on a leading axis and decoded in ONE call per
         modality (bigger matrix products, each data term once); not with batch norm, whose
         statistics would then mix the stacked posteriors.
         """
-        x, lib = batch["x"], batch["library"]
-        given = batch.get("nonzero") or {}
+        x, lib = batch[BATCH_KEYS.X], batch[BATCH_KEYS.LIBRARY]
+        given = batch.get(BATCH_KEYS.NONZERO) or {}
         nz: dict[str, Any] = {}
 
         def decode(z: Tensor, mods) -> dict[str, Tensor]:
@@ -277,7 +281,7 @@ class MultimodalVAE(nn.Module):
         """``loss`` plus the semi-supervised classifier term on labelled cells."""
         out = self.loss(batch, kl_weight)
         if self.classifier is not None and out.z is not None:
-            lab = batch["label"]
+            lab = batch[BATCH_KEYS.LABEL]
             ce = F.cross_entropy(self.classifier(out.z), lab.clamp_min(0), reduction="none")
             ce = torch.where(lab >= 0, ce, torch.zeros_like(ce)).mean()
             out.loss = out.loss + float(self.params["classifier_weight"]) * ce

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._views import LinkedFeatures, log_view
+from ...constants import BATCH_KEYS
 from .nn import MLP
 from .objectives import (
     Gaussian,
@@ -61,6 +61,7 @@ from .objectives import (
     standardise,
 )
 from .vae import LossOutput, MultimodalVAE
+from .views import LinkedFeatures, log_view
 
 ANCHORS = ("auto", "features", "pairs", "none")
 
@@ -132,7 +133,7 @@ class ScMODAL(MultimodalVAE):
     def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
         p = self.params
         qz = self.encode(batch)
-        masks, x, lib = batch["mask"], batch["x"], batch["library"]
+        masks, x, lib = batch[BATCH_KEYS.MASK], batch[BATCH_KEYS.X], batch[BATCH_KEYS.LIBRARY]
         mods = list(qz)
         z = {m: qz[m].mu for m in mods}
         ref = z[mods[0]]
@@ -212,7 +213,7 @@ class ScMODAL(MultimodalVAE):
         if float(self.params["lambda_gan"]) > 0 and len(self.modalities) > 1:
             with torch.no_grad():
                 qz = self.encode(batch)
-                zz, yy = labelled_codes({m: q.mu for m, q in qz.items()}, batch["mask"])
+                zz, yy = labelled_codes({m: q.mu for m, q in qz.items()}, batch[BATCH_KEYS.MASK])
             if len(zz):
                 for _ in range(int(self.params["disc_steps"])):
                     dopt.zero_grad(set_to_none=True)

@@ -75,7 +75,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
-from ..constants import (
+from ...constants import (
     COUNTS,
     JOINT,
     LSI,
@@ -86,9 +86,9 @@ from ..constants import (
     TRAIN,
     visible_key,
 )
-from ..data.links import link_matrix
-from ..io import InputError, Predictions
-from ._base import Method, MissingDependencyError, MissingLinksError
+from ...data.links import link_matrix
+from ...io import InputError, Predictions
+from .._base import Method, MissingDependencyError, MissingLinksError
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ...constants import BATCH_KEYS
 from .objectives import (
     Gaussian,
     mixture_moments,
@@ -50,12 +51,12 @@ class MoPoE(MultimodalVAE):
         qz = self.encode(batch)
         per_cell, terms = mopoe_elbo(
             qz,
-            batch["mask"],
+            batch[BATCH_KEYS.MASK],
             self.make_decode(batch),
             self.kl_scale(kl_weight),
             sampling=self.params["sampling"],
         )
-        return self.loss_output(per_cell, terms, z=self.fuse(qz, batch["mask"]).mu)
+        return self.loss_output(per_cell, terms, z=self.fuse(qz, batch[BATCH_KEYS.MASK]).mu)
 
 
 __all__ = ["MoPoE"]

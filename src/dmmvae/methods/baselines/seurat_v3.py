@@ -84,21 +84,22 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 from sklearn.neighbors import NearestNeighbors
 
-from ..constants import SPLIT, TRAIN
-from ..data.links import link_matrix
-from ..io import Predictions
-from ._base import Method, MissingLinksError
-from .anchors import mutual_neighbours, seurat_anchor_scores
-from .linked_cca import (
+from ...constants import SPLIT, TRAIN
+from ...data.links import link_matrix
+from ...io import Predictions
+from .._base import Method, MissingLinksError
+from ..anchors import (
     Standardiser,
     anchor_modality,
-    anchored_predictions,
     gene_matrix,
     l2_rows,
     linked_train_genes,
+    mutual_neighbours,
+    seurat_anchor_scores,
     seurat_cca,
     standardize_cells,
 )
+from .linked_cca import anchored_predictions
 
 WEIGHT_REDUCTIONS = ("pca", "cca")
 
