@@ -10,15 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dmmvae.aggregate import (
-    RANKING_RULE,
-    aggregate,
-    rank_models,
-    read_benchmarks,
-    read_metric_csvs,
-    summary_markdown,
-)
+from dmmvae.aggregate import aggregate, read_benchmarks, read_metric_csvs
 from dmmvae.io import InputError
+from dmmvae.ranking import RANKING_RULE, rank_models
+from dmmvae.tables import summary_markdown
 
 BENCH = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

@@ -16,9 +16,9 @@ from _toy import toy_predictions, toy_scenario
 
 from dmmvae.aggregate import aggregate
 from dmmvae.evaluate import evaluate_run, resolve_params
-from dmmvae.io import InputError, Predictions
+from dmmvae.io import InputError, Predictions, replaced_dir
 from dmmvae.metrics import METRICS, EvalInputs, Metric, Score, mean_row
-from dmmvae.report import replaced_dir, write_report, write_summary
+from dmmvae.report import write_report, write_summary
 
 CHROMIUM = "/usr/bin/chromium"
 FAMILIES = ["foscttm", "label_transfer", "imputation"]
@@ -97,7 +97,7 @@ def test_replaced_dir_leaves_the_old_folder_on_error(tmp_path):
 def test_report_is_complete_and_self_contained(summary):
     text = (summary / "report.html").read_text()
     for heading in ("Overall ranking", "Failed runs", "toy / paired", "Overview",
-                    "Per-metric, seed spread", "FOSCTTM per modality pair",
+                    "Per-metric, seed spread", "foscttm per modality pair",
                     "do the modalities mix", "Imputation: predicted vs observed",
                     "Training curves", "Metrics", "Provenance", "Package versions", "Config",
                     "Protocol"):
@@ -146,7 +146,7 @@ def test_a_registered_metric_appears_everywhere(tmp_path, monkeypatch):
     summary (ranking, headline and family tables) and the report, with no other edit."""
     monkeypatch.setitem(METRICS, "toy_norm", Metric(
         "toy_norm", "toy", "half", _toy_norm, requires=frozenset({"embeddings"}),
-        description="made-up norm ratio"))
+        description="made-up norm ratio", per_pair_figure=True))
     assert "toy" in resolve_params({})["families"], (
         "the default of evaluation.families in the config schema must be null (= every "
         "registered family), else a new metric needs a schema edit to be computed")
@@ -166,6 +166,7 @@ def test_a_registered_metric_appears_everywhere(tmp_path, monkeypatch):
     html = (out / "report.html").read_text()
     comparison = html.split("Comparison (mean ± sd over seeds)")[1].split("<h3>")[0]
     assert "toy_norm/mean" in comparison and "made-up norm ratio" in html
+    assert "<h3>toy_norm per modality pair</h3>" in html  # its per-pair figure, from the entry
 
 
 @pytest.mark.browser
@@ -204,7 +205,7 @@ def test_report_umap_uses_exact_neighbours_and_keeps_clusters(monkeypatch):
     import umap.umap_
     from sklearn.metrics import silhouette_score
 
-    from dmmvae.report import _umap_coords
+    from dmmvae.analysis import umap_coords
 
     def no_knn(*args, **kwargs):
         raise AssertionError("umap-learn computed neighbours itself")
@@ -214,7 +215,7 @@ def test_report_umap_uses_exact_neighbours_and_keeps_clusters(monkeypatch):
     centres = rng.normal(scale=6.0, size=(3, 10))
     labels = np.repeat([0, 1, 2], 100)
     x = (centres[labels] + rng.normal(size=(300, 10))).astype(np.float32)
-    coords = _umap_coords(x, seed=0)
+    coords = umap_coords(x, seed=0)
     assert coords.shape == (300, 2) and np.isfinite(coords).all()
     assert silhouette_score(coords, labels) > 0.5
 

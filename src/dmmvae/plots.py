@@ -121,9 +121,9 @@ def seed_spread_png(metrics: pd.DataFrame, dataset: str, scenario: str,
     return _png(fig)
 
 
-def pair_png(metrics: pd.DataFrame, dataset: str, scenario: str, prefix: str = "foscttm/"
-             ) -> bytes | None:
-    """Grouped bars of a per-pair metric (default FOSCTTM per modality pair) per model."""
+def pair_png(metrics: pd.DataFrame, dataset: str, scenario: str, prefix: str) -> bytes | None:
+    """Grouped bars of a per-pair metric (rows ``<prefix><pair>``, e.g. ``foscttm/rna->atac``)
+    per model."""
     sub = _group(metrics, dataset, scenario)
     sub = sub[sub["metric"].str.startswith(prefix) & ~sub["metric"].str.endswith("/mean")]
     if sub.empty:

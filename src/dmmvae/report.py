@@ -21,23 +21,13 @@ registry, provenance (``mdata.uns["provenance"]``), package versions, config and
 from __future__ import annotations
 
 import base64
-import ctypes
-import ctypes.util
 import datetime as _dt
 import json
 import logging
-import multiprocessing
 import os
-import shutil
-import sys
-import tempfile
-import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, nullcontext
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -48,22 +38,16 @@ import yaml
 from markupsafe import Markup
 
 from . import plots
-from .aggregate import (
-    COLUMNS,
-    RANKING_RULE,
-    Aggregate,
-    RunFiles,
-    as_runs,
-    comparison_table,
-    failures,
-    ranking_display,
-    summary_markdown,
-)
+from .aggregate import COLUMNS, Aggregate, RunFiles, as_runs, failures
+from .analysis import leiden, most_variable_feature, umap_coords
 from .constants import JOINT, LABEL, PROVENANCE, SPLIT, TEST
-from .io import InputError, Predictions, atomic_path
+from .io import InputError, Predictions, atomic_path, replaced_dir
 from .io import _plain as _plain_io
 from .metrics import METRICS, headline_rows
+from .parallel import fork_is_safe, forked_results
+from .ranking import RANKING_RULE, ranking_display
 from .reproduce import reproduction_markdown, workflow_reproduction
+from .tables import comparison_table, summary_markdown
 
 PACKAGES = ["dmmvae", "numpy", "scipy", "pandas", "scikit-learn", "torch", "anndata", "mudata",
             "scanpy", "scib-metrics", "jax", "umap-learn", "leidenalg", "numba", "matplotlib",
@@ -77,7 +61,6 @@ Snakemake benchmark files."""
 
 # UMAP's own default for data over 10,000 points; below that it runs 500, 2.5x the time for a
 # picture that tells the same (whether modalities mix)
-UMAP_EPOCHS = 200
 _LOG = logging.getLogger(__name__)
 
 _ENV = jinja2.Environment(
@@ -92,47 +75,6 @@ _ENV = jinja2.Environment(
 # --------------------------------------------------------------------------------------------
 # The summary folder
 # --------------------------------------------------------------------------------------------
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
-    system or file system cannot."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
-    if fn is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-@contextmanager
-def replaced_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh empty folder beside ``path``; on success it replaces ``path`` (swapped in
-    atomically where the OS allows, else by two renames) and the old folder is deleted; on
-    error it is deleted and ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the summary is not
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.is_dir() and not path.is_symlink():
-        if not _exchange(tmp, path):
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            tmp = old
-        shutil.rmtree(tmp)  # the old folder, now at tmp
-    else:
-        if path.exists() or path.is_symlink():
-            path.unlink()
-        os.rename(tmp, path)
 
 
 def summary_figures(agg: Aggregate) -> dict[str, bytes | None]:
@@ -264,39 +206,11 @@ def _umap(mdata, preds: Predictions, model: str, max_cells: int, seed: int) -> d
     colours["modality of origin"] = np.repeat(mods, len(keep))
     joint = preds.embeddings.get(JOINT)
     if joint is not None and np.isfinite(joint).all():
-        colours["Leiden (joint embedding)"] = np.tile(_leiden(np.asarray(joint)[keep], seed),
+        colours["Leiden (joint embedding)"] = np.tile(leiden(np.asarray(joint)[keep], seed),
                                                       len(mods))
-    coords = _umap_coords(x, seed)
+    coords = umap_coords(x, seed)
     title = f"{model}: test cells embedded from each modality alone ({', '.join(mods)})"
     return _figure(plots.embedding_png(coords, colours, title), f"UMAP {model}")
-
-
-def _umap_coords(x: np.ndarray, seed: int) -> np.ndarray:
-    """2-D UMAP of ``x`` on its exact Euclidean 15-nearest neighbours, found by scikit-learn and
-    handed to umap-learn (``precomputed_knn``). umap-learn also uses exact neighbours below
-    4,096 points (NN-descent above); handing them over spares each report process the numba
-    compilation of umap-learn's kNN code (first UMAP 13.7 -> 6.8 s, later ones 0.6 -> 0.3 s on
-    600 points)."""
-    import umap  # optional heavy dependency (numba compilation): only when a report is drawn
-    from sklearn.neighbors import NearestNeighbors
-
-    n_nb = int(min(15, max(2, len(x) - 1)))
-    dist, idx = NearestNeighbors(n_neighbors=n_nb).fit(x).kneighbors(x)  # self first, as umap
-    with warnings.catch_warnings():  # no search index: we never call .transform
-        warnings.filterwarnings("ignore", message=".*knn_search_index.*")
-        return umap.UMAP(n_neighbors=n_nb, random_state=seed, n_jobs=1, n_epochs=UMAP_EPOCHS,
-                         precomputed_knn=(idx, dist, None)).fit_transform(x)
-
-
-def _leiden(z: np.ndarray, seed: int) -> np.ndarray:
-    import anndata as ad  # heavy (scanpy): only when a report is drawn
-    import scanpy as sc
-
-    a = ad.AnnData(np.asarray(z, dtype=np.float32))
-    sc.pp.neighbors(a, n_neighbors=int(min(15, max(2, len(z) - 1))), use_rep="X",
-                    random_state=seed)
-    sc.tl.leiden(a, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
-    return np.asarray(a.obs["leiden"]).astype(str)
 
 
 def _imputations(mdata, preds_by_model: dict[str, Predictions]) -> list[dict[str, Any]]:
@@ -309,7 +223,7 @@ def _imputations(mdata, preds_by_model: dict[str, Predictions]) -> list[dict[str
             continue
         xt = mdata.mod[tgt].X[test]
         xt = xt.toarray() if hasattr(xt, "toarray") else np.asarray(xt)
-        j = int(np.argmax(xt.var(axis=0)))
+        j = most_variable_feature(xt)
         feat = str(mdata.mod[tgt].var_names[j])
         figs = []
         for model, pr in preds_by_model.items():
@@ -352,21 +266,13 @@ def _group_visuals(mine: list[RunFiles], models: list[str], scenario_path: str |
     return out
 
 
-def _fork_is_safe() -> bool:
-    """Forking worker processes is safe on Linux while this process has not loaded numba, jax or
-    torch (their thread pools, e.g. numba's OpenMP layer, do not survive a fork: "fork() called
-    from a process already using GNU OpenMP")."""
-    return sys.platform.startswith("linux") and not {"numba", "jax", "torch"} & set(sys.modules)
-
-
 @contextmanager
 def _visuals_of_groups(agg: Aggregate, runs: list[RunFiles],
                        scen: Mapping[tuple[str, str], str], max_umap_cells: int,
                        n_jobs: int) -> Iterator[Callable[[str, str], dict[str, Any]]]:
-    """Yield ``visuals(dataset, scenario)`` (:func:`_group_visuals` of each group). With
-    ``n_jobs`` > 1, several groups and :func:`_fork_is_safe`, the groups are drawn in up to
-    ``n_jobs`` forked processes, started at once (Python forks a pool's workers on its first
-    submit), so the caller can draw the summary figures meanwhile; else one by one, on demand."""
+    """Yield ``visuals(dataset, scenario)`` (:func:`_group_visuals` of each group), drawn in up
+    to ``n_jobs`` forked processes where that is safe (:func:`~dmmvae.parallel.forked_results`),
+    so the caller can draw the summary figures meanwhile."""
     args = {}
     for ds, sc in agg.groups:
         models = sorted(agg.metrics.loc[(agg.metrics["dataset"] == ds)
@@ -374,17 +280,11 @@ def _visuals_of_groups(agg: Aggregate, runs: list[RunFiles],
         mine = sorted((r for r in runs if (r.dataset, r.scenario) == (ds, sc)),
                       key=lambda r: r.key)
         args[(ds, sc)] = (mine, models, scen.get((ds, sc)), max_umap_cells)
-    workers = min(int(n_jobs), len(args))
-    if workers <= 1 or not _fork_is_safe():
-        if workers > 1:
-            _LOG.info("report sections drawn one by one: this process has loaded numba, jax "
-                      "or torch, which a fork would not survive")
-        yield lambda ds, sc: _group_visuals(*args[(ds, sc)])
-        return
-    _LOG.info("report: %d sections drawn in %d forked processes", len(args), workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = {key: pool.submit(_group_visuals, *a) for key, a in args.items()}
-        yield lambda ds, sc: futures[(ds, sc)].result()
+    if min(int(n_jobs), len(args)) > 1:
+        _LOG.info("report: %d sections, forked processes: %s", len(args),
+                  "yes" if fork_is_safe() else "no (numba, jax or torch loaded; one by one)")
+    with forked_results(_group_visuals, args, n_jobs) as get:
+        yield lambda ds, sc: get((ds, sc))
 
 
 def _group(agg: Aggregate, ds: str, sc: str, visuals: Mapping[str, Any],
@@ -399,7 +299,10 @@ def _group(agg: Aggregate, ds: str, sc: str, visuals: Mapping[str, Any],
         "comparison": _table(comparison_table(metrics, ds, sc, headline_rows())),
         "overview": _figure(figures[f"overview_{ds}_{sc}.png"], "overview"),
         "spread": _figure(figures[f"metrics_{ds}_{sc}.png"], "seed spread"),
-        "foscttm": _figure(plots.pair_png(metrics, ds, sc, "foscttm/"), "foscttm pairs"),
+        "pair_figures": [{"title": f"{m.name} per modality pair", "figure": fig}
+                         for m in METRICS.values() if m.per_pair_figure
+                         if (fig := _figure(plots.pair_png(metrics, ds, sc, f"{m.name}/"),
+                                            f"{m.name} pairs")) is not None],
         "umaps": visuals["umaps"],
         "imputations": visuals["imputations"],
         "curves": visuals["curves"],

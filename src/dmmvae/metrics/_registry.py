@@ -129,6 +129,8 @@ class Metric:
       scored for methods that generate cells.
     - ``scenarios``: scenario kinds where the metric applies (None: all).
     - ``description``: one line for the report.
+    - ``per_pair_figure``: the report draws its per-pair rows (``name/<a>-><b>`` etc., all but
+      ``name/mean``) as grouped bars per model.
     """
 
     name: str
@@ -141,6 +143,7 @@ class Metric:
     requires: frozenset[str] = frozenset()
     scenarios: frozenset[str] | None = None
     description: str = ""
+    per_pair_figure: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in ("min", "max", "half", None):
@@ -364,7 +367,7 @@ _REC = frozenset({"ground_truth"})
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("foscttm", "foscttm", "min", score_foscttm, requires=_EMB,
+        Metric("foscttm", "foscttm", "min", score_foscttm, requires=_EMB, per_pair_figure=True,
                description="FOSCTTM of each modality pair (GLUE), mean over pairs"),
         Metric("label_transfer_acc", "label_transfer", "max", score_label_transfer,
                requires=_EMB_LAB, description="k-NN label transfer accuracy, both directions"),
