@@ -50,14 +50,17 @@ def run_worker(
     python: str | None = None,
     pythonpath: str | None = None,
     threads: int = 1,
+    env: dict[str, str] | None = None,
 ) -> dict:
     """Run ``script args`` in a fresh process limited to ``threads`` BLAS/OpenMP threads (the
     worker sets torch's own count); return the last JSON line it prints.
 
     A fresh process makes each case's peak memory its own and keeps imports out of the timing
-    of the caller. ``pythonpath`` is put first on PYTHONPATH (e.g. an older dmmvae to compare).
+    of the caller. ``pythonpath`` is put first on PYTHONPATH (e.g. an older dmmvae to compare);
+    ``env``: further environment variables.
     """
-    env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(threads)), "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(threads)), "PYTHONWARNINGS": "ignore",
+           **(env or {})}
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(":")
     proc = subprocess.run(
@@ -119,3 +122,62 @@ def diagonal_scenario(config: dict, dataset: str, split: int, kind: str = "diago
     params = {**preprocessing_params(config, dataset),
               "train_fraction": config["split"]["train_fraction"]}
     return make_scenario(preprocess(raw, params, seed=split), kind, seed=split)
+
+
+def sparse_counts(
+    rng, types, propensity, n_features: int, per_cell: float, binary: bool, chunk: int = 1000
+):
+    """CSR (float32) with about ``per_cell`` draws per cell from its type's ``propensity``.
+
+    Draws feature indices with replacement (``searchsorted`` on the cumulative propensity):
+    binary -> the set of drawn features; counts -> how often each feature was drawn.
+    Built chunk by chunk; memory stays O(nnz).
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    cdfs = [np.cumsum(p / p.sum()) for p in propensity]
+    indptr = [0]
+    indices, data = [], []
+    nnz = 0
+    for start in range(0, len(types), chunk):
+        t_chunk = types[start : start + chunk]
+        sizes = rng.poisson(per_cell * rng.lognormal(0.0, 0.25, size=len(t_chunk)))
+        for t, k in zip(t_chunk, sizes, strict=True):
+            draws = np.searchsorted(cdfs[t], rng.random(k), side="right")
+            cols, cnt = np.unique(np.minimum(draws, n_features - 1), return_counts=True)
+            indices.append(cols.astype(np.int32))
+            data.append(np.ones(len(cols), np.float32) if binary else cnt.astype(np.float32))
+            nnz += len(cols)
+            indptr.append(nnz)
+    X = sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), np.asarray(indptr, dtype=np.int64)),
+        shape=(len(types), n_features),
+    )
+    return X
+
+
+LR = 1e-3
+
+
+REFERENCE = {"adt": "totalvi", "atac": "multivi"}
+
+
+def make_paired(path: Path, second: str, n_cells: int, n_genes: int, n_second: int, seed=0):
+    """Write the paired RNA + ``second`` scenario MuData (synthetic -> preprocess -> scenario)."""
+    from dmmvae.data.preprocess import preprocess
+    from dmmvae.data.scenarios import make_scenario
+    from dmmvae.data.synthetic import simulate_shared_private
+
+    raw = simulate_shared_private(
+        n_cells=n_cells,
+        n_shared=6,
+        n_types=8,
+        modalities={
+            "rna": {"kind": "rna", "n_features": n_genes, "n_private": 2},
+            second: {"kind": second, "n_features": n_second, "n_private": 2},
+        },
+        seed=seed,
+    )
+    sc = make_scenario(preprocess(raw, seed=seed), "paired", seed=seed)
+    sc.write(path)

@@ -1,6 +1,6 @@
 """Benchmark: evaluation of one model on a 10k-cell synthetic dataset, all metrics.
 
-Builds a synthetic CITE-seq + ATAC scenario (``tests/_toy.py``; 10,000 cells, 20 % test,
+Builds a synthetic CITE-seq + ATAC scenario (:mod:`dmmvae.data.toy`; 10,000 cells, 20 % test,
 RNA 2000 genes, ADT 134 proteins, ATAC 5000 peaks, 2 batches, 8 cell types), predictions with
 32-dim embeddings, imputations for all 6 ordered pairs and prior samples, writes them to disk
 and times :func:`dmmvae.evaluate.evaluate_run` (reading included) per metric family and in
@@ -13,30 +13,34 @@ No assertions: figures only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-CHILD = """
-import sys, time, warnings
-warnings.filterwarnings("ignore")
-t0 = time.perf_counter()
-from dmmvae.evaluate import evaluate_run
-fams = sys.argv[3].split(",")
-evaluate_run(sys.argv[1], sys.argv[2], sys.argv[4], dataset="synthetic", scenario="paired",
-             model="toy", seed=0, params={"families": fams})
-print(time.perf_counter() - t0, time.process_time())
-"""
+from _common import run_worker  # benchmarks/ is on sys.path when a script runs
+
+
+def worker(scen: str, pred: str, families: str, out: str) -> dict:
+    """One evaluation in a fresh process, imports included: wall and CPU seconds."""
+    t0 = time.perf_counter()
+    from dmmvae.evaluate import evaluate_run
+
+    evaluate_run(scen, pred, out, dataset="synthetic", scenario="paired", model="toy", seed=0,
+                 params={"families": families.split(",")})
+    return {"wall": time.perf_counter() - t0, "cpu": time.process_time()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=10_000)
     ap.add_argument("--out", default="/tmp/dmmvae_bench_evaluate")
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker)))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     import warnings
@@ -45,8 +49,7 @@ def main() -> None:
     from dmmvae.metrics import computed_families
 
     FAMILIES = computed_families()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from _toy import toy_predictions, toy_scenario
+    from dmmvae.data.toy import toy_predictions, toy_scenario
 
     scen, pred = out / "scenario.h5mu", out / "predictions.h5"
     t = time.perf_counter()
@@ -60,16 +63,15 @@ def main() -> None:
           f"{os.getloadavg()}")
     del mdata
 
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(out / "jax-cache")}
+    env = {"JAX_COMPILATION_CACHE_DIR": str(out / "jax-cache")}
     shutil.rmtree(out / "jax-cache", ignore_errors=True)
+    cores = len(os.sched_getaffinity(0))
 
     def run(fams: list[str]) -> tuple[float, float]:
         t = time.perf_counter()
-        res = subprocess.run([sys.executable, "-c", CHILD, str(scen), str(pred), ",".join(fams),
-                              str(out / "metrics.csv")], capture_output=True, text=True, env=env)
-        if res.returncode:
-            raise RuntimeError(res.stderr[-2000:])
-        return time.perf_counter() - t, float(res.stdout.split()[-1])
+        r = run_worker(__file__, ["--worker", str(scen), str(pred), ",".join(fams),
+                                  str(out / "metrics.csv")], threads=cores, env=env)
+        return time.perf_counter() - t, float(r["cpu"])
 
     for fam in FAMILIES:
         wall, cpu = run([fam])

@@ -34,42 +34,10 @@ from _common import (  # benchmarks/ is on sys.path when a script runs
     LAYERS,
     peak_rss_mb,
     run_worker,
+    sparse_counts,
     train_model_job,
     worker_args,
 )
-
-
-def sparse_counts(
-    rng, types, propensity, n_features: int, per_cell: float, binary: bool, chunk: int = 1000
-):
-    """CSR (float32) with about ``per_cell`` draws per cell from its type's ``propensity``.
-
-    Draws feature indices with replacement (``searchsorted`` on the cumulative propensity):
-    binary -> the set of drawn features; counts -> how often each feature was drawn.
-    Built chunk by chunk; memory stays O(nnz).
-    """
-    import numpy as np
-    import scipy.sparse as sp
-
-    cdfs = [np.cumsum(p / p.sum()) for p in propensity]
-    indptr = [0]
-    indices, data = [], []
-    nnz = 0
-    for start in range(0, len(types), chunk):
-        t_chunk = types[start : start + chunk]
-        sizes = rng.poisson(per_cell * rng.lognormal(0.0, 0.25, size=len(t_chunk)))
-        for t, k in zip(t_chunk, sizes, strict=True):
-            draws = np.searchsorted(cdfs[t], rng.random(k), side="right")
-            cols, cnt = np.unique(np.minimum(draws, n_features - 1), return_counts=True)
-            indices.append(cols.astype(np.int32))
-            data.append(np.ones(len(cols), np.float32) if binary else cnt.astype(np.float32))
-            nnz += len(cols)
-            indptr.append(nnz)
-    X = sp.csr_matrix(
-        (np.concatenate(data), np.concatenate(indices), np.asarray(indptr, dtype=np.int64)),
-        shape=(len(types), n_features),
-    )
-    return X
 
 
 def build(path: str, n_cells: int, n_peaks: int, n_genes: int, density: float, rna_nnz: int):

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from _common import peak_rss_mb  # benchmarks/ is on sys.path when a script runs
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DMMVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from _common import (  # benchmarks/ is on sys.path when a script runs
+    SHARED,
+    peak_rss_mb,
+    run_worker,
+)
 
 TENX = {
     "neurips2021_bmmc_cite_600": (("rna", "adt"), "batch"),
@@ -190,12 +189,10 @@ def _child_large(n_cells: int, n_features: int, density: float) -> dict:
 
 
 def _run_child(args: list[str]) -> dict:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        return {"case": args[0], "error": proc.stderr.strip().splitlines()[-1:] or proc.returncode}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:  # every core: preprocessing's BLAS and scanpy threads, as in the workflow's job
+        return run_worker(__file__, ["--child", *args], threads=len(os.sched_getaffinity(0)))
+    except RuntimeError as err:
+        return {"case": args[0], "error": str(err).strip().splitlines()[-1:]}
 
 
 def main() -> None:

@@ -74,52 +74,27 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import ROOT
+from _mmvae_plus import (
+    CLAIMS,
+    DROP_ABS,
+    DROP_SD,
+    classify,
+    md_table,
+    summarise,
+    training_config,
+    verdicts,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-CLAIMS = ROOT / "config" / "reproduce" / "mmvae_plus_2024.yaml"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "reproduce_mmvae_plus.csv"
 MODELS = ("mvae", "mmvae", "mopoe", "mmvae_plus")
 SOURCE, TARGET = "mod1", "mod2"
-VERDICT_METRICS = ("auc_shared", "r2_1to2_shared", "r2_2to1_shared")
 TABLE_METRICS = ("auc_shared", "accuracy_shared", "r2_1to2_shared", "r2_2to1_shared",
                  "r2_1to2_all", "r2_2to1_all", "epochs")
-DROP_ABS = 0.05
-DROP_SD = 2.0
 
 
 def model_params(protocol: dict, name: str) -> dict:
     return {**protocol.get("architecture", {}), **protocol["models"][name]}
-
-
-def training_config(protocol: dict, schedule: str, epochs: int | None) -> dict:
-    base = {k: v for k, v in protocol["training"].items()
-            if k not in ("optimizer", "note")}
-    base.update(progress_bar=False, num_threads=1, amp="none")
-    if schedule == "authors":
-        n = int(epochs or protocol["authors"]["n_epochs"])
-        base.update(max_epochs=n, kl_warmup_epochs=n, early_stopping_patience=0,
-                    validation_fraction=0.0)
-    elif epochs:
-        base["max_epochs"] = int(epochs)
-        base["kl_warmup_epochs"] = min(int(base["kl_warmup_epochs"]), max(1, int(epochs) // 2))
-    return base
-
-
-def classify(z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, float]:
-    """(AUC, accuracy) of an unpenalised logistic regression fitted on half of the cells
-    (stratified) and scored on the other half."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
-
-    a, b = train_test_split(np.arange(len(y)), test_size=0.5, stratify=y, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LogisticRegression(C=np.inf, max_iter=2000).fit(z[a], y[a])
-    auc = float(roc_auc_score(y[b], clf.predict_proba(z[b])[:, 1]))
-    acc = float((clf.predict(z[b]) == y[b]).mean())
-    return auc, acc
 
 
 def cross_r2(observed: np.ndarray, imputed: np.ndarray, shared: np.ndarray) -> dict[str, float]:
@@ -218,30 +193,6 @@ def _progress(task: dict, out: list[dict], t0: float) -> None:
               for m, r in w.iterrows()), flush=True)
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    g = df.groupby(["model", "n_private_1", "metric"])["value"]
-    return pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "n": g.count()}).reset_index()
-
-
-def verdicts(df: pd.DataFrame) -> pd.DataFrame:
-    """Per model and verdict metric: keeps / drops between the smallest and largest grid size."""
-    s = summarise(df)
-    lo, hi = int(df.n_private_1.min()), int(df.n_private_1.max())
-    out = []
-    for (model, metric), d in s[s.metric.isin(VERDICT_METRICS)].groupby(["model", "metric"]):
-        d = d.set_index("n_private_1")
-        if lo not in d.index or hi not in d.index:
-            continue
-        m_lo, m_hi = d.loc[lo, "mean"], d.loc[hi, "mean"]
-        sd = math.sqrt((np.nan_to_num(d.loc[lo, "sd"]) ** 2 + np.nan_to_num(d.loc[hi, "sd"]) ** 2) / 2)
-        fall = m_lo - m_hi
-        drop = fall > DROP_ABS or (sd > 0 and fall > DROP_SD * sd)
-        out.append({"model": model, "metric": metric, "n_lo": lo, "n_hi": hi,
-                    "mean_lo": m_lo, "mean_hi": m_hi, "fall": fall, "pooled_sd": sd,
-                    "verdict": "drops" if drop else "keeps"})
-    return pd.DataFrame(out)
-
-
 def claim_table(claims: dict, verd: pd.DataFrame) -> pd.DataFrame:
     from dmmvae.reproduce import reproduction_table
 
@@ -276,16 +227,16 @@ def markdown(df: pd.DataFrame, verd: pd.DataFrame, table: pd.DataFrame, args) ->
         "the target's 10 shared-driven features (the authors' quantity); `*_all`: all target "
         "features.",
         "",
-        _md_table(wide.reset_index()),
+        md_table(wide.reset_index()),
         "",
         f"## Verdict per model ({int(df.n_private_1.min())} -> {int(df.n_private_1.max())} "
         f"private features; drop = fall > {DROP_ABS} or > {DROP_SD:g} pooled sd)",
         "",
-        _md_table(verd.round(3)),
+        md_table(verd.round(3)),
         "",
         "## Claim table (config/reproduce/mmvae_plus_2024.yaml)",
         "",
-        _md_table(table.reset_index(names="claim")),
+        md_table(table.reset_index(names="claim")),
         "",
     ]
     return "\n".join(lines)
@@ -324,14 +275,6 @@ def figure(df: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _md_table(d: pd.DataFrame) -> str:
-    cols = [str(c) for c in d.columns]
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in d.iterrows():
-        out.append("| " + " | ".join(str(v) for v in r.to_numpy()) + " |")
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> None:

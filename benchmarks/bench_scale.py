@@ -4,7 +4,7 @@ Two subprocesses:
 
 1. **build**: raw RNA counts (``--genes`` genes, about ``--rna-nnz`` detected per cell,
    cell-type-specific propensities) and ADT counts (``--adt`` proteins, dense-ish, NB-like)
-   made in row chunks as CSR (``bench_memory.sparse_counts``), then ``dmmvae.data.preprocess``
+   made in row chunks as CSR (``_common.sparse_counts``), then ``dmmvae.data.preprocess``
    and ``make_scenario("paired")``; writes the scenario ``.h5mu`` (cached).
 2. **train**: :func:`dmmvae.train.run_training` with ``max_epochs=1`` (``--model``, default
    ``mvae``; ``n_hidden=128``, ``n_latent=20``, two layers, batch 256, one torch thread):
@@ -32,12 +32,10 @@ from _common import (  # benchmarks/ is on sys.path when a script runs
     LAYERS,
     peak_rss_mb,
     run_worker,
+    sparse_counts,
     train_model_job,
     worker_args,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_memory import sparse_counts  # noqa: E402
 
 
 def build(path: str, n_cells: int, n_genes: int, n_adt: int, rna_nnz: int) -> dict:

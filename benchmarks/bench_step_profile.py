@@ -34,12 +34,12 @@ from pathlib import Path
 from _common import (  # benchmarks/ is on sys.path when a script runs
     BATCH_SIZE,
     LAYERS,
+    LR,
+    REFERENCE,
+    make_paired,
     run_worker,
     worker_threads,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import LR, REFERENCE, make_paired  # noqa: E402
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm")
 

@@ -44,6 +44,9 @@ from pathlib import Path
 from _common import (  # benchmarks/ is on sys.path when a script runs
     BATCH_SIZE,
     LAYERS,
+    LR,
+    REFERENCE,
+    make_paired,
     peak_rss_mb,
     run_worker,
     worker_args,
@@ -54,31 +57,11 @@ OURS_PYTHON = sys.executable  # our workers run in the interpreter that runs thi
 # scvi-tools: the project venv has it after `make test` (the scvi extra); another interpreter
 # can be named with DMMVAE_SCVI_PYTHON / --scvi-python
 SCVI_PYTHON = os.environ.get("DMMVAE_SCVI_PYTHON", sys.executable)
-LR = 1e-3
-REFERENCE = {"adt": "totalvi", "atac": "multivi"}
 
 
 # --------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------
-def make_paired(path: Path, second: str, n_cells: int, n_genes: int, n_second: int, seed=0):
-    """Write the paired RNA + ``second`` scenario MuData (synthetic -> preprocess -> scenario)."""
-    from dmmvae.data.preprocess import preprocess
-    from dmmvae.data.scenarios import make_scenario
-    from dmmvae.data.synthetic import simulate_shared_private
-
-    raw = simulate_shared_private(
-        n_cells=n_cells,
-        n_shared=6,
-        n_types=8,
-        modalities={
-            "rna": {"kind": "rna", "n_features": n_genes, "n_private": 2},
-            second: {"kind": second, "n_features": n_second, "n_private": 2},
-        },
-        seed=seed,
-    )
-    sc = make_scenario(preprocess(raw, seed=seed), "paired", seed=seed)
-    sc.write(path)
 
 
 # --------------------------------------------------------------------------------------

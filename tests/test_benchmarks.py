@@ -94,3 +94,46 @@ def test_bench_diagonal_runs_splits_and_resumes(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0 and len(pd.read_csv(out)) == len(rows)  # resumed: nothing re-run
     assert " split " not in again.stdout.split("dataset")[0]  # no run printed before the table
+
+
+def _benchmark_imports(path: Path) -> list[tuple[int, str]]:
+    """Every module a benchmark script imports (any depth), with its line."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.lineno, "." * node.level + (node.module or "")))
+    return out
+
+
+def _rules_broken(path: Path) -> list[str]:
+    bad = []
+    scripts = {p.stem for p in path.parent.glob("bench_*.py")}
+    for line, mod in _benchmark_imports(path):
+        parts = mod.split(".")
+        if parts[0] == "dmmvae" and any(p.startswith("_") for p in parts[1:]):
+            bad.append(f"{path.name}:{line} imports the private module {mod}")
+        if parts[0] in scripts:
+            bad.append(f"{path.name}:{line} imports another benchmark ({mod})")
+    if "sys.path.insert" in path.read_text():
+        bad.append(f"{path.name}: edits sys.path (benchmarks/ is on it when a script runs)")
+    return bad
+
+
+def test_benchmarks_use_the_public_api_and_import_no_other_benchmark():
+    """Benchmarks call the package's public modules only, share their helpers through
+    ``_common.py`` (and other ``_*.py`` helpers), import no other benchmark script and leave
+    ``sys.path`` alone."""
+    bad = [b for p in sorted(BENCH.glob("*.py")) for b in _rules_broken(p)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_benchmark_import_rule_catches_a_private_import(tmp_path):
+    (tmp_path / "bench_a.py").write_text("x = 1\n")
+    (tmp_path / "bench_b.py").write_text(
+        "import sys\nsys.path.insert(0, '.')\nfrom dmmvae.methods._loop import fit\n"
+        "def f():\n    import bench_a\n")
+    assert len(_rules_broken(tmp_path / "bench_b.py")) == 3

@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from _toy import manifold, nonlinear_view
+from dmmvae.data.toy import manifold, nonlinear_view
 from sklearn.preprocessing import normalize
 
 from dmmvae.data.demo import HALF_A, HALF_B

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _toy import toy_predictions, toy_scenario
+from dmmvae.data.toy import toy_predictions, toy_scenario
 
 from dmmvae.constants import SPLIT, TEST
 from dmmvae.evaluate import evaluate_predictions, evaluate_run, resolve_params

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _toy import toy_predictions, toy_scenario
+from dmmvae.data.toy import toy_predictions, toy_scenario
 
 from dmmvae.aggregate import aggregate
 from dmmvae.evaluate import evaluate_run, resolve_params
@@ -104,7 +104,7 @@ def test_report_is_complete_and_self_contained(summary):
         assert heading in text, heading
     assert "NaN loss at epoch 2" in text
     assert "takes the worst rank" in text  # the ranking rule beside the ranking
-    assert "scib-metrics" in text and "tests/_toy.py:toy_scenario" in text
+    assert "scib-metrics" in text and "dmmvae/data/toy.py:toy_scenario" in text
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', text)
     assert len(srcs) >= 8
     assert all(s.startswith("data:image/png;base64,") for s in srcs)

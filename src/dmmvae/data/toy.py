@@ -1,5 +1,5 @@
-"""A small synthetic scenario and matching predictions, for tests and benchmarks (a test
-fixture, not part of the package: tests import it as ``from _toy import ...``).
+"""A small synthetic scenario and matching predictions, for tests, benchmarks and examples of
+the evaluation (``toy_scenario``, ``toy_predictions``).
 
 Cells come from ``n_types`` clusters in a shared latent space; each modality adds private
 factors. RNA (sparse, normalize_total 1e4 + log1p of Poisson counts), ADT (CLR) and ATAC
