@@ -19,7 +19,10 @@ installed, a training failure) writes one ``failed`` row whose note says why.
 Printed and written beside the CSV: ``diagonal_summary.md`` (mean and 95 % t-interval over
 splits), the claims table ``diagonal_claims.csv`` (each D-MMVAE model minus the best reference
 on each dataset and metric, per split, with interval and verdict better / level / worse) and the
-ablation table ``ablation.csv`` (what each part of ``dmmvae_global`` and of ``dmmvae_gw`` adds, per split).
+ablation table ``ablation.csv`` (what each part of ``dmmvae_global`` and of ``dmmvae_gw`` adds, per split),
+and as markdown for the README and ``docs/``: ``diagonal_headline.md`` (the headline models),
+``diagonal_verdicts.md`` (the best D-MMVAE variant against the best reference) and
+``ablation.md``.
 
 Usage::
 
@@ -45,7 +48,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMB
 import pandas as pd  # noqa: E402
 from _common import ROOT, SHARED, diagonal_scenario  # noqa: E402
 
-from dmmvae.compare import claims, paired_difference, summary  # noqa: E402
+from dmmvae.compare import claims, interval, paired_difference, per_split, summary  # noqa: E402
 from dmmvae.config import ConfigError, Run, check_local_paths, expand_models, load_config  # noqa: E402
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
@@ -146,6 +149,61 @@ def ablation_table(rows: pd.DataFrame, metrics=CLAIM_METRICS) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: the headline table's columns: controls, the references, D-MMVAE's variants
+HEADLINE_MODELS = ("random", *REFERENCES, *OURS)
+METRIC_LABEL = {"foscttm/mean": "FOSCTTM ↓", "label_transfer_acc/mean": "label transfer ↑"}
+
+
+def headline_markdown(rows: pd.DataFrame) -> str:
+    """dataset x metric rows, one column per headline model: mean [95 % interval] (splits)."""
+    out = []
+    for ds in rows["dataset"].drop_duplicates():
+        for metric in CLAIM_METRICS:
+            row = {"dataset": ds, "metric": METRIC_LABEL[metric]}
+            for model in HEADLINE_MODELS:
+                v = interval(per_split(rows, ds, model, metric))
+                row[f"`{model}`"] = "—" if v.n == 0 else f"{v.text()} ({v.n})".replace(
+                    f" (n={v.n})", "")
+            out.append(row)
+    return pd.DataFrame(out).to_markdown(index=False)
+
+
+def verdicts_markdown(claim: pd.DataFrame) -> str:
+    """Per dataset and metric: the best D-MMVAE variant minus the best reference, per split."""
+    out = []
+    for (ds, metric), g in claim.groupby(["dataset", "metric"], sort=False):
+        sign = 1.0 if metric.startswith("foscttm") else -1.0
+        g = g[g["n_splits"] >= 2]
+        if g.empty:
+            continue
+        best = g.loc[(sign * g["difference"]).idxmin()]
+        out.append({"dataset": ds, "metric": METRIC_LABEL.get(metric, metric),
+                    "best reference": f"`{best['reference']}`",
+                    "best D-MMVAE": f"`{best['ours']}`",
+                    "difference [95 % CI]": f"{best['difference']:+.3f} [{best['low']:+.3f}, "
+                                            f"{best['high']:+.3f}]",
+                    "splits": int(best["n_splits"]), "verdict": f"**{best['verdict']}**"})
+    return pd.DataFrame(out).to_markdown(index=False)
+
+
+def ablation_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean") -> str:
+    """Steps x datasets: each step's mean and its change against the step above."""
+    sub = abl[abl["metric"] == metric]
+    cells: dict[str, dict[str, str]] = {}
+    for _, r in sub.iterrows():
+        text = f"{r['mean']:.3f}"
+        if pd.notna(r.get("added")):
+            ci = ("n/a" if pd.isna(r["low"]) else f"[{r['low']:+.3f}, {r['high']:+.3f}] "
+                  f"{r['verdict']}")
+            text += f" ({r['added']:+.3f} {ci})"
+        cells.setdefault(r["step"], {})[r["dataset"]] = f"{text} n={r['n_splits']}"
+    steps = list(dict.fromkeys(sub["step"]))
+    datasets = list(dict.fromkeys(sub["dataset"]))
+    table = pd.DataFrame([{"step": s, **{d: cells[s].get(d, "—") for d in datasets}}
+                          for s in steps])
+    return table.to_markdown(index=False)
+
+
 def report(rows: pd.DataFrame, out: Path) -> None:
     ok = rows[rows["metric"] != "failed"]
     table = summary(ok, [*METRICS, "train_seconds"])
@@ -158,13 +216,16 @@ def report(rows: pd.DataFrame, out: Path) -> None:
     md = ["# Diagonal benchmark: mean [95 % interval] over splits", "",
           f"{ok['split'].nunique()} split seed(s); rows from `{out.name}`.", "",
           table.reset_index().to_markdown(index=False), ""]
+    out.with_name("diagonal_headline.md").write_text(headline_markdown(ok) + "\n")
     if not claim.empty:
         claim.to_csv(out.with_name("diagonal_claims.csv"), index=False)
+        out.with_name("diagonal_verdicts.md").write_text(verdicts_markdown(claim) + "\n")
         md += ["## Ours minus the best reference, per split", "",
                claim.to_markdown(index=False, floatfmt=".3f"), ""]
         print(claim.to_string())
     if not abl.empty:
         abl.to_csv(out.with_name("ablation.csv"), index=False)
+        out.with_name("ablation.md").write_text(ablation_markdown(abl) + "\n")
         md += ["## Ablations: what each part adds", "", abl.to_markdown(index=False, floatfmt=".3f"), ""]
     if not failed.empty:
         md += ["## Runs that stopped", "",
