@@ -87,7 +87,7 @@ def toy_scenario(
     mdata.obsm[TRUE_SHARED] = z.astype(np.float32)
     for m, priv in private.items():
         mdata.obsm[true_private_key(m)] = priv.astype(np.float32)
-    mdata.uns[PROVENANCE] = {"source": "tests/_toy.py:toy_scenario", "seed": seed}
+    mdata.uns[PROVENANCE] = {"source": "dmmvae.data.toy:toy_scenario", "seed": seed}
     return mdata
 
 
