@@ -16,13 +16,15 @@ seed, metric, value, note``. Metrics: ``foscttm/mean`` (lower is better),
 ``mixing/total``, ``train_seconds`` and ``epochs_run``; a method that stops (missing links, not
 installed, a training failure) writes one ``failed`` row whose note says why.
 
-Printed and written beside the CSV: ``diagonal_summary.md`` (mean and 95 % t-interval over
-splits), the claims table ``diagonal_claims.csv`` (each D-MMVAE model minus the best reference
-on each dataset and metric, per split, with interval and verdict better / level / worse) and the
-ablation table ``ablation.csv`` (what each part of ``dmmvae_global`` and of ``dmmvae_gw`` adds, per split),
-and as markdown for the README and ``docs/``: ``diagonal_headline.md`` (the headline models),
-``diagonal_verdicts.md`` (the best D-MMVAE variant against the best reference) and
-``ablation.md``.
+Printed and written beside the CSV, named after it (``diagonal`` below): ``diagonal_summary.md``
+(mean and 95 % t-interval over splits), ``diagonal_claims.csv`` (each D-MMVAE model minus the
+best reference on each dataset and metric, per split, with interval and verdict better / level /
+worse), the ablation table ``ablation.csv`` (what each part of ``dmmvae_global`` and of
+``dmmvae_gw`` adds, per split; ``ablation_<name>.csv`` for another CSV) and markdown tables for
+the README and ``docs/`` (``diagonal_headline.md``, ``diagonal_verdicts.md``, ``ablation.md``).
+Where datasets differ only in their link fraction (``config/link_fraction.yaml``: the gene
+split's ``link_fraction``, or ``preprocessing.links.keep_fraction`` of a real dataset), also the
+curve ``<name>_curve.csv`` / ``.png``: FOSCTTM and label transfer against the link fraction.
 
 Usage::
 
@@ -30,12 +32,15 @@ Usage::
     python benchmarks/bench_diagonal.py --datasets cite_bmmc600 --models random seurat_v3
     python benchmarks/bench_diagonal.py --splits 0 1 2 3 4 --models glue  # resumes
     python benchmarks/bench_diagonal.py --report-only
+    python benchmarks/bench_diagonal.py --config config/link_fraction.yaml \
+        --out benchmarks/results/link_fraction.csv                    # the weak-link curves
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -121,7 +126,61 @@ def variants(config: dict) -> dict[str, dict]:
 
 
 def link_fraction(spec: dict) -> float | None:
-    return (spec.get("params") or {}).get("link_fraction")
+    """The dataset's link fraction: the gene split's ``link_fraction`` (genes shared by the
+    halves), or ``preprocessing.links.keep_fraction`` (a fraction of a real dataset's links)."""
+    frac = (spec.get("params") or {}).get("link_fraction")
+    if frac is None:
+        frac = ((spec.get("preprocessing") or {}).get("links") or {}).get("keep_fraction")
+    return frac
+
+
+def curve_family(dataset: str) -> str:
+    """The dataset a link-fraction point belongs to: its name without the ``_link<f>`` /
+    ``_links<f>`` suffix (``snare_links0.05`` -> ``snare``)."""
+    return re.sub(r"_links?[0-9.]+$", "", dataset)
+
+
+def link_fraction_curve(rows: pd.DataFrame, metrics=CLAIM_METRICS) -> pd.DataFrame:
+    """Per family of datasets that differ only in their link fraction, model and metric: the
+    mean and 95 % interval over splits at each fraction (rows without a fraction left out)."""
+    rows = rows[rows["link_fraction"].notna()]
+    out = []
+    for (ds, frac, model), g in rows.groupby(["dataset", "link_fraction", "model"], sort=False):
+        for metric in metrics:
+            v = interval(g.loc[g["metric"] == metric].groupby("split")["value"].mean())
+            if v.n:
+                out.append({"family": curve_family(ds), "link_fraction": float(frac),
+                            "model": model, "metric": metric, "n_splits": v.n, "mean": v.mean,
+                            "low": v.low, "high": v.high})
+    return pd.DataFrame(out).sort_values(["family", "metric", "model", "link_fraction"]) \
+        if out else pd.DataFrame()
+
+
+def curve_figure(curve: pd.DataFrame, path: Path, metric: str = "foscttm/mean") -> None:
+    """One panel per family: ``metric`` against the link fraction, a line per model with its
+    95 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = curve[curve["metric"] == metric]
+    fams = list(dict.fromkeys(sub["family"]))
+    fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 3.6), squeeze=False)
+    for ax, fam in zip(axes[0], fams, strict=True):
+        for model, g in sub[sub["family"] == fam].groupby("model"):
+            g = g.sort_values("link_fraction")
+            x = g["link_fraction"].to_numpy()
+            ax.plot(x, g["mean"], marker="o", label=model)
+            ax.fill_between(x, g["low"], g["high"], alpha=0.15)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_title(fam)
+        ax.set_xlabel("link fraction")
+        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def ablation_table(rows: pd.DataFrame, metrics=CLAIM_METRICS) -> pd.DataFrame:
@@ -204,6 +263,10 @@ def ablation_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean") -> str:
     return table.to_markdown(index=False)
 
 
+def interval_text(r) -> str:
+    return f"{r.mean:.3f} (n=1)" if r.n_splits < 2 else f"{r.mean:.3f} [{r.low:.3f}, {r.high:.3f}]"
+
+
 def report(rows: pd.DataFrame, out: Path) -> None:
     ok = rows[rows["metric"] != "failed"]
     table = summary(ok, [*METRICS, "train_seconds"])
@@ -216,21 +279,32 @@ def report(rows: pd.DataFrame, out: Path) -> None:
     md = ["# Diagonal benchmark: mean [95 % interval] over splits", "",
           f"{ok['split'].nunique()} split seed(s); rows from `{out.name}`.", "",
           table.reset_index().to_markdown(index=False), ""]
-    out.with_name("diagonal_headline.md").write_text(headline_markdown(ok) + "\n")
+    out.with_name(f"{out.stem}_headline.md").write_text(headline_markdown(ok) + "\n")
     if not claim.empty:
-        claim.to_csv(out.with_name("diagonal_claims.csv"), index=False)
-        out.with_name("diagonal_verdicts.md").write_text(verdicts_markdown(claim) + "\n")
+        claim.to_csv(out.with_name(f"{out.stem}_claims.csv"), index=False)
+        out.with_name(f"{out.stem}_verdicts.md").write_text(verdicts_markdown(claim) + "\n")
         md += ["## Ours minus the best reference, per split", "",
                claim.to_markdown(index=False, floatfmt=".3f"), ""]
         print(claim.to_string())
     if not abl.empty:
-        abl.to_csv(out.with_name("ablation.csv"), index=False)
-        out.with_name("ablation.md").write_text(ablation_markdown(abl) + "\n")
+        stem = "ablation" if out.stem == "diagonal" else f"ablation_{out.stem}"
+        abl.to_csv(out.with_name(f"{stem}.csv"), index=False)
+        out.with_name(f"{stem}.md").write_text(ablation_markdown(abl) + "\n")
         md += ["## Ablations: what each part adds", "", abl.to_markdown(index=False, floatfmt=".3f"), ""]
+    curve = link_fraction_curve(ok)
+    if not curve.empty and curve.groupby("family")["link_fraction"].nunique().max() > 1:
+        curve.to_csv(out.with_name(f"{out.stem}_curve.csv"), index=False)
+        curve_figure(curve, out.with_name(f"{out.stem}_curve.png"))
+        wide = curve[curve["metric"] == "foscttm/mean"].assign(
+            cell=lambda d: [interval_text(r) for r in d.itertuples()])
+        md += ["## FOSCTTM against the link fraction", "",
+               wide.pivot_table(index=["family", "model"], columns="link_fraction",
+                                values="cell", aggfunc="first").reset_index()
+               .to_markdown(index=False), ""]
     if not failed.empty:
         md += ["## Runs that stopped", "",
                failed[["dataset", "model", "split", "note"]].to_markdown(index=False), ""]
-    out.with_name("diagonal_summary.md").write_text("\n".join(md))
+    out.with_name(f"{out.stem}_summary.md").write_text("\n".join(md))
     print(f"\n{out}: {len(rows)} rows")
 
 

@@ -90,9 +90,18 @@ GRIDS = {"adversaries": GRID,
          # an eleventh: the ninth grid over seeds 0-2 (its one-seed margins, 0.001-0.003, were
          # within seed noise) chose LSI + peaks with the Bernoulli likelihood; the latent width
          # asked again on those settings, by the same rule over seeds 0-2
-         "latent_lsipeaks": {**GLOBAL5_K20, "atac_input": ["lsi+peaks"], "n_latent": [16, 32]}}
+         "latent_lsipeaks": {**GLOBAL5_K20, "atac_input": ["lsi+peaks"], "n_latent": [16, 32]},
+         # a twelfth, for the anchor-free D-MMVAE (no anchor term): what aligns without anchors,
+         # GLUE's ingredients (latent adversary, graph decoders) or the seed's (shared core,
+         # output adversary); the latent adversary's weight up to the size of the reconstruction
+         # (1.0; GLUE's lambda_align 0.05 on a per-feature likelihood is ~0.1-1 in these units);
+         # run with --patience 30
+         "noanchor": {"anchor_weight": [0.0], "atac_input": ["lsi+peaks"], "n_latent": [32],
+                      "guidance_graph,shared_core": [(True, False), (False, True)],
+                      "latent_adversarial_weight": [0.01, 0.1, 1.0],
+                      "output_adversarial_weight": [0.0, 0.05]}}
 RULE_OF_GRID = {"atac": "anchors+labels", "latent": "anchors+labels",
-                "latent_lsipeaks": "anchors+labels"}
+                "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels"}
 
 
 

@@ -131,6 +131,29 @@ def test_links_are_stored_in_the_mudata_and_survive_h5mu(tmp_path):
 
 
 @pytest.mark.shared_data
+def test_keep_fraction_keeps_the_same_subset_of_real_links_for_every_split(shared_data):
+    """``keep_fraction`` (the weak-link curve): round(f * n) of the SNARE-seq gene-peak links,
+    all of them true links, the same ones however often it runs; 0 keeps none; a fraction
+    outside [0, 1] stops with the key named."""
+    from dmmvae.data.readers import read_10x_h5
+
+    tenx, ann = shared_data / "tenx", shared_data / "annotation"
+    snare = md.MuData(read_10x_h5(tenx / "mop_snareseq_half_a_5232.filtered_feature_bc_matrix.h5"))
+    bed = str(ann / "mm10_genes.bed")
+    full = add_links(snare, gene_annotation=bed)["rna-atac"]["links"]
+    L_full = link_matrix(snare, "rna", "atac")
+    rep = add_links(snare, gene_annotation=bed, keep_fraction=0.05)["rna-atac"]
+    assert rep["links_before_keep_fraction"] == full and rep["links"] == round(0.05 * full)
+    L = link_matrix(snare, "rna", "atac")
+    assert L.nnz == rep["links"] and (L.multiply(L_full) != 0).sum() == L.nnz  # a subset
+    add_links(snare, gene_annotation=bed, keep_fraction=0.05)
+    assert (link_matrix(snare, "rna", "atac") != L).nnz == 0  # the same links again
+    assert add_links(snare, gene_annotation=bed, keep_fraction=0.0)["rna-atac"]["links"] == 0
+    with pytest.raises(ValueError, match="keep_fraction"):
+        add_links(snare, gene_annotation=bed, keep_fraction=1.5)
+
+
+@pytest.mark.shared_data
 def test_link_counts_on_the_real_rna_atac_standins(shared_data):
     from dmmvae.data.readers import read_10x_h5
 

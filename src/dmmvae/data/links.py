@@ -287,6 +287,15 @@ def _store(mdata: md.MuData, a: str, b: str, i, j, w) -> None:
     }
 
 
+def _subsample(entry: dict, fraction: float, seed: int) -> int:
+    """Keep ``round(fraction * n)`` of a stored pair's ``n`` links in place; returns the count."""
+    n = len(entry["i"])
+    keep = np.sort(np.random.default_rng(seed).choice(n, int(round(fraction * n)), replace=False))
+    for key in ("i", "j", "w"):
+        entry[key] = entry[key][keep]
+    return int(len(keep))
+
+
 def add_links(
     mdata: md.MuData,
     *,
@@ -295,10 +304,17 @@ def add_links(
     promoter_bp: int = 2000,
     weighting: str = "none",
     extend_bp: int = 150_000,
+    keep_fraction: float = 1.0,
+    keep_seed: int = 0,
     where: str = "preprocessed data",
 ) -> dict[str, Any]:
     """Compute and store every link the modalities of ``mdata`` allow; returns the counts
-    (also stored in ``mdata.uns["links_report"]`` and logged)."""
+    (also stored in ``mdata.uns["links_report"]`` and logged). ``keep_fraction`` < 1 keeps that
+    fraction of each pair's links (``round(fraction * n)``, drawn with ``keep_seed``, the same
+    links whatever the split): the weak-link case, measured on a dataset with many links."""
+    if not 0.0 <= float(keep_fraction) <= 1.0:
+        raise ValueError(f"{where}: preprocessing.links.keep_fraction={keep_fraction!r}; fix: use "
+                         "a fraction in [0, 1]")
     mods = list(mdata.mod)
     annotation = read_gene_annotation(gene_annotation) if gene_annotation else None
     report: dict[str, Any] = {}
@@ -349,6 +365,10 @@ def add_links(
                 j = nb.get_indexer(na[i])
                 _store(mdata, a, b, i, j, np.ones(len(i)))
                 report[pair] = {"same_name": int(len(i)), "links": int(len(i))}
+            if float(keep_fraction) < 1.0 and pair in mdata.uns[LINKS]:
+                report[pair]["links_before_keep_fraction"] = report[pair]["links"]
+                report[pair]["links"] = _subsample(mdata.uns[LINKS][pair], float(keep_fraction),
+                                                   int(keep_seed))
             log.info("%s: links %s: %s", where, pair,
                      {k: v for k, v in report[pair].items() if not isinstance(v, list)})
     mdata.uns[LINKS_REPORT] = {k: {kk: (list(vv) if isinstance(vv, list) else vv)
