@@ -9,7 +9,6 @@ import tempfile
 
 import numpy as np
 import pytest
-from dmmvae.data.toy import manifold, nonlinear_view
 from sklearn.preprocessing import normalize
 
 from dmmvae.data.demo import HALF_A, HALF_B
@@ -17,6 +16,7 @@ from dmmvae.data.prepare import prepare_dataset
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
+from dmmvae.data.toy import manifold, nonlinear_view
 from dmmvae.methods import MissingLinksError, build_model
 from dmmvae.methods._base import MissingDependencyError
 from dmmvae.methods.anchors import Standardiser, l2_rows, seurat_cca, standardize_cells

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from dmmvae.data.toy import toy_predictions, toy_scenario
 
 from dmmvae.constants import SPLIT, TEST
+from dmmvae.data.toy import toy_predictions, toy_scenario
 from dmmvae.evaluate import evaluate_predictions, evaluate_run, resolve_params
 from dmmvae.io import InputError, Predictions
 

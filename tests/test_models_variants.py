@@ -715,3 +715,21 @@ def test_run_training_records_missing_links_as_a_failure_not_a_crash(tmp_path):
     info = yaml.safe_load(open(out["info.yaml"]))
     assert info["status"] == "failed" and info["failure"]["reason"] == "missing_links"
     assert Predictions.read(out["p.h5"]).failure["reason"] == "missing_links"
+
+
+def test_the_weights_kept_are_trained_on_the_full_objective_not_the_warm_up(monkeypatch):
+    """Early stopping keeps the best validation epoch among those after the KL warm-up (KL
+    weight 1, D-MMVAE's adversaries on): a validation loss that is lowest during the warm-up
+    (as when an adversary, once on, costs reconstruction) must not bring a warm-up model back."""
+    sc = scenario(kind="paired", n_cells=200)
+    m = build_model("mvae", FAST)
+    epoch = {"now": 0}
+    losses = [1.0, 0.5, 0.1, 0.6, 0.7, 0.9, 0.8, 0.85, 0.95, 0.99]  # lowest at 2 (warm-up), then 6
+    monkeypatch.setattr(m.module, "validation_step",
+                        lambda batch, kl_weight=1.0: {"loss": torch.tensor(losses[epoch["now"]])})
+    monkeypatch.setattr(m.module, "on_epoch_end",
+                        lambda e, warm: epoch.__setitem__("now", e + 1), raising=False)
+    hist = m.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 10, "kl_warmup_epochs": 5,
+                                       "early_stopping_patience": 0})
+    assert list(hist["validation_loss"].round(2)) == losses
+    assert m.train_info["best_epoch"] == 6

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dmmvae.data.toy import toy_predictions, toy_scenario
 
 from dmmvae.aggregate import aggregate
+from dmmvae.data.toy import toy_predictions, toy_scenario
 from dmmvae.evaluate import evaluate_run, resolve_params
 from dmmvae.io import InputError, Predictions, replaced_dir
 from dmmvae.metrics import METRICS, EvalInputs, Metric, Score, mean_row

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from _httpserver import serve
+
 from dmmvae.data.toy import manifold, nonlinear_view
 
 ROOT = Path(__file__).resolve().parents[1]

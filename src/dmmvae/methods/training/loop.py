@@ -28,7 +28,8 @@ num_threads                  "auto"      torch CPU threads; "auto" = cores - 1 (
 
 The loop: seeded (python, numpy, torch; deterministic algorithms with ``warn_only`` on CUDA),
 device resolved at run time (``"auto"`` -> CUDA when available), validation loss computed at
-full KL weight, best-validation weights restored at the end, per-epoch history of every loss
+full KL weight, the best-validation weights among the epochs after the warm-up (the full
+objective: KL weight 1, D-MMVAE's adversaries on) restored at the end, per-epoch history of every loss
 term (``train_<term>``, ``validation_<term>``, ``kl_weight``, ``seconds``). A non-finite loss
 or the time limit raises :class:`TrainingFailure`; :func:`run_training` turns it (and
 out-of-memory errors) into a failure record instead of raising.
@@ -221,6 +222,9 @@ def fit_model(
     eval_bs = eval_batch_size(bs, sum(ms.n_features for ms in spec.modalities.values()))
     warm = int(cfg["kl_warmup_epochs"])
     patience = int(cfg["early_stopping_patience"])
+    # the weights kept are the best of the epochs trained on the full objective: from the end of
+    # the warm-up (KL weight 1, adversaries on), or the last epoch when training is shorter
+    first_kept = min(warm, int(cfg["max_epochs"]) - 1)
     min_last = 2 if model.params.get("norm") == "batch" else 1
     rows: list[dict[str, Any]] = []
     best, best_epoch, best_state, wait = math.inf, -1, None, 0
@@ -282,12 +286,14 @@ def fit_model(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{monitored:.4g}")
+            if epoch < first_kept:
+                continue  # still warming up: not yet the objective the model is trained for
             if math.isfinite(monitored) and monitored < best - 1e-4 * abs(
                 best if math.isfinite(best) else 0
             ):
                 best, best_epoch, wait = monitored, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
-            elif epoch >= warm:
+            else:
                 wait += 1
                 if patience and wait >= patience:
                     break
