@@ -188,7 +188,7 @@ def test_dmmvae_gw_anchors_align_the_gene_split_with_no_linked_gene():
     real pbmc68k halves where the same model without anchors, and SCOT-style ``gw_ot``, stay
     at chance."""
     from dmmvae.constants import SPLIT, TRAIN, visible_key
-    from dmmvae.methods.training.model import gw_anchor_pairs
+    from dmmvae.methods.anchors import gw_anchor_pairs
 
     sc = gene_split(0.0)
     pairs, note = gw_anchor_pairs(sc, [20, 30], seed=0)

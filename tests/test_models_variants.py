@@ -492,7 +492,7 @@ def test_dmmvae_global_anchors_are_train_only_mutual_pairs_and_align_the_gene_sp
 def test_seurat_anchor_scores_rank_consistent_anchors_above_wrong_ones():
     """Seurat's score: an anchor whose two cells share neighbourhoods (same cluster, in both
     data sets) scores high; one joining two clusters scores low; scores lie in [0, 1]."""
-    from dmmvae.methods.training.model import seurat_anchor_scores
+    from dmmvae.methods.anchors import seurat_anchor_scores
 
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=5, size=(4, 5))

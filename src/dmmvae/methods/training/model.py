@@ -43,7 +43,6 @@ from ..anchors import (
     cca_anchor_space,
     global_anchor_pairs,
     gw_anchor_pairs,
-    seurat_anchor_scores,
 )
 from ..modules.dmmvae import DMMVAE
 from ..modules.graph import links_per_pair, unlinked_modalities
@@ -388,10 +387,6 @@ __all__ = [
     "DMMVAEModel",
     "MMAAVIModel",
     "VAEModel",
-    "cca_anchor_space",
-    "gw_anchor_pairs",
-    "seurat_anchor_scores",
-    "global_anchor_pairs",
     "lsi_inputs",
     "discriminator_groups",
     "vae_model",
