@@ -1,103 +1,46 @@
 """``dmmvae``: D-MMVAE as its seed describes it (zdebruine/D-MMVAE, README figures 1-4).
 
-Architecture (seed figure 2: "modality-specific encoders and decoders stacked at either end
-of the core VAE")
---------------------------------------------------------------------------------------------
-``x_m -> expert encoder_m -> h -> core encoder -> q(z | x_m)``; ``z -> core decoder -> h ->
-expert decoder_m -> p(x_m | z)``. The core (one MLP each way, ``n_hidden`` wide) is SHARED by
-every modality; the experts are one hidden block each. ``shared_core: false`` gives separate
-encoders/decoders per modality (the MMVAE layout).
+Architecture (seed figure 2): ``x_m -> expert encoder_m -> core encoder -> q(z | x_m)`` and
+``z -> core decoder -> expert decoder_m -> p(x_m | z)``. With ``shared_core: true`` the core
+(one MLP each way) is shared by every modality; ``false`` gives separate encoders / decoders
+per modality (the MMVAE layout). ``guidance_graph`` adds mmAAVI's graph decoders
+(:mod:`.graph`; needs ``shared_core: false``). ``atac_input`` sets what an ATAC encoder reads:
+the binary peaks, the LSI of preprocessing (:class:`LSIInput`, GLUE's input) or both.
 
-Objective (every term in :mod:`.objectives`)
---------------------------------------------
-VAE part: the stratified mixture-of-experts bound of MMVAE (:func:`moe_stratified_elbo`), whose
-cross-modal terms need paired cells. On diagonal data (no train cell shows two modalities)
-they vanish and the following terms are what aligns the modalities. Their weights are in
-**reconstruction units**: each is multiplied by a running mean (over training steps) of the
-magnitude of the per-cell reconstruction log-likelihood it competes with (the seed's adversary
-"felt": ~150x too weak when added in nats). A first version scaled by the mean feature count;
-on the SNARE-seq stand-in (thousands of sparse peaks, whose Bernoulli log-likelihood is far
-smaller than their count) that made the adversaries ~20x stronger than the reconstruction and
-training diverged once they started (loss 2,000 -> 5,300, anchors lost).
+Objective (every term in :mod:`.objectives`): the stratified mixture-of-experts bound of MMVAE
+(:func:`moe_stratified_elbo`), whose cross-modal terms need paired cells, plus the aligning
+terms below. Their weights are in **reconstruction units** (:meth:`DMMVAE.w`): multiplied by a
+running mean of the magnitude of the per-cell reconstruction log-likelihood they compete with.
 
-- ``latent_adversarial_weight`` (seed figure 3): a discriminator on ``z`` (posterior means of
-  every visible modality) guesses the modality of origin; the encoders minimise
-  :func:`modality_confusion` (``KL(uniform || D(z))``).
-- ``output_adversarial_weight`` (seed figure 4, "virtual cells" of step 4): per modality
-  ``d`` a discriminator tells real cells of ``d`` from cells CROSS-GENERATED into ``d`` from
-  cells that do NOT show ``d`` (``z ~ q(z | x_r)``, decoded by ``d`` at the median train
-  library and SAMPLED from the likelihood), both in a common normalised view: counts
-  ``log1p(1e4 x / sum x)`` of a negative-binomial / Poisson draw (straight-through: the
-  forward value is the sample, the gradient that of the decoded mean), binary targets a
-  relaxed-Bernoulli draw, gaussian targets a draw. Non-saturating GAN loss
-  (:func:`gan_generator_loss`).
-- ``cycle_weight``: a translation re-encoded recovers its code, :func:`cycle_loss` of
-  ``z_r`` and ``enc_d(E[x_d | z_r])`` for every visible ``r`` and every ``d != r`` (scale-free:
-  divided by the code variance). Off by default: measured on the 600-cell paired synthetic
-  scenario (30 epochs, seed 0) weight 1 raised FOSCTTM from 0.21 to 0.60 with the shared core
-  (0.22 without it), and on the CITE-seq stand-in (diagonal) from 0.10 to 0.21 without the
-  shared core; ``benchmarks/bench_dmmvae_sweep.py`` keeps it in the grid.
-- ``anchor_weight``: the linked features of the preprocessed file (:mod:`dmmvae.data.links`;
-  gene <-> protein, gene <-> gene activity of peaks, same-name features) give mutual nearest
-  neighbours between the cells of a minibatch that show RNA but not the other modality and
-  those that show the other but not RNA (paired cells are aligned by the MoE cross terms);
-  :func:`anchor_loss` pulls their codes together (scMODAL's anchors; scale-free form). With
-  ``anchor_space: cca`` (default) the neighbours are found in the canonical space of a
-  Seurat-v3 CCA on the linked genes (:class:`~.linked_cca.LinkedCCA`, fitted once by the model
-  on all TRAIN cells, each from its own modality; Seurat finds its anchors there too); with
-  ``features`` (or when the CCA cannot be fitted: too few varying linked genes) in the
-  minibatch's standardised linked features. Pairs of modalities with fewer than ``min_links``
-  linked features get no anchors (``info["anchors"]`` says which space was used).
-  ``anchor_scope: global`` (needs ``anchor_space: cca``) finds Seurat's anchors once, among ALL
-  train cells (mutual ``n_knn`` nearest neighbours on the L2-normalised canonical vectors,
-  :func:`~._model.global_anchor_pairs`); a minibatch cell is pulled towards its partners' codes,
-  read from a memory of every train cell's latest code (detached), relative to random remembered
-  codes of the other modality. ``anchor_components`` sets the CCA's width (Seurat: 20). Named
-  variant ``dmmvae_global`` (5 components, the rule's pick among 3/5/10/20): SNARE-seq FOSCTTM
-  0.298 vs 0.401 with minibatch anchors (GLUE 0.315); TEA-seq 0.214 vs 0.181; the rule kept
-  minibatch anchors for ``dmmvae``. ``anchor_scoring`` weights each global anchor by Seurat v3's
-  score (:func:`~._model.seurat_anchor_scores`); the rule kept it off (0.279 vs 0.282).
-  ``anchor_refresh`` adds, every so many epochs after the warm-up, the mutual nearest neighbours
-  of the remembered codes (latent space, all features) to the global anchors
-  (:meth:`DMMVAE.on_epoch_end`); off: SNARE-seq label transfer 0.461 vs 0.470 without.
-  ``atac_input`` sets what an ATAC encoder reads: the binary peaks (default), the LSI of
-  preprocessing (:class:`LSIInput`: the train-fitted TF-IDF and loadings applied to the batch,
-  standardised per cell, GLUE's ATAC input) or both; the anchor rule kept the peaks (SNARE-seq
-  validation anchor FOSCTTM 0.433 vs 0.461 LSI, 0.437 both); the second rule (anchors plus
-  label transfer among train cells, docs/diagonal.md; over seeds 0-2) chose both, with the Bernoulli
-  likelihood on the peaks, for ``dmmvae_global``.
-  ``anchor_space: gw`` (with ``anchor_scope: global``) needs NO linked feature: the anchors come
-  from structure alone, an exact Gromov-Wasserstein coupling (POT, product start) between the
-  train cells that show only one modality and those that show only the other, on cosine
-  distances of each modality's own PCA / LSI (``anchor_components``, a list self-tuned by the
-  lowest GW distance; :func:`~._model.gw_anchor_pairs`); each cell's partner is its largest
-  coupling entry. Named variant ``dmmvae_gw``: on the gene split with no linked gene FOSCTTM
-  0.08 and balanced label transfer 0.55 where every other method is at chance
-  (``benchmarks/bench_genesplit_geometry.py``: SCOT's kNN-geodesic distances rank wrong
-  matches above the truth there, plain cosine distances do not).
+- ``latent_adversarial_weight`` (seed figure 3): a discriminator on ``z`` guesses the modality
+  of origin; the encoders minimise :func:`modality_confusion`.
+- ``output_adversarial_weight`` (seed figure 4): per modality ``d`` a discriminator tells real
+  cells of ``d`` from cells cross-generated into ``d`` from cells that do NOT show ``d``
+  (decoded at the median train library and sampled from the likelihood), both in a common
+  normalised view (:func:`generated_view`); non-saturating GAN loss.
+- ``cycle_weight``: a translation re-encoded recovers its code (:func:`cycle_loss`).
+- ``anchor_weight``: cells that show one modality but not the other are pulled towards their
+  anchors (:func:`anchor_loss`, scale-free). ``anchor_space``: where anchors are found, the
+  minibatch's linked features (``features``), the canonical space of a Seurat-v3 CCA on the
+  linked genes fitted on all train cells (``cca``; :func:`~dmmvae.methods.anchors.cca_anchor_space`)
+  or, with no linked feature needed, an exact Gromov-Wasserstein coupling of the two
+  modalities' train cells (``gw``; :func:`~dmmvae.methods.anchors.gw_anchor_pairs`).
+  ``anchor_scope: global`` finds the anchors once among all train cells (Seurat's mutual
+  ``n_knn`` nearest neighbours, optionally scored: ``anchor_scoring``) and reads each
+  partner's code from a memory of the latest codes; ``anchor_refresh`` adds latent mutual
+  neighbours to them every so many epochs (:meth:`DMMVAE.on_epoch_end`).
 
 Adversaries are off during the KL warm-up (``training.kl_warmup_epochs``) and on at full weight
-afterwards (the seed's "warm the VAE up first"); each step updates the discriminators
-``disc_steps`` times on the detached inputs of the VAE step (second optimizer, ``disc_lr``).
-
-Model selection sees alignment: the validation loss (held-back TRAIN cells, the loop's early
-stopping and best-epoch choice) is the VAE bound plus the weighted anchor and cycle terms,
-never test cells.
-
-Defaults are the configuration chosen by ``benchmarks/bench_dmmvae_sweep.py``'s rule, which
-reads no test pair: the lowest mean FOSCTTM of linked-feature anchors among held-back TRAIN
-cells over the CITE-seq, TEA-seq, gene-split and SNARE-seq stand-ins (diagonal). Over a grid of
-16 (shared core on/off x latent adversary 0.01/0.1 x output adversary 0/0.05 x anchor space
-features/CCA) it chose: no shared core, latent adversary 0.01, no output adversary, anchors in
-the linked features (cycle 0 from a first grid). On test cells (recorded, not used) that is
-also the grid's best mean FOSCTTM (0.209); the seed's shared core averaged 0.235-0.275 and the
-output adversary 0.218-0.227. So the seed's components are built and tested, and the data
-switched two of them off; ``dmmvae_shared_core`` in the config keeps the seed's architecture
-as a named variant.
+afterwards; each training step updates the discriminators ``disc_steps`` times on the detached
+inputs the loss returned. :meth:`DMMVAE.loss` writes no state: the running reconstruction scale,
+the codes to remember and the discriminators' inputs go back in ``LossOutput.updates`` and
+:meth:`DMMVAE.train_step` stores them. The validation loss (held-back train cells, early
+stopping) is the VAE bound plus the weighted anchor and cycle terms.
 
 All weights 0 with ``shared_core: false`` build no discriminator and run exactly the
-:class:`~.mmvae.MMVAE` code path (``tests/test_models_variants.py`` checks it). The
-adversarial weight is swept in ``config/config.yaml`` and chosen by the rule of docs/diagonal.md.
+:class:`~.mmvae.MMVAE` code path (``tests/test_models_variants.py``). The configs' variants and
+how their settings were chosen (train-only rules): ``config/diagonal.yaml``,
+``docs/models.md`` and ``docs/diagonal.md``.
 """
 
 from __future__ import annotations
