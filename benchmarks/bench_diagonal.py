@@ -62,7 +62,7 @@ COLUMNS = ["dataset", "link_fraction", "model", "split", "seed", "metric", "valu
 METRICS = ("foscttm/mean", "label_transfer_acc/mean", "label_transfer_bacc/mean",
            "mixing/batch_correction", "mixing/total")
 #: the claims: these models against the best of the references, per dataset and metric
-OURS = ("dmmvae", "dmmvae_global", "dmmvae_gw")
+OURS = ("dmmvae", "dmmvae_global", "dmmvae_gw", "dmmvae_noanchor")
 REFERENCES = ("seurat_v3", "gw_ot", "glue", "maxfuse")
 CLAIM_METRICS = ("foscttm/mean", "label_transfer_acc/mean")
 #: the ablations: per model, a ladder of steps, each adding one part to the step before; the

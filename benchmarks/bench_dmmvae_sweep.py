@@ -99,9 +99,17 @@ GRIDS = {"adversaries": GRID,
          "noanchor": {"anchor_weight": [0.0], "atac_input": ["lsi+peaks"], "n_latent": [32],
                       "guidance_graph,shared_core": [(True, False), (False, True)],
                       "latent_adversarial_weight": [0.01, 0.1, 1.0],
-                      "output_adversarial_weight": [0.0, 0.05]}}
+                      "output_adversarial_weight": [0.0, 0.05]},
+         # a thirteenth, the same question with GLUE's decoders (graph_decoder embedding: a
+         # feature's expression decoded from its graph embedding alone, so linked features
+         # share what the code means) and GLUE's ingredient, the latent adversary
+         "noanchor_glue": {"anchor_weight": [0.0], "atac_input": ["lsi+peaks"], "n_latent": [32],
+                           "guidance_graph": [True], "graph_decoder": ["embedding"],
+                           "latent_adversarial_weight": [0.01, 0.1, 1.0],
+                           "output_adversarial_weight": [0.0]}}
 RULE_OF_GRID = {"atac": "anchors+labels", "latent": "anchors+labels",
-                "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels"}
+                "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
+                "noanchor_glue": "anchors+labels"}
 
 
 
