@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -89,11 +91,45 @@ def test_bench_diagonal_runs_splits_and_resumes(tmp_path):
     # each split has its own partition: the test cells (and so random's score) differ
     assert fos[("random", 0)] != fos[("random", 1)]
     assert fos[("linked_cca", 0)] < 0.1 < 0.4 < fos[("random", 0)]  # 10 % shared genes: aligned
-    summary = (tmp_path / "diagonal_summary.md").read_text()
+    summary = (tmp_path / "diag_summary.md").read_text()  # named after the CSV
     assert "linked_cca" in summary and "[" in summary  # mean [interval]
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0 and len(pd.read_csv(out)) == len(rows)  # resumed: nothing re-run
     assert " split " not in again.stdout.split("dataset")[0]  # no run printed before the table
+
+
+def test_bench_diagonal_link_fraction_curve(tmp_path):
+    """Datasets that differ only in their link fraction make a curve: per family, model and
+    fraction the mean and interval over splits, in a CSV and a figure beside the bench CSV."""
+    import pandas as pd
+
+    sys.path.insert(0, str(BENCH))  # the script imports its helpers from benchmarks/
+    try:
+        spec = importlib.util.spec_from_file_location("bench_diagonal", BENCH / "bench_diagonal.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(BENCH))
+    assert bench.curve_family("snare_links0.05") == "snare"
+    assert bench.curve_family("genesplit_link0.1") == "genesplit"
+    assert bench.link_fraction({"preprocessing": {"links": {"keep_fraction": 0.05}}}) == 0.05
+    assert bench.link_fraction({"params": {"link_fraction": 0.1}}) == 0.1
+    rows = []
+    for frac, base in ((0.0, 0.5), (0.1, 0.2)):
+        for split in (0, 1, 2):
+            for model, v in (("random", 0.5), ("ours", base + 0.01 * split)):
+                rows.append({"dataset": f"toy_link{frac}", "link_fraction": frac, "model": model,
+                             "split": split, "seed": split, "metric": "foscttm/mean",
+                             "value": v, "note": ""})
+    rows = pd.DataFrame(rows)
+    curve = bench.link_fraction_curve(rows, metrics=("foscttm/mean",))
+    ours = curve[curve["model"] == "ours"].set_index("link_fraction")
+    assert set(curve["family"]) == {"toy"} and list(ours.index) == [0.0, 0.1]
+    assert ours.loc[0.1, "mean"] == pytest.approx(0.21) and ours.loc[0.1, "n_splits"] == 3
+    assert ours.loc[0.1, "low"] < 0.21 < ours.loc[0.1, "high"]
+    bench.report(rows, tmp_path / "lf.csv")
+    assert (tmp_path / "lf_curve.csv").exists() and (tmp_path / "lf_curve.png").stat().st_size > 0
+    assert "FOSCTTM against the link fraction" in (tmp_path / "lf_summary.md").read_text()
 
 
 def _benchmark_imports(path: Path) -> list[tuple[int, str]]:
