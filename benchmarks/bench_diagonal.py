@@ -166,18 +166,19 @@ def curve_figure(curve: pd.DataFrame, path: Path, metric: str = "foscttm/mean") 
 
     sub = curve[curve["metric"] == metric]
     fams = list(dict.fromkeys(sub["family"]))
+    colour = {m: f"C{i}" for i, m in enumerate(sorted(sub["model"].unique()))}  # one per model
     fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 3.6), squeeze=False)
     for ax, fam in zip(axes[0], fams, strict=True):
         for model, g in sub[sub["family"] == fam].groupby("model"):
             g = g.sort_values("link_fraction")
             x = g["link_fraction"].to_numpy()
-            ax.plot(x, g["mean"], marker="o", label=model)
-            ax.fill_between(x, g["low"], g["high"], alpha=0.15)
+            ax.plot(x, g["mean"], marker="o", label=model, color=colour[model])
+            ax.fill_between(x, g["low"], g["high"], alpha=0.15, color=colour[model])
         ax.set_xscale("symlog", linthresh=0.01)
         ax.set_title(fam)
         ax.set_xlabel("link fraction")
         ax.set_ylabel(METRIC_LABEL.get(metric, metric))
-    axes[0][-1].legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -292,7 +293,7 @@ def report(rows: pd.DataFrame, out: Path) -> None:
         out.with_name(f"{stem}.md").write_text(ablation_markdown(abl) + "\n")
         md += ["## Ablations: what each part adds", "", abl.to_markdown(index=False, floatfmt=".3f"), ""]
     curve = link_fraction_curve(ok)
-    if not curve.empty and curve.groupby("family")["link_fraction"].nunique().max() > 1:
+    if not curve.empty and curve.groupby("family")["link_fraction"].nunique().max() >= 3:
         curve.to_csv(out.with_name(f"{out.stem}_curve.csv"), index=False)
         curve_figure(curve, out.with_name(f"{out.stem}_curve.png"))
         wide = curve[curve["metric"] == "foscttm/mean"].assign(

@@ -99,8 +99,9 @@ def test_bench_diagonal_runs_splits_and_resumes(tmp_path):
 
 
 def test_bench_diagonal_link_fraction_curve(tmp_path):
-    """Datasets that differ only in their link fraction make a curve: per family, model and
-    fraction the mean and interval over splits, in a CSV and a figure beside the bench CSV."""
+    """Datasets that differ only in their link fraction (three or more fractions) make a curve:
+    per family, model and fraction the mean and interval over splits, in a CSV and a figure
+    beside the bench CSV."""
     import pandas as pd
 
     sys.path.insert(0, str(BENCH))  # the script imports its helpers from benchmarks/
@@ -115,7 +116,7 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
     assert bench.link_fraction({"preprocessing": {"links": {"keep_fraction": 0.05}}}) == 0.05
     assert bench.link_fraction({"params": {"link_fraction": 0.1}}) == 0.1
     rows = []
-    for frac, base in ((0.0, 0.5), (0.1, 0.2)):
+    for frac, base in ((0.0, 0.5), (0.05, 0.4), (0.1, 0.2)):
         for split in (0, 1, 2):
             for model, v in (("random", 0.5), ("ours", base + 0.01 * split)):
                 rows.append({"dataset": f"toy_link{frac}", "link_fraction": frac, "model": model,
@@ -124,7 +125,7 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
     rows = pd.DataFrame(rows)
     curve = bench.link_fraction_curve(rows, metrics=("foscttm/mean",))
     ours = curve[curve["model"] == "ours"].set_index("link_fraction")
-    assert set(curve["family"]) == {"toy"} and list(ours.index) == [0.0, 0.1]
+    assert set(curve["family"]) == {"toy"} and list(ours.index) == [0.0, 0.05, 0.1]
     assert ours.loc[0.1, "mean"] == pytest.approx(0.21) and ours.loc[0.1, "n_splits"] == 3
     assert ours.loc[0.1, "low"] < 0.21 < ours.loc[0.1, "high"]
     bench.report(rows, tmp_path / "lf.csv")
