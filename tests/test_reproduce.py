@@ -277,9 +277,13 @@ def test_ci_sized_reproduction_shows_the_direction_of_the_effect():
     the committed 5-seed run: AUC 0.77 vs 0.56, R^2 0.15 vs -0.02)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_mmvae_plus", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    sys.path.insert(0, str(BENCH.parent))  # the script imports its helpers from benchmarks/
+    try:
+        spec = importlib.util.spec_from_file_location("bench_mmvae_plus", BENCH)
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(BENCH.parent))
     claims = load_claims(CLAIMS)
     training = bench.training_config(claims["protocol"], "converged", None)
     rows = []
