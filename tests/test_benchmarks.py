@@ -9,6 +9,7 @@ silently between the sessions that quote them.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,13 +105,22 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
     beside the bench CSV."""
     import pandas as pd
 
-    sys.path.insert(0, str(BENCH))  # the script imports its helpers from benchmarks/
+    # the script imports its helpers from benchmarks/ and pins the thread counts of the process
+    # it runs in (NUMBA_NUM_THREADS included): both are put back, numba refuses a changed value
+    threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in threads}
+    sys.path.insert(0, str(BENCH))
     try:
         spec = importlib.util.spec_from_file_location("bench_diagonal", BENCH / "bench_diagonal.py")
         bench = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(bench)
     finally:
         sys.path.remove(str(BENCH))
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     assert bench.curve_family("snare_links0.05") == "snare"
     assert bench.curve_family("genesplit_link0.1") == "genesplit"
     assert bench.link_fraction({"preprocessing": {"links": {"keep_fraction": 0.05}}}) == 0.05
