@@ -104,7 +104,7 @@ def test_report_is_complete_and_self_contained(summary):
         assert heading in text, heading
     assert "NaN loss at epoch 2" in text
     assert "takes the worst rank" in text  # the ranking rule beside the ranking
-    assert "scib-metrics" in text and "dmmvae/data/toy.py:toy_scenario" in text
+    assert "scib-metrics" in text and "dmmvae.data.toy:toy_scenario" in text
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', text)
     assert len(srcs) >= 8
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
