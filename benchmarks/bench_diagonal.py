@@ -53,7 +53,14 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMB
 import pandas as pd  # noqa: E402
 from _common import ROOT, SHARED, diagonal_scenario  # noqa: E402
 
-from dmmvae.compare import claims, interval, paired_difference, per_split, summary  # noqa: E402
+from dmmvae.compare import (  # noqa: E402
+    Interval,
+    claims,
+    interval,
+    paired_difference,
+    per_split,
+    summary,
+)
 from dmmvae.config import ConfigError, Run, check_local_paths, expand_models, load_config  # noqa: E402
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
@@ -264,10 +271,6 @@ def ablation_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean") -> str:
     return table.to_markdown(index=False)
 
 
-def interval_text(r) -> str:
-    return f"{r.mean:.3f} (n=1)" if r.n_splits < 2 else f"{r.mean:.3f} [{r.low:.3f}, {r.high:.3f}]"
-
-
 def report(rows: pd.DataFrame, out: Path) -> None:
     ok = rows[rows["metric"] != "failed"]
     table = summary(ok, [*METRICS, "train_seconds"])
@@ -297,7 +300,7 @@ def report(rows: pd.DataFrame, out: Path) -> None:
         curve.to_csv(out.with_name(f"{out.stem}_curve.csv"), index=False)
         curve_figure(curve, out.with_name(f"{out.stem}_curve.png"))
         wide = curve[curve["metric"] == "foscttm/mean"].assign(
-            cell=lambda d: [interval_text(r) for r in d.itertuples()])
+            cell=lambda d: [Interval(r.mean, r.low, r.high, r.n_splits).text() for r in d.itertuples()])
         md += ["## FOSCTTM against the link fraction", "",
                wide.pivot_table(index=["family", "model"], columns="link_fraction",
                                 values="cell", aggfunc="first").reset_index()
