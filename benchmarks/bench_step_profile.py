@@ -54,6 +54,7 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
     from dmmvae.methods import build_model
     from dmmvae.methods.training.batches import MultimodalData, build_spec
     from dmmvae.methods.training.loop import StepContext, resolve_training
+    from dmmvae.methods.training.state import TrainingState
 
     sc = md.read_h5mu(path)
     method = build_model(model, dict(LAYERS)).module  # the module the loop trains
@@ -74,6 +75,7 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
     train = np.flatnonzero(sc.obs[SPLIT].to_numpy() == TRAIN)
     opts = method.configure_optimizers(cfg)
     ctx = StepContext(torch.device("cpu"), cfg["amp"], cfg["grad_clip"])
+    state = TrainingState(data.n_obs)
     rng = np.random.default_rng(0)  # n batches of distinct train cells (any data size)
     n = steps + 13
     batches = [
@@ -81,14 +83,14 @@ def worker(path: str, model: str, amp: str, steps: int) -> dict:
         for _ in range(n)
     ]
     for b in batches[:3]:
-        method.train_step(b, 1.0, opts, ctx)
+        method.train_step(b, 1.0, opts, ctx, state)
     t = time.perf_counter()
     for b in batches[3 : 3 + steps]:
-        method.train_step(b, 1.0, opts, ctx)
+        method.train_step(b, 1.0, opts, ctx, state)
     step_s = (time.perf_counter() - t) / steps
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for b in batches[3 + steps :]:
-            method.train_step(b, 1.0, opts, ctx)
+            method.train_step(b, 1.0, opts, ctx, state)
     ev = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in ev)
     mm = sum(e.self_cpu_time_total for e in ev if e.key in MATMUL)

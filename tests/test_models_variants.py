@@ -244,44 +244,51 @@ def test_dmmvae_output_discriminators_see_virtual_cells_from_the_other_modality(
     assert (counts > 0).float().mean() < 0.99  # zeros occur in draws, never in NB means
 
 
-def test_dmmvae_loss_is_pure_and_the_training_step_stores_its_state():
-    """``loss`` writes nothing: called twice on one batch it gives the same value and leaves
-    the module's parameters and training state as they were; the training step stores what the
-    loss returned (the reconstruction scale, the remembered codes of the global anchors) and
-    feeds the discriminators the loss's detached inputs."""
+def test_dmmvae_loss_is_pure_and_its_state_lives_in_the_training_layer():
+    """``loss`` writes nothing: called twice on one batch with one training state it gives the
+    same value and leaves the module's parameters and the state as they were; the training step
+    hands what the loss returned (the reconstruction scale, the codes the global anchors
+    remember) to the training layer's state and feeds the discriminators the loss's detached
+    inputs. A fit leaves no cross-step state on the module."""
     from dmmvae.methods.training.loop import StepContext
+    from dmmvae.methods.training.state import TrainingState
 
     sc = make_scenario(_gene_split(), "diagonal", seed=0)
     m = build_model("dmmvae", {**FAST, **SEED_DESIGN, "anchor_space": "cca",
                                "anchor_scope": "global"})
     m.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
     module = m.module
+    assert not any(isinstance(v, TrainingState) for v in vars(module).values())
     module.train()
     spec = build_spec(sc)
     batch = train_batch(sc, spec)
+    optimizers = module.configure_optimizers({**TRAIN_CFG, "lr": 1e-3, "weight_decay": 0.0})
+    state = TrainingState(sc.n_obs)
+    module.train_step(batch, 1.0, optimizers, StepContext(torch.device("cpu")), state)
+    rows = batch["index"][batch["mask"]["genes_a"]]
+    assert state.recon_scale is not None and state.filled["genes_a"][rows].all()
+    assert not state.filled["genes_a"][~torch.isin(torch.arange(sc.n_obs), batch["index"])].any()
 
-    def state():
-        mem = {k: v.clone() for k, v in module._memory.items()}
-        return module._recon_scale, mem, {k: v.clone() for k, v in module.state_dict().items()}
+    def snapshot():
+        codes = {k: v.clone() for k, v in state.codes.items()}
+        return state.recon_scale, codes, {k: v.clone() for k, v in module.state_dict().items()}
 
     torch.manual_seed(0)
-    before = state()
-    first = module.training_loss(batch, 1.0)
+    before = snapshot()
+    first = module.training_loss(batch, 1.0, state)
     torch.manual_seed(0)
-    second = module.training_loss(batch, 1.0)
-    after = state()
+    second = module.training_loss(batch, 1.0, state)
+    after = snapshot()
     assert first.loss.item() == second.loss.item()
+    assert "anchors" in first.terms  # the global anchors read the remembered codes
     assert before[0] == after[0]
     assert all(torch.equal(before[1][k], after[1][k]) for k in before[1])
     assert all(torch.equal(before[2][k], after[2][k]) for k in before[2])
     assert set(first.updates) == {"recon_scale", "codes", "disc_inputs"}
 
-    optimizers = module.configure_optimizers({**TRAIN_CFG, "lr": 1e-3, "weight_decay": 0.0})
-    terms = module.train_step(batch, 1.0, optimizers, StepContext(torch.device("cpu")))
+    terms = module.train_step(batch, 1.0, optimizers, StepContext(torch.device("cpu")), state)
     assert "disc_loss" in terms
-    assert module._recon_scale != before[0]
-    rows = batch["index"][batch["mask"]["genes_a"]]
-    assert module._filled["genes_a"][rows].all()
+    assert state.recon_scale != before[0]
 
 
 def test_dmmvae_latent_adversary_makes_modalities_harder_to_tell_apart():
@@ -726,9 +733,9 @@ def test_the_weights_kept_are_trained_on_the_full_objective_not_the_warm_up(monk
     epoch = {"now": 0}
     losses = [1.0, 0.5, 0.1, 0.6, 0.7, 0.9, 0.8, 0.85, 0.95, 0.99]  # lowest at 2 (warm-up), then 6
     monkeypatch.setattr(m.module, "validation_step",
-                        lambda batch, kl_weight=1.0: {"loss": torch.tensor(losses[epoch["now"]])})
+                        lambda batch, kl_weight=1.0, state=None: {"loss": torch.tensor(losses[epoch["now"]])})
     monkeypatch.setattr(m.module, "on_epoch_end",
-                        lambda e, warm: epoch.__setitem__("now", e + 1), raising=False)
+                        lambda e, warm, state: epoch.__setitem__("now", e + 1), raising=False)
     hist = m.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 10, "kl_warmup_epochs": 5,
                                        "early_stopping_patience": 0})
     assert list(hist["validation_loss"].round(2)) == losses

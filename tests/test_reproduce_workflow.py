@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _workflow import snakemake, workflow_copy
 from snakemake.utils import validate
-from test_workflow import snakemake, workflow_copy
 
 from dmmvae.metrics import metric_of
 from dmmvae.reproduce import (

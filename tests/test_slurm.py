@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _workflow import workflow_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "workflow" / "profiles"
@@ -223,17 +224,6 @@ def test_toy_workflow_goes_through_sbatch_and_matches_local(tmp_path, slurm_clus
     ).read_text()
 
 
-def _workflow_copy(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for item in ("Snakefile", "workflow", "config", "envs", "src", "pyproject.toml"):
-        src = ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / item)
-    return dest
-
-
 def _metrics_table(path: Path) -> pd.DataFrame:
     table = pd.read_csv(path)
     if {"metric", "value"} <= set(table.columns):
@@ -246,13 +236,13 @@ def _metrics_table(path: Path) -> pd.DataFrame:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_test_config_through_slurm_matches_local_run(tmp_path, slurm_cluster):
-    """The real workflow on config/test.yaml: every job through sbatch, same metrics as local."""
-    config = ["--configfile", "config/test.yaml"]
-    local = _workflow_copy(tmp_path / "local")
-    cluster = _workflow_copy(tmp_path / "slurm")
-    run_snakemake(local, "--cores", "2", "--max-threads", "1", *config)
-    log = run_snakemake(cluster, *SLURM_PROFILES, *config)
+def test_test_config_through_slurm_matches_local_run(tmp_path, slurm_cluster, tiny_run):
+    """The real workflow on config/test.yaml: every job through sbatch, same metrics as the
+    local run of it (one thread per job, like the CI profile)."""
+    local, res = tiny_run
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    cluster = workflow_copy(tmp_path / "slurm")
+    log = run_snakemake(cluster, *SLURM_PROFILES, "--configfile", "config/test.yaml")
 
     assert_every_job_went_through_sbatch(log)
     ours = _metrics_table(cluster / "results/summary/metrics.csv")

@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def workflow_copy(dest: Path) -> Path:
-    """A copy of the workflow (not results/) so tests never touch the user's checkout."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "config", "envs", "src"):
-        src = ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / item)
-    return dest
-
-
-def snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+from _workflow import TINY_RUN_ARGS, snakemake, workflow_copy
 
 
 def with_config(cwd: Path, name: str, edit) -> str:
@@ -139,11 +116,8 @@ def test_missing_local_file_beats_stale_results(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_benchmark_runs_end_to_end(tmp_path):
-    wf = workflow_copy(tmp_path)
-    res = snakemake(
-        wf, "--cores", "2", "--configfile", "config/test.yaml"
-    )
+def test_tiny_benchmark_runs_end_to_end(tiny_run):
+    wf, res = tiny_run
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     summary = wf / "results" / "summary"
     metrics = pd.read_csv(summary / "metrics.csv")
@@ -177,7 +151,7 @@ def test_tiny_benchmark_runs_end_to_end(tmp_path):
     assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
     assert (wf / "report.zip").stat().st_size > 10_000
     # a rerun has nothing left to do
-    again = snakemake(wf, "-n", "--cores", "2", "--configfile", "config/test.yaml")
+    again = snakemake(wf, "-n", *TINY_RUN_ARGS)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 

@@ -27,14 +27,16 @@ running mean of the magnitude of the per-cell reconstruction log-likelihood they
   modalities' train cells (``gw``; :func:`~dmmvae.methods.anchors.gw_anchor_pairs`).
   ``anchor_scope: global`` finds the anchors once among all train cells (Seurat's mutual
   ``n_knn`` nearest neighbours, optionally scored: ``anchor_scoring``) and reads each
-  partner's code from a memory of the latest codes; ``anchor_refresh`` adds latent mutual
+  partner's code from the training state's memory of the latest codes; ``anchor_refresh`` adds latent mutual
   neighbours to them every so many epochs (:meth:`DMMVAE.on_epoch_end`).
 
 Adversaries are off during the KL warm-up (``training.kl_warmup_epochs``) and on at full weight
 afterwards; each training step updates the discriminators ``disc_steps`` times on the detached
-inputs the loss returned. :meth:`DMMVAE.loss` writes no state: the running reconstruction scale,
-the codes to remember and the discriminators' inputs go back in ``LossOutput.updates`` and
-:meth:`DMMVAE.train_step` stores them. The validation loss (held-back train cells, early
+inputs the loss returned. Cross-step state (the running reconstruction scale, every train cell's latest code) lives in
+the training layer (:class:`~dmmvae.methods.training.state.TrainingState`, one per fit):
+:meth:`DMMVAE.loss` reads it and writes nothing; the new scale, the codes to remember and the
+discriminators' inputs go back in ``LossOutput.updates``, which :meth:`DMMVAE.train_step` hands
+to the state after the optimiser step. The validation loss (held-back train cells, early
 stopping) is the VAE bound plus the weighted anchor and cycle terms.
 
 All weights 0 with ``shared_core: false`` build no discriminator and run exactly the
@@ -234,11 +236,6 @@ class DMMVAE(GuidanceGraph, MMVAE):
         #: weights the values)
         self._lsi_widths: dict[str, int] = {}
         self._lsi: dict[str, tuple[Any, Any, float]] = {}
-        #: training state, written only by the training hooks (:meth:`train_step`,
-        #: :meth:`on_epoch_end`) from what :meth:`loss` returns in ``LossOutput.updates``; the
-        #: loss reads it and writes nothing. ``_recon_scale``: running size of the
-        #: reconstruction term that the alignment weights are expressed in (see :meth:`w`)
-        self._recon_scale: float | None = None
         #: per linked pair (a, b): per-cell coordinates (n_obs, k) of a and of b in which the
         #: anchors are found (set by the model from the data, :func:`cca_anchor_space`)
         self._anchor_spaces: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
@@ -251,9 +248,6 @@ class DMMVAE(GuidanceGraph, MMVAE):
         self._initial_pairs: dict[tuple[str, str], tuple[Any, Any]] = {}
         #: anchor_refresh: pairs added by the latest refresh, per "a+b"
         self.refreshed: dict[str, int] = {}
-        #: each train cell's latest code per modality (detached) and whether it has one yet
-        self._memory: dict[str, Tensor] = {}
-        self._filled: dict[str, Tensor] = {}
 
     def set_anchor_partners(self, pairs: dict[tuple[str, str], Any], n_obs: int,
                             weights: dict[tuple[str, str], Any] | None = None) -> None:
@@ -265,7 +259,6 @@ class DMMVAE(GuidanceGraph, MMVAE):
                   None if weights is None or key not in weights else np.asarray(weights[key]))
             for key, ij in pairs.items()}
         self._build_partner_tables(self._initial_pairs, n_obs)
-        self._memory, self._filled = {}, {}
 
     def _build_partner_tables(self, pairs: dict[tuple[str, str], tuple[Any, Any]], n_obs: int
                               ) -> None:
@@ -291,12 +284,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 self._partners[(u, v)] = table
                 self._partner_weights[(u, v)] = wtable
 
-    def on_epoch_end(self, epoch: int, warmup_epochs: int) -> None:
+    def on_epoch_end(self, epoch: int, warmup_epochs: int, state) -> None:
         """``anchor_refresh``: after the KL warm-up, every ``anchor_refresh`` epochs the global
         anchors become those found before training plus the mutual ``n_knn``-nearest
-        neighbours between the remembered codes of the train cells that show ``a`` only and
-        those that show ``b`` only (MaxFuse's and scMODAL's refinement: the latent space sees
-        every feature, not only the linked ones). The memory is kept."""
+        neighbours between the remembered codes (``state.codes``, the training layer's
+        :class:`~dmmvae.methods.training.state.TrainingState`) of the train cells that show
+        ``a`` only and those that show ``b`` only (MaxFuse's and scMODAL's refinement: the
+        latent space sees every feature, not only the linked ones)."""
         every = int(self.params["anchor_refresh"])
         if not every or not self._initial_pairs or epoch + 1 < warmup_epochs or (epoch + 1) % every:
             return
@@ -304,13 +298,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
         pairs = dict(self._initial_pairs)
         self.refreshed = {}
         for (a, b), (ij, wts) in self._initial_pairs.items():
-            if a not in self._memory or b not in self._memory:
+            if a not in state.codes or b not in state.codes:
                 continue
-            ra = torch.nonzero(self._filled[a] & ~self._filled[b]).squeeze(1)
-            rb = torch.nonzero(self._filled[b] & ~self._filled[a]).squeeze(1)
+            ra = torch.nonzero(state.filled[a] & ~state.filled[b]).squeeze(1)
+            rb = torch.nonzero(state.filled[b] & ~state.filled[a]).squeeze(1)
             if len(ra) <= k or len(rb) <= k:
                 continue
-            mutual = mutual_nearest_neighbours(self._memory[a][ra], self._memory[b][rb], k)
+            mutual = mutual_nearest_neighbours(state.codes[a][ra], state.codes[b][rb], k)
             i, j = torch.nonzero(mutual, as_tuple=True)
             new = torch.stack([ra[i], rb[j]], 1).cpu().numpy()
             both = np.vstack([ij, new])
@@ -319,21 +313,20 @@ class DMMVAE(GuidanceGraph, MMVAE):
             pairs[(a, b)] = (both[first],
                              None if wts is None else np.r_[wts, np.ones(len(new))][first])
             self.refreshed[f"{a}+{b}"] = int(len(first) - len(ij))
-        n_obs = next(iter(self._memory.values())).shape[0]
-        self._build_partner_tables(pairs, n_obs)
+        self._build_partner_tables(pairs, state.n_obs)
 
-    def _global_anchor_term(self, a: str, b: str, idx: Tensor, za: Tensor) -> Tensor | None:
+    def _global_anchor_term(self, a: str, b: str, idx: Tensor, za: Tensor, state
+                            ) -> Tensor | None:
         """Relative squared distance of cells of ``a`` (codes ``za``, row numbers ``idx``) to
-        the remembered codes of their global partners in ``b``, over that to random remembered
-        codes of ``b``; None when no partner has a code yet."""
-        if b not in self._memory or (a, b) not in self._partners:
+        the remembered codes (``state.codes``) of their global partners in ``b``, over that to
+        random remembered codes of ``b``; None when no partner has a code yet."""
+        if state is None or b not in state.codes or (a, b) not in self._partners:
             return None
-        mem, filled = self._memory[b], self._filled[b]
-        if self._partners[(a, b)].device != za.device:
-            self._partners[(a, b)] = self._partners[(a, b)].to(za.device)
-            self._partner_weights[(a, b)] = self._partner_weights[(a, b)].to(za.device)
-        part = self._partners[(a, b)][idx]  # (B, k)
-        w = self._partner_weights[(a, b)][idx] * ((part >= 0) & filled[part.clamp_min(0)])
+        mem, filled = state.codes[b], state.filled[b]
+        rows = idx.to(self._partners[(a, b)].device)  # the tables stay where they were built
+        part = self._partners[(a, b)][rows].to(za.device)  # (B, k)
+        w = self._partner_weights[(a, b)][rows].to(za.device) * (
+            (part >= 0) & filled[part.clamp_min(0)])
         if not bool((w > 0).any()):
             return None
         d = (za[:, None, :] - mem[part.clamp_min(0)]).pow(2).mean(-1)
@@ -342,18 +335,6 @@ class DMMVAE(GuidanceGraph, MMVAE):
         pick = pool[torch.randint(len(pool), (min(256, len(pool)),), device=pool.device)]
         far = torch.cdist(za, mem[pick]).pow(2).mean() / za.shape[-1]
         return near / far.clamp_min(1e-8)
-
-    def _remember(self, batch, z: dict[str, Tensor]) -> None:
-        """Store the (detached) codes of a training minibatch's cells (:meth:`train_step`)."""
-        idx = batch[BATCH_KEYS.INDEX].to(next(iter(z.values())).device)
-        n_obs = next(iter(self._partners.values())).shape[0]
-        for m, zm in z.items():
-            rows = batch[BATCH_KEYS.MASK][m]
-            if m not in self._memory:
-                self._memory[m] = zm.new_zeros((n_obs, zm.shape[1]))
-                self._filled[m] = torch.zeros(n_obs, dtype=torch.bool, device=zm.device)
-            self._memory[m][idx[rows]] = zm[rows].detach()
-            self._filled[m][idx[rows]] = True
 
     def set_anchor_space(self, spaces: dict[tuple[str, str], tuple[Any, Any]], note: str = "") -> None:
         """Per-cell anchor-finding coordinates ``{(a, b): (coords_a, coords_b)}`` (rows = cells
@@ -368,19 +349,19 @@ class DMMVAE(GuidanceGraph, MMVAE):
     # ------------------------------------------------------------------ building
     def w(self, name: str, scale: float | None = None) -> float:
         """Weight ``name`` in reconstruction units (see module doc): times ``scale``, the
-        running mean of the per-cell reconstruction log-likelihood's magnitude (``None``: the
-        stored one; before the first batch: the mean feature count)."""
-        scale = self._recon_scale if scale is None else scale
+        running mean of the per-cell reconstruction log-likelihood's magnitude (``None``, before
+        the first training step: the mean feature count)."""
         return float(self.params[name]) * (self.feature_scale if scale is None else scale)
 
-    def _step_scale(self, out: LossOutput) -> float | None:
-        """The reconstruction scale of this step: in training, the running mean updated with
-        this batch's reconstruction size (detached), else the stored one."""
+    def _step_scale(self, out: LossOutput, state) -> float | None:
+        """The reconstruction scale of this step: in training, the running mean
+        (``state.recon_scale``) updated with this batch's reconstruction size (detached), else
+        the running mean as it is."""
+        old = None if state is None else state.recon_scale
         if not self.training:
-            return self._recon_scale
+            return old
         recon = sum(v for k, v in out.terms.items() if k.startswith("recon_"))
         new = float(abs(recon.detach()))
-        old = self._recon_scale
         return new if old is None else 0.98 * old + 0.02 * new
 
     @property
@@ -489,7 +470,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
         )
 
     # ------------------------------------------------------------------ objective
-    def _alignment_terms(self, batch, qz, scale: float | None = None
+    def _alignment_terms(self, batch, qz, scale: float | None = None, state=None
                          ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Weighted cycle + anchor terms (part of the validation loss too), and the codes the
         global anchors remember (training steps only; empty otherwise)."""
@@ -520,8 +501,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 ra, rb = masks[a] & ~masks[b], masks[b] & ~masks[a]
                 if (a, b) in self._partners:  # global anchors, partners from the memory
                     idx = batch[BATCH_KEYS.INDEX].to(z[a].device)
-                    parts = [t for t in (self._global_anchor_term(a, b, idx[ra], z[a][ra]),
-                                         self._global_anchor_term(b, a, idx[rb], z[b][rb]))
+                    parts = [t for t in (self._global_anchor_term(a, b, idx[ra], z[a][ra], state),
+                                         self._global_anchor_term(b, a, idx[rb], z[b][rb], state))
                              if t is not None]
                     if parts:
                         anc = anc + sum(parts) / len(parts)
@@ -547,7 +528,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 remember = {m: zm.detach() for m, zm in z.items()}
         return total, terms, remember
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         qz = self.encode(batch)
         masks = batch[BATCH_KEYS.MASK]
         per_cell, terms = moe_stratified_elbo(
@@ -559,11 +540,11 @@ class DMMVAE(GuidanceGraph, MMVAE):
             k=int(self.params["k"]),
         )
         out = self.loss_output(per_cell, terms, z=self.fuse(qz, masks).mu)
-        scale = self._step_scale(out)  # the size of what the alignment terms compete with
+        scale = self._step_scale(out, state)  # the size of what the alignment terms compete with
         if self.training:
             out.updates["recon_scale"] = scale
         self.add_graph_term(out)
-        align, extra, remember = self._alignment_terms(batch, qz, scale)
+        align, extra, remember = self._alignment_terms(batch, qz, scale, state)
         out.loss = out.loss + align
         out.terms.update(extra)
         if remember:
@@ -631,20 +612,18 @@ class DMMVAE(GuidanceGraph, MMVAE):
                 loss = term if loss is None else loss + term
         return loss
 
-    def train_step(self, batch, kl_weight: float, optimizers, ctx) -> dict[str, Tensor]:
-        """One VAE step, then the training state the loss returned is stored (reconstruction
-        scale, remembered codes), then ``disc_steps`` discriminator steps on the loss's detached
-        discriminator inputs."""
+    def train_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> dict[str, Tensor]:
+        """One VAE step, then what the loss returned for the training state (reconstruction
+        scale, codes to remember) goes to ``state``, then ``disc_steps`` discriminator steps on
+        the loss's detached discriminator inputs."""
         opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
         with ctx.autocast():
-            out = self.training_loss(batch, kl_weight)
+            out = self.training_loss(batch, kl_weight, state)
         ctx.step(out.loss, opt)
         terms = out.detached_terms()
-        if "recon_scale" in out.updates:
-            self._recon_scale = out.updates["recon_scale"]
-        if "codes" in out.updates:
-            self._remember(batch, out.updates["codes"])
+        if state is not None:
+            state.update(out.updates, batch)
         inputs = out.updates.get("disc_inputs") or {}
         if inputs and "disc" in optimizers:
             dopt = optimizers["disc"]

@@ -59,7 +59,7 @@ class MLPFusion(MultimodalVAE):
         mu, lv = h.float().chunk(2, dim=-1)
         return Gaussian(mu, lv.clamp(LOGVAR_MIN, LOGVAR_MAX))
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         qz = self.encode(batch)
         masks = batch[BATCH_KEYS.MASK]
         enc_masks = masks

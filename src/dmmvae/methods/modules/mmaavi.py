@@ -211,7 +211,7 @@ class MMAAVI(GuidanceGraph, MultimodalVAE):
         kl_z, kl_u, kl_c = gmm_prior_kl(z, q, pz, Gaussian(mu_u, lv_u), logits_c)
         return kl_z, kl_u, kl_c, logits_c
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         qz = self.encode(batch)
         masks = batch[BATCH_KEYS.MASK]
         shows = count_visible(masks) > 0

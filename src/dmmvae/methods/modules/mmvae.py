@@ -33,7 +33,7 @@ class MMVAE(MultimodalVAE):
     def fuse(self, qz, masks):
         return mixture_moments(qz, masks)
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         qz = self.encode(batch)
         per_cell, terms = moe_stratified_elbo(
             qz,

@@ -125,7 +125,7 @@ class MMVAEPlus(MultimodalVAE):
         )
         return per_cell, terms, qs
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         per_cell, terms, qs = self.loss_terms(batch, kl_weight)
         return self.loss_output(per_cell, terms, z=self.fuse(qs, batch[BATCH_KEYS.MASK]).mu)
 

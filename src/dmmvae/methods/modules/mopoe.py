@@ -47,7 +47,7 @@ class MoPoE(MultimodalVAE):
             cmask[key] = v
         return mixture_moments(comps, cmask)
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         qz = self.encode(batch)
         per_cell, terms = mopoe_elbo(
             qz,

@@ -21,7 +21,7 @@ class MVAE(MultimodalVAE):
     def fuse(self, qz, masks):
         return product_of_experts(qz, masks, prior_expert=True)
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         qz = self.encode(batch)
         per_cell, terms = poe_subsampled_elbo(
             qz, batch[BATCH_KEYS.MASK], self.make_decode(batch), self.kl_scale(kl_weight)

@@ -130,7 +130,7 @@ class ScMODAL(MultimodalVAE):
         mu = (w * torch.stack([qz[m].mu for m in mods])).sum(0) / w.sum(0).clamp_min(1.0)
         return Gaussian(mu, torch.full_like(mu, -12.0))
 
-    def loss(self, batch, kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch, kl_weight: float = 1.0, state=None) -> LossOutput:
         p = self.params
         qz = self.encode(batch)
         masks, x, lib = batch[BATCH_KEYS.MASK], batch[BATCH_KEYS.X], batch[BATCH_KEYS.LIBRARY]
@@ -207,7 +207,7 @@ class ScMODAL(MultimodalVAE):
         return total
 
     # ------------------------------------------------------------------ training step
-    def train_step(self, batch, kl_weight: float, optimizers, ctx) -> dict[str, Tensor]:
+    def train_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> dict[str, Tensor]:
         opt, dopt = optimizers["main"], optimizers["disc"]
         d_loss = None
         if float(self.params["lambda_gan"]) > 0 and len(self.modalities) > 1:
@@ -222,8 +222,10 @@ class ScMODAL(MultimodalVAE):
                     ctx.step(d_loss, dopt)
         opt.zero_grad(set_to_none=True)
         with ctx.autocast():
-            out = self.training_loss(batch, kl_weight)
+            out = self.training_loss(batch, kl_weight, state)
         ctx.step(out.loss, opt)
+        if state is not None:
+            state.update(out.updates, batch)
         terms = out.detached_terms()
         if d_loss is not None:
             terms["disc_loss"] = d_loss.detach()

@@ -2,8 +2,10 @@
 
 A pure ``torch.nn.Module``: networks, fusion, the objective (arithmetic in :mod:`.objectives`)
 and the per-step training hooks; no data files, no AnnData/MuData, no fitting loop, no I/O.
-The model layer (:class:`._model.VAEModel`, what the registry holds) owns fitting (the one
-loop, :func:`._loop.fit_model`, which trains a module), prediction on the test cells of a
+The training layer (:class:`~dmmvae.methods.training.model.VAEModel`, what the registry holds)
+owns fitting (the one loop, :func:`~dmmvae.methods.training.loop.fit_model`, which trains a
+module), the state a module carries across steps
+(:class:`~dmmvae.methods.training.state.TrainingState`), prediction on the test cells of a
 MuData and checkpoints. A variant = a fusion rule + an objective + options: it subclasses
 :class:`MultimodalVAE`, overrides only what differs, and is registered as
 ``vae_model(MyVariant)``.
@@ -14,9 +16,11 @@ Contract (what a variant implements)
   subset; a cell's modality counts only where its mask is True). Used for the joint embedding,
   for single-modality embeddings (``fuse({m: q_m}, {m: mask_m})``) and for cross-modal
   imputation. Its ``.mu`` is the embedding.
-- ``loss(batch, kl_weight) -> LossOutput``: the objective, usually one call into
+- ``loss(batch, kl_weight, state=None) -> LossOutput``: the objective, usually one call into
   :mod:`.objectives` with ``self.make_decode(batch)``; ``kl_weight`` is the warm-up factor
-  (multiply by ``params["beta"]`` yourself, or use :meth:`kl_scale`).
+  (multiply by ``params["beta"]`` yourself, or use :meth:`kl_scale`). A pure function of the
+  batch, the parameters and ``state`` (the training layer's cross-step state, None outside a
+  fit): it writes nothing; what it wants stored goes in ``LossOutput.updates``.
 
 Hooks a variant MAY override
 ----------------------------
@@ -24,8 +28,10 @@ Hooks a variant MAY override
   ``make_encoder(ms)`` / ``make_decoder(ms, n_in)`` (other widths), ``latent_dim`` (size of
   the ``z`` the decoders and the semi-supervised classifier take).
 - ``configure_optimizers(cfg) -> {name: optimizer}`` and ``train_step(batch, kl_weight,
-  optimizers, ctx) -> {term: tensor}`` for adversarial variants (discriminator steps); use
-  ``ctx.autocast()`` and ``ctx.step(loss, optimizer)`` (AMP scaling + gradient clipping).
+  optimizers, ctx, state) -> {term: tensor}`` for adversarial variants (discriminator steps);
+  use ``ctx.autocast()`` and ``ctx.step(loss, optimizer)`` (AMP scaling + gradient clipping),
+  and hand the loss's ``updates`` to ``state.update(updates, batch)`` after the step.
+  ``on_epoch_end(epoch, warmup_epochs, state)`` runs after each epoch when defined.
 - ``impute_params(qz, masks, src, tgts)``: decoder parameters of ``tgts`` from ``src`` alone
   (default: decode ``fuse({src})``'s mean); ``sample_prior(n, generator)`` (default
   ``N(0, I)`` of ``latent_dim``); ``embed(qz, masks)`` (default ``fuse(...).mu``);
@@ -42,7 +48,7 @@ Fixed methods
   :mod:`.objectives`.
 - ``loss_output(per_cell, terms, z)``: batch means -> :class:`LossOutput`.
 
-Batches follow :mod:`.data`. Predictions follow :class:`dmmvae.io.Predictions` with imputations
+Batches follow :mod:`dmmvae.methods.training.batches`. Predictions follow :class:`dmmvae.io.Predictions` with imputations
 and prior samples converted to the PROTOCOL scoring normalization
 (:func:`.likelihoods.to_scoring`; RNA: ``log1p(1e4 * f * rho)``, f = median train fraction of
 counts in the kept genes; ADT: CLR of predicted mean counts at the median train library;
@@ -76,8 +82,9 @@ class LossOutput:
     loss: Tensor
     terms: dict[str, Tensor] = field(default_factory=dict)
     z: Tensor | None = None
-    #: training state the step computed for the training hooks to store after the optimiser
-    #: step (e.g. D-MMVAE's running reconstruction scale); the loss itself writes no state
+    #: what the step wants stored in the training state after the optimiser step
+    #: (``TrainingState.update``: "recon_scale", "codes"), or passes to its own discriminator
+    #: steps ("disc_inputs"); the loss itself writes no state
     updates: dict[str, Any] = field(default_factory=dict)
 
     def detached_terms(self) -> dict[str, Tensor]:
@@ -219,7 +226,7 @@ class MultimodalVAE(nn.Module):
     def fuse(self, qz: dict[str, Gaussian], masks: dict[str, Tensor]) -> Gaussian:
         raise NotImplementedError
 
-    def loss(self, batch: dict[str, Any], kl_weight: float = 1.0) -> LossOutput:
+    def loss(self, batch: dict[str, Any], kl_weight: float = 1.0, state: Any = None) -> LossOutput:
         raise NotImplementedError
 
     def _median_library(self, m: str, like: Tensor) -> Tensor:
@@ -274,12 +281,14 @@ class MultimodalVAE(nn.Module):
         return LossOutput(per_cell.mean(), {k: v.mean() for k, v in terms.items()}, z)
 
     # ------------------------------------------------------------------ training hooks
-    def forward(self, batch: dict[str, Any], kl_weight: float = 1.0) -> LossOutput:
-        return self.training_loss(batch, kl_weight)
+    def forward(self, batch: dict[str, Any], kl_weight: float = 1.0, state: Any = None) -> LossOutput:
+        return self.training_loss(batch, kl_weight, state)
 
-    def training_loss(self, batch: dict[str, Any], kl_weight: float = 1.0) -> LossOutput:
+    def training_loss(
+        self, batch: dict[str, Any], kl_weight: float = 1.0, state: Any = None
+    ) -> LossOutput:
         """``loss`` plus the semi-supervised classifier term on labelled cells."""
-        out = self.loss(batch, kl_weight)
+        out = self.loss(batch, kl_weight, state)
         if self.classifier is not None and out.z is not None:
             lab = batch[BATCH_KEYS.LABEL]
             ce = F.cross_entropy(self.classifier(out.z), lab.clamp_min(0), reduction="none")
@@ -303,17 +312,20 @@ class MultimodalVAE(nn.Module):
             "main": adamw(main, cfg),
             "disc": adamw(disc_params, {"lr": cfg["lr"], "weight_decay": 0.01}, lr=disc_lr),
         }
-    def train_step(self, batch, kl_weight: float, optimizers, ctx) -> dict[str, Tensor]:
+    def train_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> dict[str, Tensor]:
+        """One optimiser step on ``training_loss``; the step's ``updates`` go to ``state``."""
         opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
         with ctx.autocast():
-            out = self.training_loss(batch, kl_weight)
+            out = self.training_loss(batch, kl_weight, state)
         ctx.step(out.loss, opt)
+        if state is not None:
+            state.update(out.updates, batch)
         return out.detached_terms()
 
     @torch.no_grad()
-    def validation_step(self, batch, kl_weight: float = 1.0) -> dict[str, Tensor]:
-        return self.training_loss(batch, kl_weight).detached_terms()
+    def validation_step(self, batch, kl_weight: float = 1.0, state=None) -> dict[str, Tensor]:
+        return self.training_loss(batch, kl_weight, state).detached_terms()
 
     def embed(self, qz: dict[str, Gaussian], masks: dict[str, Tensor]) -> Tensor:
         return self.fuse(qz, masks).mu

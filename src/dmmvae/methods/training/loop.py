@@ -55,6 +55,7 @@ from ...io import InputError
 from ...runtime import effective_amp, resolve_device, seed_everything, set_num_threads
 from ...schema import schema_defaults
 from .batches import MultimodalData, build_spec
+from .state import TrainingState
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -217,6 +218,7 @@ def fit_model(
         data.set_given_labels(rng.choice(labelled, size=n_lab, replace=False))
     optimizers = model.configure_optimizers(cfg)
     ctx = StepContext(dev, cfg["amp"], cfg["grad_clip"])
+    state = TrainingState(data.n_obs)  # what the module carries across steps
     gen = torch.Generator().manual_seed(seed)
     bs = int(cfg["batch_size"])
     eval_bs = eval_batch_size(bs, sum(ms.n_features for ms in spec.modalities.values()))
@@ -242,7 +244,7 @@ def fit_model(
             for batch in data.batches(
                 train_cells, bs, shuffle=True, generator=gen, min_last=min_last
             ):
-                terms = model.train_step(batch, kl_weight, optimizers, ctx)
+                terms = model.train_step(batch, kl_weight, optimizers, ctx, state)
                 b = len(batch[BATCH_KEYS.INDEX])
                 for k, v in terms.items():
                     sums[k] = sums[k] + v * b if k in sums else v * b
@@ -269,7 +271,7 @@ def fit_model(
                 vs: dict[str, torch.Tensor] = {}
                 nv = 0
                 for batch in data.batches(val_cells, eval_bs, min_last=min_last):
-                    terms = model.validation_step(batch, 1.0)
+                    terms = model.validation_step(batch, 1.0, state)
                     b = len(batch[BATCH_KEYS.INDEX])
                     for k, v in terms.items():
                         vs[k] = vs[k] + v * b if k in vs else v * b
@@ -282,7 +284,7 @@ def fit_model(
             rows.append(row)
             on_epoch_end = getattr(model, "on_epoch_end", None)
             if on_epoch_end is not None:  # e.g. D-MMVAE's anchor refresh
-                on_epoch_end(epoch, warm)
+                on_epoch_end(epoch, warm, state)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{monitored:.4g}")
