@@ -38,8 +38,12 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --set-threads train_model=1 evaluate_model=1
 
+# the suite in TEST_WORKERS processes (pytest-xdist; an idle worker takes tests queued for a busy
+# one): most tests run one torch thread, and the SLURM and workflow tests spend much of their
+# time waiting on subprocesses. `pytest` alone runs it in one process.
+TEST_WORKERS ?= $(CORES)
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check src tests workflow benchmarks
