@@ -53,6 +53,29 @@ def test_label_signal_is_real():
     assert lt > chance + 0.2
 
 
+def test_validation_imputation_scores_held_back_train_cells_and_beats_an_untrained_model():
+    """Cross-modal imputation of the held-back train cells of a paired scenario: a trained
+    model's per-cell Pearson beats the same model after one epoch, in both directions; the
+    diagonal scenario has no such cell (its cells show one modality); test cells are refused."""
+    sc = scenario(kind="paired", n_cells=400)
+    blind = selection.train_only(sc)
+    scores = {}
+    for epochs in (1, 30):
+        model = build_model("mvae", {"n_hidden": 32, "n_latent": 8})
+        model.fit(blind, seed=0, training={**TRAINING, "max_epochs": epochs})
+        scores[epochs] = selection.validation_imputation(model, blind, TRAINING, 0)
+    print(scores)
+    assert set(scores[30]) == {"rna->atac", "atac->rna"} == set(scores[1])
+    for direction, value in scores[30].items():
+        assert value > scores[1][direction] + 0.02, scores
+    with pytest.raises(selection.TestCellsError):
+        selection.validation_imputation(model, sc, TRAINING, 0)
+    diagonal = selection.train_only(scenario(kind="diagonal", n_cells=300))
+    model = build_model("mvae", {"n_hidden": 32, "n_latent": 8})
+    model.fit(diagonal, seed=0, training=TRAINING)
+    assert selection.validation_imputation(model, diagonal, TRAINING, 0) == {}
+
+
 def test_the_sweep_cannot_compute_a_test_number():
     """The selection script reads its data through train_only and imports no evaluation code."""
     tree = ast.parse((BENCH / "bench_dmmvae_sweep.py").read_text())

@@ -14,6 +14,9 @@ train cells:
 - :func:`train_label_transfer`: label transfer needs no true pair, so it is measured among the
   train cells: PROTOCOL's 5-NN from the cells that show ``a`` to those that show ``b`` and back
   (labels never given to the model).
+- :func:`validation_imputation` (scenarios whose train cells show two modalities, e.g. paired):
+  cross-modal imputation of the held-back validation cells, scored by the evaluation's own
+  per-cell Pearson (``imputation_pearson_cell``), each direction.
 
 :func:`rank` orders configurations by a rule over these signals, each dataset weighing the same
 however many seeds it ran.
@@ -27,15 +30,18 @@ import mudata as md
 import numpy as np
 import pandas as pd
 
-from .constants import LABEL, SPLIT, TRAIN
+from .constants import LABEL, SPLIT, TEST, TRAIN, visible_key
 
 #: the rules (lower is better): "anchors" = validation_anchor_foscttm; "anchors+labels" = that
 #: plus the label-transfer error among the train cells (1 - train_label_transfer)
 RULES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
     "anchors": lambda t: t["validation_anchor_foscttm"],
     "anchors+labels": lambda t: t["validation_anchor_foscttm"] + 1 - t["train_label_transfer"],
+    # the imputation error on the held-back cells, each direction weighing the same
+    "imputation": lambda t: 1 - t["validation_imputation"],
 }
-SIGNALS = ("validation_anchor_foscttm", "train_label_transfer")
+#: "imputation" = the mean over directions of validation_imputation's per-cell Pearson
+SIGNALS = ("validation_anchor_foscttm", "train_label_transfer", "validation_imputation")
 
 
 class TestCellsError(ValueError):
@@ -143,6 +149,32 @@ def train_label_transfer(model, mdata, k: int = 5) -> float:
     return float(np.mean(out)) if out else float("nan")
 
 
+def validation_imputation(model, mdata, training: dict, seed: int) -> dict[str, float]:
+    """Cross-modal imputation of the training loop's held-back train cells (``training``'s
+    validation fraction, the fit's ``seed``): those cells become the test cells of a copy of
+    the train-only data, the model predicts them and the evaluation scores them as it scores
+    test cells. ``{"a->b": per-cell Pearson}`` (``imputation_pearson_cell``); empty when no
+    held-back cell shows two modalities (the diagonal scenario)."""
+    from .evaluate import evaluate_predictions
+    from .methods.training.loop import resolve_training, train_and_validation_cells
+
+    assert_train_only(mdata)
+    frac = float(resolve_training(training)["validation_fraction"])
+    _, val = train_and_validation_cells(mdata, frac, seed)
+    shown = np.column_stack([mdata.obs[visible_key(m)].to_numpy(bool) for m in mdata.mod])
+    val = val[shown[val].sum(1) >= 2]  # a diagonal scenario's cells show one modality
+    if len(val) == 0:
+        return {}
+    inner = mdata.copy()
+    split = np.full(inner.n_obs, TRAIN, dtype=object)
+    split[val] = TEST
+    inner.obs[SPLIT] = pd.Categorical(split, categories=[TRAIN, TEST])
+    rows = evaluate_predictions(inner, model.predict(inner), {"families": ["imputation"]})
+    name = "imputation_pearson_cell/"
+    return {m[len(name):]: float(v) for m, v in zip(rows["metric"], rows["value"], strict=True)
+            if m.startswith(name) and m != name + "mean"}
+
+
 def rank(rows: pd.DataFrame, rule: str) -> pd.DataFrame:
     """One row per config, best first by ``RULES[rule]`` (column ``rule``): the mean over the
     seeds each dataset ran, then over the datasets, so each dataset weighs the same."""
@@ -155,4 +187,4 @@ def rank(rows: pd.DataFrame, rule: str) -> pd.DataFrame:
 
 
 __all__ = ["RULES", "SIGNALS", "TestCellsError", "train_only", "assert_train_only",
-           "validation_anchor_foscttm", "train_label_transfer", "rank"]
+           "validation_anchor_foscttm", "train_label_transfer", "validation_imputation", "rank"]
