@@ -118,12 +118,16 @@ GRIDS = {"adversaries": GRID,
 # or GLUE's LSI beside them, by the imputation of held-back paired train cells, on the two
 # RNA+ATAC stand-ins
 GRIDS["default_atac_input"] = {"guidance_graph": [True], "atac_input": ["peaks", "lsi+peaks"]}
+# a fifteenth, the same question for the default's guidance-graph decoders (chosen by the
+# anchor rule on the diagonal scenario): do they cost paired imputation?
+GRIDS["default_graph_imputation"] = {"guidance_graph": [True, False]}
 RULE_OF_GRID = {"atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
-                "noanchor_glue": "anchors+labels", "default_atac_input": "imputation"}
+                "noanchor_glue": "anchors+labels", "default_atac_input": "imputation",
+                "default_graph_imputation": "imputation"}
 #: grids asked of another scenario than the diagonal one, and on other stand-ins
-SCENARIO_OF_GRID = {"default_atac_input": "paired"}
-DATASETS_OF_GRID = {"default_atac_input": ["snare_mop5232", "bmmc_multiome500"]}
+SCENARIO_OF_GRID = {"default_atac_input": "paired", "default_graph_imputation": "paired"}
+DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"] for g in SCENARIO_OF_GRID}
 
 
 
