@@ -83,6 +83,25 @@ def test_glue_and_maxfuse_need_links():
             method.fit(gene_split(0.0), seed=0)
 
 
+def test_maxfuse_with_links_that_carry_nothing_stops_as_missing_links():
+    """Links exist but no linked gene varies in the train cells of both modalities (a weak-link
+    set): MaxFuse stops with missing_links (recorded as a failed run), not another error."""
+    pytest.importorskip("maxfuse", reason="maxfuse not installed (optional reference extra)")
+    sc = gene_split(0.1).copy()
+    linked = np.unique(link_matrix(sc, HALF_A, HALF_B).tocoo().col)
+    b = sc.mod[HALF_B]
+    X = b.X.toarray() if hasattr(b.X, "toarray") else np.array(b.X)
+    X[:, linked] = 1.0
+    b.X = X
+    for layer in list(b.layers):
+        L = b.layers[layer]
+        L = L.toarray() if hasattr(L, "toarray") else np.array(L)
+        L[:, linked] = 1.0
+        b.layers[layer] = L
+    with pytest.raises(MissingLinksError, match="linked genes vary"):
+        MaxFuse().fit(sc, seed=0)
+
+
 def test_maxfuse_aligns_the_gene_split_without_pairs():
     pytest.importorskip("maxfuse", reason="maxfuse not installed (optional reference extra)")
     fos = _foscttm(MaxFuse(), gene_split(0.1))

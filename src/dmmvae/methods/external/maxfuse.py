@@ -405,8 +405,8 @@ class MaxFuse(Method):
             idx = np.flatnonzero(keep)
             keep = np.zeros_like(keep)
             keep[idx[_hvg(SA[ra][:, idx], n_hvg)]] = True
-        if keep.sum() < 2:
-            raise InputError(
+        if keep.sum() < 2:  # links exist, but too few to carry anything: as if none
+            raise MissingLinksError(
                 f"maxfuse: only {int(keep.sum())} linked genes vary in both '{anchor}' and "
                 f"'{partner}' train cells; fix: give more links, or leave maxfuse out"
             )
