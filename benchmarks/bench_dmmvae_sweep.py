@@ -1,11 +1,12 @@
 """Choose D-MMVAE's settings by a rule that never sees a test cell (PROTOCOL "Choosing
 settings (blind)").
 
-Each stand-in's diagonal scenario passes through :func:`dmmvae.selection.train_only` before
+Each stand-in's scenario (diagonal; paired for the paired grids) passes through :func:`dmmvae.selection.train_only` before
 anything else: the test cells are dropped, so this script cannot compute a test-cell number.
 Every configuration of a grid is fitted on the train cells and scored by the signals of
 :mod:`dmmvae.selection` (anchor FOSCTTM among held-back train cells; label transfer among
-train cells); the rule of the grid ranks them (lowest mean over the stand-ins, each dataset's
+train cells; for the paired grids, imputation of held-back paired train cells); the rule of
+the grid ranks them (lowest mean over the stand-ins, each dataset's
 seeds averaged first). The chosen values are written into the shipped configs by hand.
 
 Usage::
@@ -150,8 +151,9 @@ def main() -> None:
                          "latent: the latent width with those ATAC settings, by the same rule; "
                          "latent_lsipeaks: the latent width with LSI + peaks and Bernoulli (the "
                          "atac grid's choice over seeds 0-2); noanchor, noanchor_glue: the "
-                         "anchor-free model; default_atac_input: the default dmmvae's ATAC "
-                         "input by paired held-back imputation")
+                         "anchor-free model; default_atac_input, default_graph_imputation: the "
+                         "default dmmvae's ATAC input / guidance graph by paired held-back "
+                         "imputation")
     ap.add_argument("--patience", type=int, default=None,
                     help="training early_stopping_patience (default: the loop's, 10)")
     args = ap.parse_args()

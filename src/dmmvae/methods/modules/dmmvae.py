@@ -616,14 +616,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
         """One VAE step, then what the loss returned for the training state (reconstruction
         scale, codes to remember) goes to ``state``, then ``disc_steps`` discriminator steps on
         the loss's detached discriminator inputs."""
-        opt = optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        with ctx.autocast():
-            out = self.training_loss(batch, kl_weight, state)
-        ctx.step(out.loss, opt)
+        out = self.main_step(batch, kl_weight, optimizers, ctx, state)
         terms = out.detached_terms()
-        if state is not None:
-            state.update(out.updates, batch)
         inputs = out.updates.get("disc_inputs") or {}
         if inputs and "disc" in optimizers:
             dopt = optimizers["disc"]

@@ -208,7 +208,7 @@ class ScMODAL(MultimodalVAE):
 
     # ------------------------------------------------------------------ training step
     def train_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> dict[str, Tensor]:
-        opt, dopt = optimizers["main"], optimizers["disc"]
+        dopt = optimizers["disc"]
         d_loss = None
         if float(self.params["lambda_gan"]) > 0 and len(self.modalities) > 1:
             with torch.no_grad():
@@ -220,12 +220,7 @@ class ScMODAL(MultimodalVAE):
                     with ctx.autocast():
                         d_loss = F.cross_entropy(self.latent_disc(zz), yy)
                     ctx.step(d_loss, dopt)
-        opt.zero_grad(set_to_none=True)
-        with ctx.autocast():
-            out = self.training_loss(batch, kl_weight, state)
-        ctx.step(out.loss, opt)
-        if state is not None:
-            state.update(out.updates, batch)
+        out = self.main_step(batch, kl_weight, optimizers, ctx, state)
         terms = out.detached_terms()
         if d_loss is not None:
             terms["disc_loss"] = d_loss.detach()

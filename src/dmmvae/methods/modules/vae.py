@@ -29,8 +29,9 @@ Hooks a variant MAY override
   the ``z`` the decoders and the semi-supervised classifier take).
 - ``configure_optimizers(cfg) -> {name: optimizer}`` and ``train_step(batch, kl_weight,
   optimizers, ctx, state) -> {term: tensor}`` for adversarial variants (discriminator steps);
-  use ``ctx.autocast()`` and ``ctx.step(loss, optimizer)`` (AMP scaling + gradient clipping),
-  and hand the loss's ``updates`` to ``state.update(updates, batch)`` after the step.
+  :meth:`main_step` does the model's own step (and hands the loss's ``updates`` to
+  ``state.update``); use ``ctx.autocast()`` and ``ctx.step(loss, optimizer)`` (AMP scaling +
+  gradient clipping) for the others.
   ``on_epoch_end(epoch, warmup_epochs, state)`` runs after each epoch when defined.
 - ``impute_params(qz, masks, src, tgts)``: decoder parameters of ``tgts`` from ``src`` alone
   (default: decode ``fuse({src})``'s mean); ``sample_prior(n, generator)`` (default
@@ -312,8 +313,10 @@ class MultimodalVAE(nn.Module):
             "main": adamw(main, cfg),
             "disc": adamw(disc_params, {"lr": cfg["lr"], "weight_decay": 0.01}, lr=disc_lr),
         }
-    def train_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> dict[str, Tensor]:
-        """One optimiser step on ``training_loss``; the step's ``updates`` go to ``state``."""
+    def main_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> LossOutput:
+        """One step of ``optimizers["main"]`` on ``training_loss``, then the step's ``updates``
+        go to ``state``; returns the loss output (an adversarial ``train_step`` reads its
+        discriminator inputs)."""
         opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
         with ctx.autocast():
@@ -321,7 +324,10 @@ class MultimodalVAE(nn.Module):
         ctx.step(out.loss, opt)
         if state is not None:
             state.update(out.updates, batch)
-        return out.detached_terms()
+        return out
+
+    def train_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> dict[str, Tensor]:
+        return self.main_step(batch, kl_weight, optimizers, ctx, state).detached_terms()
 
     @torch.no_grad()
     def validation_step(self, batch, kl_weight: float = 1.0, state=None) -> dict[str, Tensor]:
