@@ -95,16 +95,22 @@ def train_batch(mdata, spec, n=64):
     return data.batch(torch.as_tensor(rows))
 
 
+def built_module(model_name: str, params: dict, kind: str = "paired"):
+    """An untrained ``model_name`` MODULE built on a synthetic RNA+ATAC ``kind`` scenario, and
+    a train batch of it: ``(module, spec, batch)``."""
+    sc = scenario(kind=kind)
+    spec = build_spec(sc)
+    module = build_model(model_name, params).module
+    module.build(spec)
+    return module, spec, train_batch(sc, spec)
+
+
 def hidden_atac_batch(model_name: str, params: dict):
     """An untrained ``model_name`` MODULE in eval mode and a mosaic-scenario train batch whose ATAC
     input requires grad: ``(module, batch, x_atac, hidden)``, ``hidden`` = rows that show RNA but
     not ATAC (checked to exist, beside rows that show ATAC)."""
-    sc = scenario(kind="mosaic")
-    spec = build_spec(sc)
-    model = build_model(model_name, params).module
-    model.build(spec)
+    model, spec, batch = built_module(model_name, params, "mosaic")
     model.eval()
-    batch = train_batch(sc, spec)
     hidden = ~batch["mask"]["atac"] & batch["mask"]["rna"]
     assert hidden.any() and batch["mask"]["atac"].any()
     x = batch["x"]["atac"].clone().requires_grad_(True)

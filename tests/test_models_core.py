@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _synthetic import (
+    built_module,
     fit_predict_diagonal,
     fit_predict_paired,
     hidden_atac_batch,
@@ -148,12 +149,8 @@ def test_count_imputation_is_the_expected_scoring_view_not_the_view_of_the_mean(
     from the decoder's likelihood: it agrees with a 1,000-draw reference, where the view of the
     decoded mean overstates rarely seen genes (log1p is concave); ATAC stays the exact
     probability of a nonzero."""
-    sc = scenario(("rna", "atac"))
-    spec = build_spec(sc)
-    module = build_model("mmvae", FAST).module
-    module.build(spec)
+    module, spec, batch = built_module("mmvae", FAST)
     module.eval()
-    batch = train_batch(sc, spec)
     torch.manual_seed(0)
     with torch.no_grad():
         qz = module.encode(batch)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from _synthetic import (
+    built_module,
     fit_predict_diagonal,
     fit_predict_paired,
     hidden_atac_batch,
@@ -142,12 +143,8 @@ def test_unknown_options_fail_clearly():
 # MMVAE++: the stop-gradient
 # --------------------------------------------------------------------------------------
 def test_mmvae_plus_self_reconstruction_sends_no_gradient_to_the_shared_encoder():
-    sc = scenario()
-    spec = build_spec(sc)
-    model = build_model("mmvae_plus", FAST).module
-    model.build(spec)
+    model, spec, batch = built_module("mmvae_plus", FAST)
     model.train()
-    batch = train_batch(sc, spec)
     torch.manual_seed(0)
     _, terms, _ = model.loss_terms(batch, 1.0)
     for m in spec.modalities:
