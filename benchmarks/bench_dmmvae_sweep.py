@@ -132,7 +132,16 @@ NOANCHOR = {"anchor_weight": [0.0], "atac_input": ["lsi+peaks"], "n_latent": [32
             "latent_adversarial_weight": [0.01], "output_adversarial_weight": [0.0]}
 GRIDS["noanchor_budget"] = {**NOANCHOR, "training.max_epochs,training.early_stopping_patience":
                             [(100, 30), (400, 100)]}
-RULE_OF_GRID = {"atac": "anchors+labels", "latent": "anchors+labels",
+# a seventeenth, for the anchor-free D-MMVAE at that budget: GLUE's adversary against this one.
+# GLUE's discriminator has 2 hidden layers of 256 with dropout 0.2 and takes one step per VAE
+# step (scglue sc.Discriminator, SCGLUETrainer.dsc_steps); its input carries prior noise x1.5
+# fading over the burn-in, in which no weights are kept and no patience counted
+# (ALIGN_BURNIN_PRG / MAX_EPOCHS_PRG = 8 / 48 of its budget: 67 of 400 epochs here)
+GRIDS["noanchor_adversary"] = {
+    **NOANCHOR, "training.max_epochs,training.early_stopping_patience": [(400, 100)],
+    "disc_hidden,disc_depth,disc_dropout,disc_steps": [(64, 1, 0.0, 3), (256, 2, 0.2, 1)],
+    "align_burnin": [0, 67]}
+RULE_OF_GRID = {"noanchor_adversary": "anchors+labels", "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
                 "noanchor_glue": "anchors+labels", "noanchor_budget": "anchors+labels",
                 "default_atac_input": "imputation",
@@ -174,7 +183,8 @@ def main() -> None:
                          "latent: the latent width with those ATAC settings, by the same rule; "
                          "latent_lsipeaks: the latent width with LSI + peaks and Bernoulli (the "
                          "atac grid's choice over seeds 0-2); noanchor, noanchor_glue: the "
-                         "anchor-free model; noanchor_budget: its training budget; default_atac_input, default_graph_imputation: the "
+                         "anchor-free model; noanchor_budget: its training budget; noanchor_adversary: GLUE's "
+                         "discriminator and burn-in for it; default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
     ap.add_argument("--patience", type=int, default=None,

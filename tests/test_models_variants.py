@@ -305,6 +305,36 @@ def test_dmmvae_latent_adversary_makes_modalities_harder_to_tell_apart():
     assert losses[2.0] > 0.5  # log 2 = 0.69 at perfect confusion
 
 
+def test_dmmvae_align_burnin_noises_the_latent_discriminator_and_delays_kept_weights():
+    """GLUE's burn-in (``align_burnin``): the latent discriminator's input carries noise 1.5 at
+    the first adversarial epoch, fading linearly to 0; while it does, the discriminator tells
+    the modalities apart worse, and the loop keeps no weights and counts no patience."""
+    from dmmvae.methods.training.state import TrainingState
+
+    module, _, _ = built_module("dmmvae", {**FAST, "align_burnin": 4, "anchor_weight": 0})
+    noise = [module.burnin_noise(TrainingState(10, warmup_epochs=5, epoch=e)) for e in (5, 7, 9, 20)]
+    assert noise == [1.5, 0.75, 0.0, 0.0]
+    assert module.burnin_epochs == 4
+    off, _, _ = built_module("dmmvae", {**FAST, "align_burnin": 4, "latent_adversarial_weight": 0})
+    assert off.burnin_epochs == 0  # no latent adversary, nothing to burn in
+    with pytest.raises(ValueError, match="align_burnin"):
+        build_model("dmmvae", {"align_burnin": -1})
+
+    sc = scenario(kind="diagonal", n_cells=400)
+    cfg = {**TRAIN_CFG, "max_epochs": 14, "early_stopping_patience": 1}
+    runs = {}
+    for burnin in (0, 8):
+        m = build_model("dmmvae", {**FAST, "latent_adversarial_weight": 1e-4, "disc_steps": 1,
+                                   "anchor_weight": 0, "align_burnin": burnin})
+        runs[burnin] = (m.fit(sc, seed=0, training=cfg), m.train_info)
+    hist, info = runs[8]
+    assert info["best_epoch"] >= 5 + 8 and info["epochs_run"] >= 14  # no stop within the burn-in
+    burning = hist["epoch"].between(5, 10)  # adversarial epochs, noise 1.5 -> 0.56 with the burn-in
+    noisy = hist.loc[burning, "train_disc_loss"].mean()
+    clean = runs[0][0].loc[burning, "train_disc_loss"].mean()
+    assert noisy > clean + 0.04, (noisy, clean)  # cross-entropy: log 2 = 0.69 at confusion
+
+
 def test_dmmvae_aligns_unpaired_modalities_through_anchors_and_beats_no_anchors():
     """Issue 12's setting on the synthetic gene split: no train cell paired, 100 genes linked
     by name. The anchor term (linked features) aligns the modalities; without it D-MMVAE

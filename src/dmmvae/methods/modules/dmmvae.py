@@ -31,7 +31,8 @@ running mean of the magnitude of the per-cell reconstruction log-likelihood they
   neighbours to them every so many epochs (:meth:`DMMVAE.on_epoch_end`).
 
 Adversaries are off during the KL warm-up (``training.kl_warmup_epochs``) and on at full weight
-afterwards; each training step updates the discriminators ``disc_steps`` times on the detached
+afterwards (``align_burnin``: GLUE's burn-in, noise on the latent discriminator's input fading
+over that many epochs, no weights kept and no patience counted until it is over); each training step updates the discriminators ``disc_steps`` times on the detached
 inputs the loss returned. Cross-step state (the running reconstruction scale, every train cell's latest code) lives in
 the training layer (:class:`~dmmvae.methods.training.state.TrainingState`, one per fit):
 :meth:`DMMVAE.loss` reads it and writes nothing; the new scale, the codes to remember and the
@@ -74,6 +75,8 @@ from .spec import ModalitySpec
 from .vae import LossOutput
 from .views import LinkedFeatures, log_view
 
+#: GLUE's burn-in noise exaggeration (scglue ``SCGLUETrainer.BURNIN_NOISE_EXAG``)
+BURNIN_NOISE = 1.5
 WEIGHTS = ("latent_adversarial_weight", "output_adversarial_weight", "cycle_weight", "anchor_weight")
 ANCHOR_SPACES = ("cca", "features", "gw")
 ANCHOR_SCOPES = ("batch", "global")
@@ -182,6 +185,11 @@ class DMMVAE(GuidanceGraph, MMVAE):
         "min_links": 3,  # fewest linked features that give a modality pair anchors
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
+        "disc_depth": 1,  # hidden layers of the discriminators (GLUE's: 2 of 256, dropout 0.2)
+        "disc_dropout": 0.0,  # dropout of the discriminators' hidden layers
+        "align_burnin": 0,  # epochs after the KL warm-up over which the latent discriminator's
+        # input carries N(0, 1.5^2) noise fading linearly to 0, and in which no weights are kept
+        # and no patience counted (GLUE's burn-in); 0 = off
         "disc_lr": None,  # discriminator learning rate (None = training lr)
         "relaxed_temperature": 0.5,  # relaxed-Bernoulli temperature of generated binary cells
         **GRAPH_DEFAULTS,  # mmAAVI's guidance graph as an option (methods/_graph.py)
@@ -213,6 +221,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
         if p["anchor_scoring"] and (p["anchor_scope"], p["anchor_space"]) != ("global", "cca"):
             raise ValueError("dmmvae: anchor_scoring scores Seurat's global anchors in the CCA space; "
                              "set anchor_scope: global and anchor_space: cca (or anchor_scoring: false)")
+        for k in ("disc_depth", "disc_steps", "disc_hidden"):
+            if int(p[k]) < 1:
+                raise ValueError(f"dmmvae: {k} must be >= 1, got {p[k]}")
+        if not 0 <= float(p["disc_dropout"]) < 1:
+            raise ValueError(f"dmmvae: disc_dropout must be in [0, 1), got {p['disc_dropout']}")
+        if int(p["align_burnin"]) < 0:
+            raise ValueError(f"dmmvae: align_burnin must be >= 0 (epochs), got {p['align_burnin']}")
         if int(p["anchor_refresh"]) < 0:
             raise ValueError(f"dmmvae: anchor_refresh must be >= 0, got {p['anchor_refresh']}")
         if int(p["anchor_refresh"]) and p["anchor_scope"] != "global":
@@ -419,15 +434,16 @@ class DMMVAE(GuidanceGraph, MMVAE):
         super().build_extra(spec)
         mods = spec.names
         self.feature_scale = float(np.mean([ms.n_features for ms in spec.modalities.values()]))
-        h = int(self.params["disc_hidden"])
+        h, depth = int(self.params["disc_hidden"]), int(self.params["disc_depth"])
+        drop = float(self.params["disc_dropout"])
         self.latent_disc = None
         self.output_discs = None
         # created after every MMVAE module, and only when used: weights 0 == MMVAE exactly
         if float(self.params["latent_adversarial_weight"]) > 0 and len(mods) > 1:
-            self.latent_disc = MLP(self.latent_dim, len(mods), h, 1, 0.0, None)
+            self.latent_disc = MLP(self.latent_dim, len(mods), h, depth, drop, None)
         if float(self.params["output_adversarial_weight"]) > 0 and len(mods) > 1:
             self.output_discs = nn.ModuleDict(
-                {m: MLP(ms.n_features, 1, h, 1, 0.0, None) for m, ms in spec.modalities.items()}
+                {m: MLP(ms.n_features, 1, h, depth, drop, None) for m, ms in spec.modalities.items()}
             )
         self.links: dict[tuple[str, str], LinkedFeatures] = {}
         self.anchor_report: dict[str, str] = {}
@@ -454,6 +470,22 @@ class DMMVAE(GuidanceGraph, MMVAE):
                         f"no anchors ({lf.n_features} linked features < min_links="
                         f"{self.params['min_links']})"
                     )
+
+    @property
+    def burnin_epochs(self) -> int:
+        """Epochs after the KL warm-up in which the training loop keeps no weights and counts
+        no patience: ``align_burnin`` when the latent adversary is on, else 0."""
+        return int(self.params["align_burnin"]) if self.latent_disc is not None else 0
+
+    def burnin_noise(self, state) -> float:
+        """Scale of the N(0, 1) noise added to the latent discriminator's input at
+        ``state.epoch``: 1.5 at the first adversarial epoch, falling linearly to 0 over
+        ``align_burnin`` epochs (GLUE's ``BURNIN_NOISE_EXAG`` and ``align_burnin``)."""
+        burnin = int(self.params["align_burnin"])
+        if not burnin or state is None:
+            return 0.0
+        done = max(int(state.epoch) - int(state.warmup_epochs), 0)
+        return BURNIN_NOISE * max(1.0 - done / burnin, 0.0)
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         out: list[nn.Parameter] = []
@@ -551,13 +583,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
             out.updates["codes"] = remember
         # adversaries start once the KL warm-up is over (the VAE is warmed up first)
         if self.training and kl_weight >= 1.0 and self.has_adversaries:
-            gen, extra, disc_inputs = self._generator_terms(batch, qz, scale)
+            gen, extra, disc_inputs = self._generator_terms(batch, qz, scale, self.burnin_noise(state))
             out.loss = out.loss + gen
             out.terms.update(extra)
             out.updates["disc_inputs"] = disc_inputs
         return out
 
-    def _generator_terms(self, batch, qz, scale: float | None = None):
+    def _generator_terms(self, batch, qz, scale: float | None = None, noise: float = 0.0):
         masks, x = batch[BATCH_KEYS.MASK], batch[BATCH_KEYS.X]
         mods = list(qz)
         gen = torch.zeros((), device=next(iter(x.values())).device)
@@ -565,6 +597,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
         inputs: dict[str, Any] = {}
         if self.latent_disc is not None:
             z, y = labelled_codes({m: qz[m].mu for m in mods}, masks)
+            if noise > 0:  # the burn-in: the discriminator sees noisy codes, the encoders too
+                z = z + noise * torch.randn_like(z)
             if len(z):
                 confusion = modality_confusion(self.latent_disc(z))
                 gen = gen + self.w("latent_adversarial_weight", scale) * confusion

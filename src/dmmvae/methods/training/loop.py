@@ -12,7 +12,8 @@ lr                           1e-3        AdamW learning rate
 weight_decay                 0.0         AdamW weight decay
 kl_warmup_epochs             10          KL weight rises linearly 0 -> 1 over these epochs
 early_stopping_patience      10          stop after this many epochs without a validation
-                                         improvement (counted once warm-up is over); 0 = off
+                                         improvement (counted once warm-up and a module's
+                                         adversarial burn-in are over); 0 = off
 validation_fraction          0.1         part of the train cells held out for early stopping
 grad_clip                    10.0        max gradient norm (0 / null = off)
 amp                          "none"      "none" | "bf16" | "fp16": autocast on CUDA; "bf16"
@@ -218,15 +219,16 @@ def fit_model(
         data.set_given_labels(rng.choice(labelled, size=n_lab, replace=False))
     optimizers = model.configure_optimizers(cfg)
     ctx = StepContext(dev, cfg["amp"], cfg["grad_clip"])
-    state = TrainingState(data.n_obs)  # what the module carries across steps
+    warm = int(cfg["kl_warmup_epochs"])
+    state = TrainingState(data.n_obs, warmup_epochs=warm)  # what the module carries across steps
     gen = torch.Generator().manual_seed(seed)
     bs = int(cfg["batch_size"])
     eval_bs = eval_batch_size(bs, sum(ms.n_features for ms in spec.modalities.values()))
-    warm = int(cfg["kl_warmup_epochs"])
     patience = int(cfg["early_stopping_patience"])
     # the weights kept are the best of the epochs trained on the full objective: from the end of
-    # the warm-up (KL weight 1, adversaries on), or the last epoch when training is shorter
-    first_kept = min(warm, int(cfg["max_epochs"]) - 1)
+    # the warm-up (KL weight 1, adversaries on) and of a module's adversarial burn-in
+    # (``burnin_epochs``, GLUE's safe burn-in), or the last epoch when training is shorter
+    first_kept = min(warm + int(getattr(model, "burnin_epochs", 0)), int(cfg["max_epochs"]) - 1)
     min_last = 2 if model.params.get("norm") == "batch" else 1
     rows: list[dict[str, Any]] = []
     best, best_epoch, best_state, wait = math.inf, -1, None, 0
@@ -238,6 +240,7 @@ def fit_model(
         for epoch in range(int(cfg["max_epochs"])):
             te = time.perf_counter()
             kl_weight = min(1.0, epoch / warm) if warm > 0 else 1.0
+            state.epoch = epoch
             model.train()
             sums: dict[str, torch.Tensor] = {}
             n = 0

@@ -35,9 +35,13 @@ class TrainingState:
     ``recon_scale``: running reconstruction size (None before the first training step).
     ``codes[m]``: ``(n_obs, d)`` latest detached code of each cell showing modality ``m``;
     ``filled[m]``: ``(n_obs,)`` whether that cell has one yet.
+    ``epoch``: the epoch being trained (set by the loop); ``warmup_epochs``: the loop's KL
+    warm-up, after which the full objective (D-MMVAE's adversaries) is on.
     """
 
     n_obs: int
+    warmup_epochs: int = 0
+    epoch: int = 0
     recon_scale: float | None = None
     codes: dict[str, Tensor] = field(default_factory=dict)
     filled: dict[str, Tensor] = field(default_factory=dict)
