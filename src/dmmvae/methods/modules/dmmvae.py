@@ -32,8 +32,8 @@ running mean of the magnitude of the per-cell reconstruction log-likelihood they
 
 Adversaries are off during the KL warm-up (``training.kl_warmup_epochs``) and on at full weight
 afterwards (``align_burnin``: GLUE's burn-in, noise on the latent discriminator's input fading
-over that many epochs, no weights kept and no patience counted until it is over); each training step updates the discriminators ``disc_steps`` times on the detached
-inputs the loss returned. Cross-step state (the running reconstruction scale, every train cell's latest code) lives in
+over that many epochs, no weights kept and no patience counted until it is over); each training
+step updates the discriminators ``disc_steps`` times on the detached inputs the loss returned. Cross-step state (the running reconstruction scale, every train cell's latest code) lives in
 the training layer (:class:`~dmmvae.methods.training.state.TrainingState`, one per fit):
 :meth:`DMMVAE.loss` reads it and writes nothing; the new scale, the codes to remember and the
 discriminators' inputs go back in ``LossOutput.updates``, which :meth:`DMMVAE.train_step` hands
