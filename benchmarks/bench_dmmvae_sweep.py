@@ -141,7 +141,32 @@ GRIDS["noanchor_adversary"] = {
     **NOANCHOR, "training.max_epochs,training.early_stopping_patience": [(400, 100)],
     "disc_hidden,disc_depth,disc_dropout,disc_steps": [(64, 1, 0.0, 3), (256, 2, 0.2, 1)],
     "align_burnin": [0, 67]}
-RULE_OF_GRID = {"noanchor_adversary": "anchors+labels", "atac": "anchors+labels", "latent": "anchors+labels",
+# an eighteenth, the same question for the anchored dmmvae_global (its settings as the latent_lsipeaks
+# grid left them, its budget of 100 epochs with patience 30): GLUE's adversary and a burn-in at
+# GLUE's share of that budget (8 / 48 of 100 epochs = 17)
+GRIDS["global_adversary"] = {
+    **GLOBAL5_K20, "atac_input": ["lsi+peaks"], "n_latent": [32],
+    "training.max_epochs,training.early_stopping_patience": [(100, 30)],
+    "disc_hidden,disc_depth,disc_dropout,disc_steps": [(64, 1, 0.0, 3), (256, 2, 0.2, 1)],
+    "align_burnin": [0, 17]}
+# a nineteenth: the anchor-free model as noanchor_adversary chose it (GLUE's decoders, adversary,
+# burn-in and budget), with dmmvae_global's anchors added back (Seurat's anchors in the CCA space
+# of the linked genes, 5 components, 20 mutual neighbours) or not
+NOANCHOR_ADVERSARY = {
+    **{k: v for k, v in NOANCHOR.items() if k != "anchor_weight"},
+    "training.max_epochs,training.early_stopping_patience": [(400, 100)],
+    "disc_hidden,disc_depth,disc_dropout,disc_steps": [(256, 2, 0.2, 1)], "align_burnin": [67]}
+GRIDS["noanchor_plus_anchors"] = {
+    **NOANCHOR_ADVERSARY,
+    "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn": [
+        (0.0, "features", "batch", 20, 5), (1.0, "cca", "global", 5, 20)]}
+# a twentieth, the same model at GLUE's network and step size (scglue 0.4.1 defaults: encoders
+# of 2 hidden layers of 256 with dropout 0.2, a 50-dimensional latent, learning rate 2e-3)
+GRIDS["noanchor_capacity"] = {
+    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3),
+                                                       (128, 1, 0.1, 32, 1e-3)]}
+RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_plus_anchors": "anchors+labels", "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels", "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
                 "noanchor_glue": "anchors+labels", "noanchor_budget": "anchors+labels",
                 "default_atac_input": "imputation",
