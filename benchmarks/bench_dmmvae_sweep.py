@@ -159,7 +159,7 @@ NOANCHOR_ADVERSARY = {
 GRIDS["noanchor_plus_anchors"] = {
     **NOANCHOR_ADVERSARY,
     "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn": [
-        (0.0, "features", "batch", 20, 5), (1.0, "cca", "global", 5, 20)]}
+        (1.0, "cca", "global", 5, 20), (0.0, "features", "batch", 20, 5)]}
 # a twentieth, the same model at GLUE's network and step size (scglue 0.4.1 defaults: encoders
 # of 2 hidden layers of 256 with dropout 0.2, a 50-dimensional latent, learning rate 2e-3)
 GRIDS["noanchor_capacity"] = {
