@@ -300,7 +300,11 @@ class GromovWassersteinOT(Method):
             emb[partner] = place_by_neighbours(p["Z"], p["proj"], self._views_of[partner][n](test),
                                                int(self.params["k_place"]))
         emb[JOINT] = np.mean([emb[m] for m in emb], axis=0)
-        return Predictions(mdata.obs_names[test], embeddings=emb)
+        chosen = [f"gw_ot: {partner} onto {self._anchor}: n_pcs {i['n_pcs']}, k {i['k']}, "
+                  f"epsilon {i['epsilon']:.4g} (GW distance {i['gw_distance']:.4g}, "
+                  f"{i['cells'][0]} x {i['cells'][1]} train cells)"
+                  for partner, i in (getattr(self, "train_info", None) or {}).get("gw", {}).items()]
+        return Predictions(mdata.obs_names[test], embeddings=emb, info={"notes": chosen})
 
 
 __all__ = [
