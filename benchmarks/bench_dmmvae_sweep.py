@@ -166,7 +166,9 @@ GRIDS["noanchor_capacity"] = {
     **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3),
                                                        (128, 1, 0.1, 32, 1e-3)]}
-RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_plus_anchors": "anchors+labels", "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels", "atac": "anchors+labels", "latent": "anchors+labels",
+RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_plus_anchors": "anchors+labels",
+                "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
+                "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
                 "noanchor_glue": "anchors+labels", "noanchor_budget": "anchors+labels",
                 "default_atac_input": "imputation",

@@ -42,12 +42,17 @@ def gene_split(link_fraction: float):
     return _diagonal(raw)
 
 
-def _scores(name, sc, a, b, **params):
+def _fit_predict(name, sc, a, b, **params):
+    """The fitted method and its predictions; no train cell showed both ``a`` and ``b``."""
     m = build_model(name, params)
     assert m.fit(sc, seed=0) is not None
-    p = m.predict(sc)
     train_cells = sc.obs["split"] == "train"
     assert not (sc.obs.loc[train_cells, f"visible_{a}"] & sc.obs.loc[train_cells, f"visible_{b}"]).any()
+    return m, m.predict(sc)
+
+
+def _scores(name, sc, a, b, **params):
+    _, p = _fit_predict(name, sc, a, b, **params)
     labels = sc.obs.loc[sc.obs["split"] == "test", "cell_type"].to_numpy()
     acc = label_transfer(p.embeddings[a], p.embeddings[b], labels)
     return foscttm(p.embeddings[a], p.embeddings[b]), acc
@@ -73,9 +78,7 @@ def test_gw_ot_aligns_modalities_that_share_a_geometry_without_links_or_pairs():
     sc = _diagonal(raw)
     # a hand-set k and epsilon: SCOT's own self-tuning (the default) picks the smallest epsilon
     # here, whose coupling has the lowest GW distance but does not align (docs/recipes.md)
-    m = build_model("gw_ot", {"k": [20, 30], "epsilon": 1e-2})
-    m.fit(sc, seed=0)
-    p = m.predict(sc)
+    m, p = _fit_predict("gw_ot", sc, "rna", "atac", k=[20, 30], epsilon=1e-2)
     fos = foscttm(p.embeddings["rna"], p.embeddings["atac"])  # measured 0.12
     # the setting the self-tuning kept is named in the predictions (a bench row's note)
     (note,) = p.info["notes"]

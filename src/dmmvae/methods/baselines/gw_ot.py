@@ -303,7 +303,7 @@ class GromovWassersteinOT(Method):
         chosen = [f"gw_ot: {partner} onto {self._anchor}: n_pcs {i['n_pcs']}, k {i['k']}, "
                   f"epsilon {i['epsilon']:.4g} (GW distance {i['gw_distance']:.4g}, "
                   f"{i['cells'][0]} x {i['cells'][1]} train cells)"
-                  for partner, i in (getattr(self, "train_info", None) or {}).get("gw", {}).items()]
+                  for partner, i in self.train_info["gw"].items()]
         return Predictions(mdata.obs_names[test], embeddings=emb, info={"notes": chosen})
 
 
