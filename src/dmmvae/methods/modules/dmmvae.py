@@ -5,7 +5,9 @@ Architecture (seed figure 2): ``x_m -> expert encoder_m -> core encoder -> q(z |
 (one MLP each way) is shared by every modality; ``false`` gives separate encoders / decoders
 per modality (the MMVAE layout). ``guidance_graph`` adds mmAAVI's graph decoders
 (:mod:`.graph`; needs ``shared_core: false``). ``atac_input`` sets what an ATAC encoder reads:
-the binary peaks, the LSI of preprocessing (:class:`LSIInput`, GLUE's input) or both.
+the binary peaks, the LSI of preprocessing over the kept peaks (:class:`LSIInput`), GLUE's
+LSI over ALL peaks of the dataset (``obsm["X_lsi_all"]``, read per cell: :meth:`DMMVAE.encode`),
+or one of the two LSIs with the peaks.
 
 Objective (every term in :mod:`.objectives`): the stratified mixture-of-experts bound of MMVAE
 (:func:`moe_stratified_elbo`), whose cross-modal terms need paired cells, plus the aligning
@@ -80,7 +82,9 @@ BURNIN_NOISE = 1.5
 WEIGHTS = ("latent_adversarial_weight", "output_adversarial_weight", "cycle_weight", "anchor_weight")
 ANCHOR_SPACES = ("cca", "features", "gw")
 ANCHOR_SCOPES = ("batch", "global")
-ATAC_INPUTS = ("peaks", "lsi", "lsi+peaks")
+ATAC_INPUTS = ("peaks", "lsi", "lsi+peaks", "lsi_all", "lsi_all+peaks")
+#: the ``atac_input`` values that read the per-cell LSI over ALL peaks (``obsm["X_lsi_all"]``)
+LSI_ALL_INPUTS = ("lsi_all", "lsi_all+peaks")
 
 
 class ExpertEncoder(nn.Module):
@@ -180,8 +184,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # add the mutual nearest neighbours of the remembered codes (latent space, train cells,
         # all features) to the anchors found before training; 0 = anchors fixed
         "atac_input": "peaks",  # what an ATAC encoder reads: "peaks" (the binary peaks) | "lsi"
-        # (the LSI of preprocessing, obsm["X_lsi"]'s projection, standardised per cell: GLUE's
-        # input) | "lsi+peaks" (both, concatenated)
+        # (the LSI of the kept peaks, obsm["X_lsi"]'s projection, standardised per cell) |
+        # "lsi+peaks" (both, concatenated) | "lsi_all" (GLUE's encoder input: the LSI over ALL
+        # peaks, obsm["X_lsi_all"], fitted on train cells by preprocessing) | "lsi_all+peaks"
         "min_links": 3,  # fewest linked features that give a modality pair anchors
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
@@ -239,6 +244,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
         if p["atac_input"] not in ATAC_INPUTS:
             raise ValueError(f"dmmvae: unknown atac_input '{p['atac_input']}'; "
                              f"valid: {list(ATAC_INPUTS)}")
+        if p["atac_input"] in LSI_ALL_INPUTS and float(p["cycle_weight"]) > 0:
+            raise ValueError(f"dmmvae: atac_input '{p['atac_input']}' reads a cell's stored LSI "
+                             "over all peaks, which a cross-generated cell (the cycle term) "
+                             "lacks; set cycle_weight: 0 or atac_input: lsi / lsi+peaks")
         if p["graph_decoder"] not in GRAPH_DECODERS:
             raise ValueError(f"dmmvae: unknown graph_decoder '{p['graph_decoder']}'; "
                              f"valid: {list(GRAPH_DECODERS)}")
@@ -251,6 +260,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         #: weights the values)
         self._lsi_widths: dict[str, int] = {}
         self._lsi: dict[str, tuple[Any, Any, float]] = {}
+        #: atac_input lsi_all: per ATAC modality the cells' LSI over all peaks (n_obs, K), read
+        #: by row number (:meth:`set_lsi_all_input`; set from the data at fit and predict)
+        self._lsi_all: dict[str, Tensor] = {}
         #: per linked pair (a, b): per-cell coordinates (n_obs, k) of a and of b in which the
         #: anchors are found (set by the model from the data, :func:`cca_anchor_space`)
         self._anchor_spaces: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
@@ -391,14 +403,45 @@ class DMMVAE(GuidanceGraph, MMVAE):
         self._lsi = dict(lsi)
         self._lsi_widths = {m: int(np.shape(loadings)[1]) for m, (_, loadings, _) in self._lsi.items()}
 
+    def set_lsi_all_input(self, tables: dict[str, Any]) -> None:
+        """``{modality: (n_obs, K) per-cell LSI over all peaks}`` of the ATAC modalities
+        (``atac_input`` lsi_all), rows in the order of the data's cells; an encoder of such a
+        modality reads its batch's rows of it (:meth:`encode`). A table's width must match the
+        one the encoder was built for."""
+        for m, t in tables.items():
+            if m in self._lsi_widths and self._lsi_widths[m] != np.shape(t)[1]:
+                raise ValueError(f"dmmvae: modality '{m}': the LSI over all peaks has "
+                                 f"{np.shape(t)[1]} components, the model was built for "
+                                 f"{self._lsi_widths[m]}; preprocess with the same atac.n_lsi_all")
+        self._lsi_all = {m: torch.as_tensor(np.asarray(t), dtype=torch.float32)
+                         for m, t in tables.items()}
+        self._lsi_widths = {m: int(np.shape(t)[1]) for m, t in tables.items()}
+
+    def encode(self, batch: dict[str, Any], encoders: nn.ModuleDict | None = None):
+        """As :meth:`VAE.encode`; with ``atac_input`` lsi_all an ATAC encoder reads the batch
+        rows' LSI over all peaks (with their peaks appended for ``lsi_all+peaks``)."""
+        if not self._lsi_all or self.params["atac_input"] not in LSI_ALL_INPUTS:
+            return super().encode(batch, encoders)
+        rows = batch[BATCH_KEYS.INDEX].cpu()
+        x = dict(batch[BATCH_KEYS.X])
+        for m, table in self._lsi_all.items():
+            if m in x:
+                u = table[rows].to(x[m].device)
+                x[m] = torch.cat([u, x[m].to(u.dtype)], -1) if self.params["atac_input"] == "lsi_all+peaks" else u
+        return super().encode({**batch, BATCH_KEYS.X: x}, encoders)
+
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"lsi_widths": self._lsi_widths}
 
     def restore_extra(self, extra: dict[str, Any]) -> None:
         self._lsi_widths = {m: int(k) for m, k in dict(extra.get("lsi_widths") or {}).items()}
-        self._lsi = {}
+        self._lsi, self._lsi_all = {}, {}
 
     def make_encoder(self, ms: ModalitySpec, n_out: int | None = None) -> nn.Module:
+        if ms.name in self._lsi_widths and self.params["atac_input"] in LSI_ALL_INPUTS:
+            keep = self.params["atac_input"] == "lsi_all+peaks"
+            n_in = self._lsi_widths[ms.name] + (ms.n_features if keep else 0)
+            return self._make_encoder(dataclasses.replace(ms, n_features=n_in), n_out)
         if ms.name in self._lsi_widths and self.params["atac_input"] != "peaks":
             n_lsi = self._lsi_widths[ms.name]
             keep = self.params["atac_input"] == "lsi+peaks"

@@ -34,7 +34,18 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from ...constants import BATCH, BATCH_KEYS, COUNTS, JOINT, LSI, SPLIT, TEST, TRAIN, visible_key
+from ...constants import (
+    BATCH,
+    BATCH_KEYS,
+    COUNTS,
+    JOINT,
+    LSI,
+    LSI_ALL,
+    SPLIT,
+    TEST,
+    TRAIN,
+    visible_key,
+)
 from ...io import InputError, Predictions
 from .._base import Method, MissingLinksError
 from ..anchors import (
@@ -44,7 +55,7 @@ from ..anchors import (
     global_anchor_pairs,
     gw_anchor_pairs,
 )
-from ..modules.dmmvae import DMMVAE
+from ..modules.dmmvae import DMMVAE, LSI_ALL_INPUTS
 from ..modules.graph import links_per_pair, unlinked_modalities
 from ..modules.mmaavi import MMAAVI
 from ..modules.vae import MultimodalVAE
@@ -333,6 +344,24 @@ def lsi_inputs(mdata: md.MuData) -> dict[str, tuple[np.ndarray, np.ndarray, floa
     return out
 
 
+def lsi_all_inputs(mdata: md.MuData) -> dict[str, np.ndarray]:
+    """``{modality: obsm["X_lsi_all"]}`` of every ATAC modality of ``mdata`` (GLUE's LSI over
+    all peaks, fitted on train cells by preprocessing; rows = the data's cells), which
+    ``atac_input`` lsi_all reads; an :class:`InputError` naming the fix when one lacks it."""
+    src = str(getattr(mdata, "filename", None) or "the scenario MuData")
+    out = {}
+    for m, a in mdata.mod.items():
+        if modality_kind(mdata, m) != "atac":
+            continue
+        if LSI_ALL not in a.obsm or a.n_obs != mdata.n_obs:
+            raise InputError(
+                f"{src}: ATAC modality '{m}' has no LSI over all peaks (obsm['{LSI_ALL}'] for "
+                "every cell), which atac_input 'lsi_all' reads. Fix: preprocess it with "
+                "preprocessing atac.n_lsi_all > 0, or set atac_input: lsi+peaks")
+        out[m] = np.asarray(a.obsm[LSI_ALL], np.float32)
+    return out
+
+
 class DMMVAEModel(VAEModel):
     """D-MMVAE's model: finds the anchor space (and, with ``anchor_scope: global``, the anchors)
     from the data (train cells) before training."""
@@ -377,9 +406,16 @@ class DMMVAEModel(VAEModel):
             spaces = {}
         self.module.set_anchor_space(spaces, note)
         self.module.set_anchor_partners(pairs, mdata.n_obs, weights)
-        if self.params["atac_input"] != "peaks":
+        if self.params["atac_input"] in LSI_ALL_INPUTS:
+            self.module.set_lsi_all_input(lsi_all_inputs(mdata))
+        elif self.params["atac_input"] != "peaks":
             self.module.set_lsi_input(lsi_inputs(mdata))
         return super().fit(mdata, training=training, seed=seed, device=device)
+
+    def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
+        if self.params["atac_input"] in LSI_ALL_INPUTS:  # the rows of THIS data's cells
+            self.module.set_lsi_all_input(lsi_all_inputs(mdata))
+        return super().predict(mdata, batch_size=batch_size, seed=seed)
 
 
 __all__ = [
@@ -387,6 +423,7 @@ __all__ = [
     "DMMVAEModel",
     "MMAAVIModel",
     "VAEModel",
+    "lsi_all_inputs",
     "lsi_inputs",
     "discriminator_groups",
     "vae_model",
