@@ -7,7 +7,8 @@ Every configuration of a grid is fitted on the train cells and scored by the sig
 :mod:`dmmvae.selection` (anchor FOSCTTM among held-back train cells; label transfer among
 train cells; for the paired grids, imputation of held-back paired train cells); the rule of
 the grid ranks them (lowest mean over the stand-ins, each dataset's
-seeds averaged first). The chosen values are written into the shipped configs by hand.
+seeds averaged first). The chosen values are written into the shipped configs by hand. A
+run resumes: a (configuration, stand-in, seed) already in ``--out`` is skipped.
 
 Usage::
 
@@ -166,7 +167,14 @@ GRIDS["noanchor_capacity"] = {
     **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3),
                                                        (128, 1, 0.1, 32, 1e-3)]}
-RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_plus_anchors": "anchors+labels",
+# a twenty-first, the chosen anchor-free model's ATAC encoder input: GLUE's (the LSI over ALL
+# peaks, 100 components, obsm["X_lsi_all"]) alone or with the kept peaks, against the LSI of the
+# kept peaks with the peaks; asked of the RNA+ATAC stand-ins (elsewhere the option does nothing)
+GRIDS["noanchor_atac_input"] = {
+    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "atac_input": ["lsi_all", "lsi_all+peaks", "lsi+peaks"]}
+RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_atac_input": "anchors+labels", "noanchor_plus_anchors": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
                 "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
@@ -175,7 +183,8 @@ RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_plus_anchors": 
                 "default_graph_imputation": "imputation"}
 #: grids asked of another scenario than the diagonal one, and on other stand-ins
 SCENARIO_OF_GRID = {"default_atac_input": "paired", "default_graph_imputation": "paired"}
-DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"] for g in SCENARIO_OF_GRID}
+DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
+                    for g in [*SCENARIO_OF_GRID, "noanchor_atac_input"]}
 
 
 
@@ -211,7 +220,8 @@ def main() -> None:
                          "latent_lsipeaks: the latent width with LSI + peaks and Bernoulli (the "
                          "atac grid's choice over seeds 0-2); noanchor, noanchor_glue: the "
                          "anchor-free model; noanchor_budget: its training budget; noanchor_adversary: GLUE's "
-                         "discriminator and burn-in for it; default_atac_input, default_graph_imputation: the "
+                         "discriminator and burn-in for it; noanchor_atac_input: its ATAC encoder "
+                         "input (GLUE's LSI over all peaks); default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
     ap.add_argument("--patience", type=int, default=None,
@@ -231,7 +241,9 @@ def main() -> None:
         training = {**config["training"], "max_epochs": args.max_epochs}
         if args.patience is not None:
             training["early_stopping_patience"] = args.patience
-        rows = []
+        # resumes: a (configuration, stand-in, seed) already in --out is not trained again
+        rows = pd.read_csv(args.out).to_dict("records") if args.out.exists() else []
+        done = {(r["config"], r["dataset"], int(r["seed"])) for r in rows}
         # the one door: train cells only, the test cells are not in memory from here on
         data = {name: train_only(diagonal_scenario(config, name, args.seed, kind=kind))
                 for name in datasets}
@@ -240,6 +252,9 @@ def main() -> None:
                                            if k.startswith(TRAINING)}}
             model_params = {k: v for k, v in params.items() if not k.startswith(TRAINING)}
             for name, sc in data.items():
+                if (json.dumps(params, sort_keys=True), name, args.seed) in done:
+                    print(f"{name}: {params} already in {args.out}, skipped", flush=True)
+                    continue
                 m = build_model("dmmvae", model_params)
                 t0 = time.perf_counter()
                 hist = m.fit(sc, training=run_training, seed=args.seed, device="cpu")
@@ -259,7 +274,9 @@ def main() -> None:
                     rows[-1]["validation_imputation"] = sum(imputation.values()) / len(imputation)
                     rows[-1].update({f"validation_imputation/{k}": v for k, v in imputation.items()})
                 print(rows[-1], flush=True)
-                pd.DataFrame(rows).to_csv(args.out, index=False)
+                tmp = args.out.with_name(args.out.name + ".tmp")
+                pd.DataFrame(rows).to_csv(tmp, index=False)
+                tmp.replace(args.out)
     rows = pd.read_csv(args.out)
     rule = RULE_OF_GRID.get(args.grid, "anchors")
     table = rank(rows, rule)

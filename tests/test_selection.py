@@ -124,3 +124,21 @@ def test_rule_weighs_each_dataset_equally_over_its_seeds():
     assert both.loc["a", "rule"] == pytest.approx((0.30 + 0.40) / 2 + 0.5)
     with pytest.raises(ValueError, match="valid"):
         selection.rank(rows, "test_foscttm")
+
+
+def test_every_sweep_configuration_is_one_dmmvae_accepts():
+    """Each configuration of each grid builds: its model keys are parameters ``dmmvae`` accepts
+    in that combination (e.g. GLUE's LSI over all peaks is never asked with the cycle term)."""
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    from dmmvae.methods.modules.dmmvae import DMMVAE
+
+    for name, grid in sweep.GRIDS.items():
+        for c in sweep.configurations(grid):
+            try:
+                DMMVAE.check_params({k: v for k, v in c.items() if not k.startswith(sweep.TRAINING)})
+            except ValueError as err:
+                raise AssertionError(f"grid {name}: {c}: {err}") from err
+    atac = {c["atac_input"] for c in sweep.configurations(sweep.GRIDS["noanchor_atac_input"])}
+    assert atac == {"lsi_all", "lsi_all+peaks", "lsi+peaks"}
