@@ -607,6 +607,20 @@ def test_dmmvae_global_anchors_need_the_cca_space():
         build_model("dmmvae", {"anchor_scoring": True})
 
 
+def _paired_atac_beats_random(model, sc, what: str):
+    """The fitted model's test-cell predictions on the paired scenario ``sc``, after checking
+    that its ATAC embedding places test cells nearer their own RNA cell than ``random`` does."""
+    pred = model.predict(sc)
+    test = (sc.obs[SPLIT] == TEST).to_numpy()
+    rand = build_model("random")
+    rand.fit(sc, seed=0)
+    f_model = foscttm(pred.embeddings["rna"], pred.embeddings["atac"])
+    f_rand = foscttm(rand.predict(sc).embeddings["rna"], rand.predict(sc).embeddings["atac"])
+    print(f"{what} input: FOSCTTM {f_model:.3f} vs random {f_rand:.3f} on {test.sum()} test cells")
+    assert f_model < f_rand - 0.1
+    return pred
+
+
 def test_dmmvae_atac_lsi_input_is_the_preprocessing_lsi_and_survives_a_checkpoint(tmp_path):
     """``atac_input: lsi``: the ATAC encoder reads the LSI of preprocessing, computed from the
     batch's peaks with the train IDF and loadings; on every cell (test cells too, which the
@@ -628,14 +642,7 @@ def test_dmmvae_atac_lsi_input_is_the_preprocessing_lsi_and_survives_a_checkpoin
     x = torch.as_tensor(atac.layers["counts"].toarray() > 0, dtype=torch.float32)
     np.testing.assert_allclose(enc.lsi(x).numpy(), np.asarray(atac.obsm[LSI]), rtol=1e-3, atol=1e-3)
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
-    pred = model.predict(sc)
-    test = (sc.obs[SPLIT] == TEST).to_numpy()
-    rand = build_model("random")
-    rand.fit(sc, seed=0)
-    f_model = foscttm(pred.embeddings["rna"], pred.embeddings["atac"])
-    f_rand = foscttm(rand.predict(sc).embeddings["rna"], rand.predict(sc).embeddings["atac"])
-    print(f"lsi input: FOSCTTM {f_model:.3f} vs random {f_rand:.3f} on {test.sum()} test cells")
-    assert f_model < f_rand - 0.1
+    pred = _paired_atac_beats_random(model, sc, "lsi")
     path = tmp_path / "lsi.pt"
     model.save(str(path))
     again = type(model).load(str(path)).predict(sc)
@@ -678,13 +685,7 @@ def test_dmmvae_atac_lsi_all_input_reads_each_cells_stored_lsi_over_all_peaks(tm
     hist = model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 20})
     assert model.module.encoders["atac"].net.body[0].in_features == n_lsi
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
-    pred = model.predict(sc)
-    rand = build_model("random")
-    rand.fit(sc, seed=0)
-    f_model = foscttm(pred.embeddings["rna"], pred.embeddings["atac"])
-    f_rand = foscttm(rand.predict(sc).embeddings["rna"], rand.predict(sc).embeddings["atac"])
-    print(f"lsi_all input: FOSCTTM {f_model:.3f} vs random {f_rand:.3f}")
-    assert f_model < f_rand - 0.1
+    pred = _paired_atac_beats_random(model, sc, "lsi_all")
 
     order = np.random.default_rng(1).permutation(sc.n_obs)
     shuffled = sc[order].copy()
