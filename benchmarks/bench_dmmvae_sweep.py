@@ -174,7 +174,8 @@ GRIDS["noanchor_atac_input"] = {
     **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
     "atac_input": ["lsi_all", "lsi_all+peaks", "lsi+peaks"]}
-RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_atac_input": "anchors+labels", "noanchor_plus_anchors": "anchors+labels",
+RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_atac_input": "anchors+labels",
+                "noanchor_plus_anchors": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
                 "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",

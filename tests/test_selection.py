@@ -99,11 +99,7 @@ def test_the_budget_grid_sets_the_training_loop_not_the_model():
     budgets = [(c["training.max_epochs"], c["training.early_stopping_patience"]) for c in configs]
     assert budgets == [(100, 30), (400, 100)]
     assert all(c["anchor_weight"] == 0.0 and c["graph_decoder"] == "embedding" for c in configs)
-    # every other key is a parameter dmmvae accepts
-    from dmmvae.methods.modules.dmmvae import DMMVAE
-
-    for c in configs:
-        DMMVAE.check_params({k: v for k, v in c.items() if not k.startswith(sweep.TRAINING)})
+    # that every other key is a parameter dmmvae accepts: the test below, for every grid
 
 
 def test_rule_weighs_each_dataset_equally_over_its_seeds():

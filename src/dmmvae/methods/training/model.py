@@ -59,7 +59,7 @@ from ..modules.dmmvae import DMMVAE, LSI_ALL_INPUTS
 from ..modules.graph import links_per_pair, unlinked_modalities
 from ..modules.mmaavi import MMAAVI
 from ..modules.vae import MultimodalVAE
-from .batches import DataSpec, MultimodalData, build_spec, modality_kind
+from .batches import DataSpec, MultimodalData, _source, build_spec, modality_kind
 from .loop import fit_model
 
 #: imputations of wider targets are stored in float16 by ``Predictions.write`` (dmmvae.io)
@@ -316,7 +316,7 @@ def lsi_inputs(mdata: md.MuData) -> dict[str, tuple[np.ndarray, np.ndarray, floa
 
     # files preprocessed before the scale was stored in uns["lsi"] used the default
     default_scale = float(schema_defaults("preprocessing")["atac"]["tfidf_scale"])
-    src = str(getattr(mdata, "filename", None) or "the scenario MuData")
+    src = _source(mdata)
     out = {}
     for m, a in mdata.mod.items():
         if modality_kind(mdata, m) != "atac":
@@ -348,7 +348,7 @@ def lsi_all_inputs(mdata: md.MuData) -> dict[str, np.ndarray]:
     """``{modality: obsm["X_lsi_all"]}`` of every ATAC modality of ``mdata`` (GLUE's LSI over
     all peaks, fitted on train cells by preprocessing; rows = the data's cells), which
     ``atac_input`` lsi_all reads; an :class:`InputError` naming the fix when one lacks it."""
-    src = str(getattr(mdata, "filename", None) or "the scenario MuData")
+    src = _source(mdata)
     out = {}
     for m, a in mdata.mod.items():
         if modality_kind(mdata, m) != "atac":
