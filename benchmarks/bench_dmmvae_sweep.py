@@ -174,7 +174,18 @@ GRIDS["noanchor_atac_input"] = {
     **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
     "atac_input": ["lsi_all", "lsi_all+peaks", "lsi+peaks"]}
+# a twenty-second, the chosen anchor-free model's loss as GLUE weighs it: per-feature
+# log-likelihoods and KL (likelihood_scale per_feature) with GLUE's lam_align 0.05 and lam_graph
+# 0.02 in those units (dmmvae.methods.modules.dmmvae.GLUE_PER_FEATURE: 0.025 and 0.01), against
+# the summed likelihood with this model's weights in reconstruction units
+GRIDS["noanchor_per_feature"] = {
+    **{k: v for k, v in NOANCHOR_ADVERSARY.items() if k != "latent_adversarial_weight"},
+    "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "likelihood_scale,latent_adversarial_weight,graph_weight": [("per_feature", 0.025, 0.01),
+                                                                ("sum", 0.01, 0.1)]}
 RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_atac_input": "anchors+labels",
+                "noanchor_per_feature": "anchors+labels",
                 "noanchor_plus_anchors": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
                 "atac": "anchors+labels", "latent": "anchors+labels",
@@ -222,7 +233,8 @@ def main() -> None:
                          "atac grid's choice over seeds 0-2); noanchor, noanchor_glue: the "
                          "anchor-free model; noanchor_budget: its training budget; noanchor_adversary: GLUE's "
                          "discriminator and burn-in for it; noanchor_atac_input: its ATAC encoder "
-                         "input (GLUE's LSI over all peaks); default_atac_input, default_graph_imputation: the "
+                         "input (GLUE's LSI over all peaks); noanchor_per_feature: its loss as GLUE "
+                         "weighs it (per-feature likelihood, GLUE's weights); default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
     ap.add_argument("--patience", type=int, default=None,

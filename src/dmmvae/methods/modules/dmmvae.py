@@ -11,8 +11,13 @@ or one of the two LSIs with the peaks.
 
 Objective (every term in :mod:`.objectives`): the stratified mixture-of-experts bound of MMVAE
 (:func:`moe_stratified_elbo`), whose cross-modal terms need paired cells, plus the aligning
-terms below. Their weights are in **reconstruction units** (:meth:`DMMVAE.w`): multiplied by a
-running mean of the magnitude of the per-cell reconstruction log-likelihood they compete with.
+terms below. With ``likelihood_scale: sum`` (default) the bound sums over features and the
+aligning weights are in **reconstruction units** (:meth:`DMMVAE.w`): multiplied by a running
+mean of the magnitude of the per-cell reconstruction log-likelihood they compete with.
+``likelihood_scale: per_feature`` is GLUE's normalisation (scglue ``SCGLUEModel.compute_losses``):
+each modality's log-likelihood is divided by its feature count and a cell's KL by the mean
+feature count of the modalities it shows, and the aligning weights and the graph weight are
+absolute, so that GLUE's ``lam_align`` and ``lam_graph`` carry over (:data:`GLUE_PER_FEATURE`).
 
 - ``latent_adversarial_weight`` (seed figure 3): a discriminator on ``z`` guesses the modality
   of origin; the encoders minimise :func:`modality_confusion`.
@@ -83,6 +88,16 @@ WEIGHTS = ("latent_adversarial_weight", "output_adversarial_weight", "cycle_weig
 ANCHOR_SPACES = ("cca", "features", "gw")
 ANCHOR_SCOPES = ("batch", "global")
 ATAC_INPUTS = ("peaks", "lsi", "lsi+peaks", "lsi_all", "lsi_all+peaks")
+LIKELIHOOD_SCALES = ("sum", "per_feature")
+#: GLUE's weights (scglue 0.4.1: ``lam_align`` 0.05, ``lam_graph`` 0.02) in this model's
+#: ``likelihood_scale: per_feature`` units. GLUE sums its M modalities' per-feature likelihoods
+#: (each the mean over that modality's cells) where this model averages over all cells: with
+#: the two modalities of a diagonal pair in equal numbers GLUE's terms are M = 2 times this
+#: model's, so its weights are divided by 2; its graph term is the mean of the positive and
+#: negative edges' losses and ``lam_graph`` multiplies it by M (``lam_graph * M * g_nll`` over M),
+#: this one the sum of the two means (twice GLUE's), so ``graph_weight`` is 0.02 / 2
+GLUE_PER_FEATURE = {"likelihood_scale": "per_feature", "latent_adversarial_weight": 0.05 / 2,
+                    "graph_weight": 0.02 / 2}
 #: the ``atac_input`` values that read the per-cell LSI over ALL peaks (``obsm["X_lsi_all"]``)
 LSI_ALL_INPUTS = ("lsi_all", "lsi_all+peaks")
 
@@ -197,6 +212,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # and no patience counted (GLUE's burn-in); 0 = off
         "disc_lr": None,  # discriminator learning rate (None = training lr)
         "relaxed_temperature": 0.5,  # relaxed-Bernoulli temperature of generated binary cells
+        "likelihood_scale": "sum",  # "sum": log-likelihoods summed over features, aligning
+        # weights in reconstruction units | "per_feature": GLUE's normalisation (module doc)
         **GRAPH_DEFAULTS,  # mmAAVI's guidance graph as an option (methods/_graph.py)
     }
 
@@ -248,6 +265,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError(f"dmmvae: atac_input '{p['atac_input']}' reads a cell's stored LSI "
                              "over all peaks, which a cross-generated cell (the cycle term) "
                              "lacks; set cycle_weight: 0 or atac_input: lsi / lsi+peaks")
+        if p["likelihood_scale"] not in LIKELIHOOD_SCALES:
+            raise ValueError(f"dmmvae: unknown likelihood_scale '{p['likelihood_scale']}'; "
+                             f"valid: {list(LIKELIHOOD_SCALES)}")
+        if p["likelihood_scale"] == "per_feature" and p["estimator"] != "elbo":
+            raise ValueError("dmmvae: likelihood_scale 'per_feature' scales the terms of the "
+                             f"ELBO; set estimator: elbo (got '{p['estimator']}') or "
+                             "likelihood_scale: sum")
         if p["graph_decoder"] not in GRAPH_DECODERS:
             raise ValueError(f"dmmvae: unknown graph_decoder '{p['graph_decoder']}'; "
                              f"valid: {list(GRAPH_DECODERS)}")
@@ -374,11 +398,51 @@ class DMMVAE(GuidanceGraph, MMVAE):
         self._anchor_space_note = note
 
     # ------------------------------------------------------------------ building
+    @property
+    def per_feature(self) -> bool:
+        return self.params["likelihood_scale"] == "per_feature"
+
     def w(self, name: str, scale: float | None = None) -> float:
         """Weight ``name`` in reconstruction units (see module doc): times ``scale``, the
         running mean of the per-cell reconstruction log-likelihood's magnitude (``None``, before
-        the first training step: the mean feature count)."""
+        the first training step: the mean feature count); as it is with ``likelihood_scale:
+        per_feature``."""
+        if self.per_feature:
+            return float(self.params[name])
         return float(self.params[name]) * (self.feature_scale if scale is None else scale)
+
+    def graph_term_scale(self) -> float:
+        """Multiplier of ``graph_weight`` (:meth:`GuidanceGraph.add_graph_term`): the feature
+        count with summed likelihoods, 1 with per-feature ones."""
+        return 1.0 if self.per_feature else super().graph_term_scale()
+
+    def make_decode(self, batch):
+        """The base decode; with ``likelihood_scale: per_feature`` each modality's
+        log-likelihood divided by its feature count."""
+        decode = super().make_decode(batch)
+        if not self.per_feature:
+            return decode
+        n = {m: float(ms.n_features) for m, ms in self.spec.modalities.items()}
+
+        def per_feature(z, mods):
+            return {m: v / n[m] for m, v in decode(z, mods).items()}
+
+        per_feature.stackable = decode.stackable  # type: ignore[attr-defined]
+        return per_feature
+
+    def cell_kl_scale(self, kl_weight: float, masks) -> float | Tensor:
+        """The KL weight of each cell: :meth:`kl_scale`, divided with ``likelihood_scale:
+        per_feature`` by the mean feature count of the modalities the cell shows (GLUE's KL
+        per feature)."""
+        base = self.kl_scale(kl_weight)
+        if not self.per_feature:
+            return base
+        mods = list(masks)
+        shown = torch.stack([masks[m].float() for m in mods])
+        sizes = torch.tensor([float(self.spec.modalities[m].n_features) for m in mods],
+                             device=shown.device).unsqueeze(1)
+        mean_size = (shown * sizes).sum(0) / shown.sum(0).clamp_min(1.0)
+        return base / mean_size
 
     def _step_scale(self, out: LossOutput, state) -> float | None:
         """The reconstruction scale of this step: in training, the running mean
@@ -610,7 +674,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
             qz,
             masks,
             self.make_decode(batch),
-            self.kl_scale(kl_weight),
+            self.cell_kl_scale(kl_weight, masks),
             estimator=self.params["estimator"],
             k=int(self.params["k"]),
         )

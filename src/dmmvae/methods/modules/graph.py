@@ -153,11 +153,15 @@ class GuidanceGraph:
         return HybridDecoder(dec, self.graph, ms.name,
                              mlp=self.params["graph_decoder"] == "hybrid")
 
+    def graph_term_scale(self) -> float:
+        """What ``graph_weight`` is multiplied by: the number of features (module doc)."""
+        return float(self.graph.n_nodes)
+
     def add_graph_term(self, out) -> None:
         """Add the graph term to a :class:`~.vae.LossOutput` (training only)."""
         if getattr(self, "graph", None) is not None and self.training and self.graph.n_links:
             g = self.graph.loss(int(self.params["graph_negatives"]))
-            out.loss = out.loss + float(self.params["graph_weight"]) * self.graph.n_nodes * g
+            out.loss = out.loss + float(self.params["graph_weight"]) * self.graph_term_scale() * g
             out.terms["graph"] = g.detach()
 
 

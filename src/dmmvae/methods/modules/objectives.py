@@ -258,7 +258,7 @@ def moe_stratified_elbo(
     experts: Mapping[str, Gaussian],
     masks: Mapping[str, Tensor],
     decode: DecodeFn,
-    kl_weight: float,
+    kl_weight: float | Tensor,
     *,
     estimator: str = "elbo",
     k: int = 1,
@@ -274,7 +274,8 @@ def moe_stratified_elbo(
     - ``"dreg"``: the same bound with doubly-reparameterised gradients (Tucker et al. 2019):
       ``q`` parameters detached inside the weights, squared normalised weights on the path
       through ``z``.
-    Terms: ``recon_<d>`` (self), ``cross_<r>_to_<d>``, ``kl``.
+    ``kl_weight`` may be a per-cell tensor (``"elbo"`` only). Terms: ``recon_<d>`` (self),
+    ``cross_<r>_to_<d>``, ``kl``.
     """
     mods = list(experts)
     n_vis = count_visible(masks).clamp_min(1.0)
