@@ -184,7 +184,24 @@ GRIDS["noanchor_per_feature"] = {
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
     "likelihood_scale,latent_adversarial_weight,graph_weight": [("per_feature", 0.025, 0.01),
                                                                 ("sum", 0.01, 0.1)]}
-RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_atac_input": "anchors+labels",
+# a twenty-third, the chosen anchor-free model's RNA encoder input: GLUE's (PCA 100 of the
+# scaled log-normalised genes, fitted on the RNA train cells; scglue's preprocessing tutorial),
+# alone or with the log counts, against the log counts this model reads
+GRIDS["noanchor_rna_input"] = {
+    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "rna_input": ["counts", "pca", "pca+counts"]}
+# a twenty-fourth, the chosen anchor-free model's ATAC likelihood: GLUE's (NB on the peak
+# counts, mean = library x softmax, so that a cell's depth is the observed library, not a
+# direction of the code), with this model's ATAC input or GLUE's (the LSI over all peaks),
+# against the Bernoulli on binarised peaks; asked of the RNA+ATAC stand-ins
+GRIDS["noanchor_atac_likelihood"] = {
+    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "likelihoods,atac_input": [({}, "lsi+peaks"), ({"atac": "nb"}, "lsi+peaks"),
+                               ({"atac": "nb"}, "lsi_all")]}
+RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
+                "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
                 "noanchor_per_feature": "anchors+labels",
                 "noanchor_plus_anchors": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
@@ -196,7 +213,7 @@ RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_atac_input": "a
 #: grids asked of another scenario than the diagonal one, and on other stand-ins
 SCENARIO_OF_GRID = {"default_atac_input": "paired", "default_graph_imputation": "paired"}
 DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
-                    for g in [*SCENARIO_OF_GRID, "noanchor_atac_input"]}
+                    for g in [*SCENARIO_OF_GRID, "noanchor_atac_input", "noanchor_atac_likelihood"]}
 
 
 
@@ -234,9 +251,16 @@ def main() -> None:
                          "anchor-free model; noanchor_budget: its training budget; noanchor_adversary: GLUE's "
                          "discriminator and burn-in for it; noanchor_atac_input: its ATAC encoder "
                          "input (GLUE's LSI over all peaks); noanchor_per_feature: its loss as GLUE "
-                         "weighs it (per-feature likelihood, GLUE's weights); default_atac_input, default_graph_imputation: the "
+                         "weighs it (per-feature likelihood, GLUE's weights); noanchor_rna_input: its RNA "
+                         "encoder input (GLUE's PCA); noanchor_atac_likelihood: its ATAC likelihood "
+                         "(GLUE's NB on peak counts); default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
+    ap.add_argument("--only", type=int, default=None,
+                    help="run only the grid's configuration of this number (0-based), e.g. one "
+                         "process per configuration; the report still ranks every row of --out")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default) or cuda; compare configurations fitted on one device only")
     ap.add_argument("--patience", type=int, default=None,
                     help="training early_stopping_patience (default: the loop's, 10)")
     args = ap.parse_args()
@@ -260,7 +284,10 @@ def main() -> None:
         # the one door: train cells only, the test cells are not in memory from here on
         data = {name: train_only(diagonal_scenario(config, name, args.seed, kind=kind))
                 for name in datasets}
-        for params in configurations(grid):
+        todo = configurations(grid)
+        if args.only is not None:
+            todo = [todo[args.only]]
+        for params in todo:
             run_training = {**training, **{k[len(TRAINING):]: v for k, v in params.items()
                                            if k.startswith(TRAINING)}}
             model_params = {k: v for k, v in params.items() if not k.startswith(TRAINING)}
@@ -270,7 +297,7 @@ def main() -> None:
                     continue
                 m = build_model("dmmvae", model_params)
                 t0 = time.perf_counter()
-                hist = m.fit(sc, training=run_training, seed=args.seed, device="cpu")
+                hist = m.fit(sc, training=run_training, seed=args.seed, device=args.device)
                 secs = time.perf_counter() - t0
                 best = int(m.train_info["best_epoch"])
                 at_best = hist.set_index("epoch").loc[best]
@@ -281,7 +308,7 @@ def main() -> None:
                              "validation_anchor_foscttm": validation_anchor_foscttm(
                                  m, sc, run_training, args.seed),
                              "train_label_transfer": train_label_transfer(m, sc),
-                             "best_epoch": best, "train_seconds": secs})
+                             "best_epoch": best, "train_seconds": secs, "device": args.device})
                 imputation = validation_imputation(m, sc, run_training, args.seed)
                 if imputation:  # scenarios whose held-back cells show two modalities
                     rows[-1]["validation_imputation"] = sum(imputation.values()) / len(imputation)

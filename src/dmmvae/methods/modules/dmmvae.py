@@ -7,7 +7,9 @@ per modality (the MMVAE layout). ``guidance_graph`` adds mmAAVI's graph decoders
 (:mod:`.graph`; needs ``shared_core: false``). ``atac_input`` sets what an ATAC encoder reads:
 the binary peaks, the LSI of preprocessing over the kept peaks (:class:`LSIInput`), GLUE's
 LSI over ALL peaks of the dataset (``obsm["X_lsi_all"]``, read per cell: :meth:`DMMVAE.encode`),
-or one of the two LSIs with the peaks.
+or one of the two LSIs with the peaks. ``rna_input: pca`` is GLUE's RNA encoder input
+(:class:`PCAInput`: the PCA of the scaled log-normalised genes, fitted on the RNA train cells
+and computed from each batch's counts).
 
 Objective (every term in :mod:`.objectives`): the stratified mixture-of-experts bound of MMVAE
 (:func:`moe_stratified_elbo`), whose cross-modal terms need paired cells, plus the aligning
@@ -89,6 +91,7 @@ ANCHOR_SPACES = ("cca", "features", "gw")
 ANCHOR_SCOPES = ("batch", "global")
 ATAC_INPUTS = ("peaks", "lsi", "lsi+peaks", "lsi_all", "lsi_all+peaks")
 LIKELIHOOD_SCALES = ("sum", "per_feature")
+RNA_INPUTS = ("counts", "pca", "pca+counts")
 #: GLUE's weights (scglue 0.4.1: ``lam_align`` 0.05, ``lam_graph`` 0.02) in this model's
 #: ``likelihood_scale: per_feature`` units. GLUE sums its M modalities' per-feature likelihoods
 #: (each the mean over that modality's cells) where this model averages over all cells: with
@@ -148,6 +151,38 @@ class LSIInput(nn.Module):
         return self.encoder(torch.cat([u, x.to(u.dtype)], -1) if self.keep_peaks else u)
 
 
+class PCAInput(nn.Module):
+    """An encoder that reads an RNA count batch through GLUE's RNA input (scglue's
+    preprocessing tutorial: ``normalize_total`` 1e4, ``log1p``, ``scale`` clipped at 10, PCA):
+    ``((clip((log1p(1e4 x / sum x) - mean) / sd, +-10) - centre) @ components``, every part
+    fitted on the RNA train cells (:func:`~dmmvae.methods.training.model.pca_inputs`) and kept
+    as buffers, saved with the weights; ``keep_counts`` appends ``log1p`` of the counts."""
+
+    def __init__(self, encoder: nn.Module, n_genes: int, n_pcs: int, keep_counts: bool) -> None:
+        super().__init__()
+        self.encoder, self.keep_counts = encoder, keep_counts
+        self.n_latent = encoder.n_latent
+        for name, shape in (("mean", (n_genes,)), ("sd", (n_genes,)), ("centre", (n_genes,)),
+                            ("components", (n_genes, n_pcs))):
+            self.register_buffer(name, torch.zeros(shape))
+
+    def set_pca(self, mean, sd, centre, components) -> None:
+        for name, value in (("mean", mean), ("sd", sd), ("centre", centre),
+                            ("components", components)):
+            getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float32))
+
+    def pca(self, x: Tensor) -> Tensor:
+        """The PCA coordinates of the count rows ``x``."""
+        v = log_view("counts", x.float().clamp_min(0.0))
+        s = ((v - self.mean) / self.sd).clamp(-10.0, 10.0)
+        return (s - self.centre) @ self.components
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        u = self.pca(x)
+        return self.encoder(torch.cat([u, x.float().clamp_min(0.0).log1p()], -1)
+                            if self.keep_counts else u)
+
+
 class ExpertDecoder(nn.Module):
     """``z -> shared core -> expert block -> likelihood parameters``."""
 
@@ -202,6 +237,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # (the LSI of the kept peaks, obsm["X_lsi"]'s projection, standardised per cell) |
         # "lsi+peaks" (both, concatenated) | "lsi_all" (GLUE's encoder input: the LSI over ALL
         # peaks, obsm["X_lsi_all"], fitted on train cells by preprocessing) | "lsi_all+peaks"
+        "rna_input": "counts",  # what an RNA encoder reads: "counts" (log1p of the counts) |
+        # "pca" (GLUE's: PCA of the scaled log-normalised genes, train-fitted; PCAInput) |
+        # "pca+counts" (both, concatenated)
+        "rna_pcs": 100,  # rna_input pca: components (GLUE's tutorial: 100)
         "min_links": 3,  # fewest linked features that give a modality pair anchors
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
@@ -265,6 +304,14 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError(f"dmmvae: atac_input '{p['atac_input']}' reads a cell's stored LSI "
                              "over all peaks, which a cross-generated cell (the cycle term) "
                              "lacks; set cycle_weight: 0 or atac_input: lsi / lsi+peaks")
+        if p["rna_input"] not in RNA_INPUTS:
+            raise ValueError(f"dmmvae: unknown rna_input '{p['rna_input']}'; "
+                             f"valid: {list(RNA_INPUTS)}")
+        if int(p["rna_pcs"]) < 1:
+            raise ValueError(f"dmmvae: rna_pcs must be >= 1, got {p['rna_pcs']}")
+        if p["rna_input"] != "counts" and p["shared_core"]:
+            raise ValueError("dmmvae: rna_input 'pca' wraps a modality's own encoder; set "
+                             "shared_core: false (or rna_input: counts)")
         if p["likelihood_scale"] not in LIKELIHOOD_SCALES:
             raise ValueError(f"dmmvae: unknown likelihood_scale '{p['likelihood_scale']}'; "
                              f"valid: {list(LIKELIHOOD_SCALES)}")
@@ -287,6 +334,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
         #: atac_input lsi_all: per ATAC modality the cells' LSI over all peaks (n_obs, K), read
         #: by row number (:meth:`set_lsi_all_input`; set from the data at fit and predict)
         self._lsi_all: dict[str, Tensor] = {}
+        #: rna_input pca: per RNA modality (mean, sd, centre, components) fitted on its train
+        #: cells (:meth:`set_pca_input`), and the PCA widths (kept in a checkpoint)
+        self._pca: dict[str, tuple[Any, Any, Any, Any]] = {}
+        self._pca_widths: dict[str, int] = {}
         #: per linked pair (a, b): per-cell coordinates (n_obs, k) of a and of b in which the
         #: anchors are found (set by the model from the data, :func:`cca_anchor_space`)
         self._anchor_spaces: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
@@ -481,6 +532,12 @@ class DMMVAE(GuidanceGraph, MMVAE):
                          for m, t in tables.items()}
         self._lsi_widths = {m: int(np.shape(t)[1]) for m, t in tables.items()}
 
+    def set_pca_input(self, pca: dict[str, tuple[Any, Any, Any, Any]]) -> None:
+        """``{modality: (mean (G,), sd (G,), centre (G,), components (G, K))}`` of the RNA
+        modalities (``rna_input`` pca), read by :meth:`make_encoder`."""
+        self._pca = dict(pca)
+        self._pca_widths = {m: int(np.shape(c)[1]) for m, (_, _, _, c) in self._pca.items()}
+
     def encode(self, batch: dict[str, Any], encoders: nn.ModuleDict | None = None):
         """As :meth:`VAE.encode`; with ``atac_input`` lsi_all an ATAC encoder reads the batch
         rows' LSI over all peaks (with their peaks appended for ``lsi_all+peaks``)."""
@@ -495,13 +552,24 @@ class DMMVAE(GuidanceGraph, MMVAE):
         return super().encode({**batch, BATCH_KEYS.X: x}, encoders)
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        return {"lsi_widths": self._lsi_widths}
+        return {"lsi_widths": self._lsi_widths, "pca_widths": self._pca_widths}
 
     def restore_extra(self, extra: dict[str, Any]) -> None:
         self._lsi_widths = {m: int(k) for m, k in dict(extra.get("lsi_widths") or {}).items()}
-        self._lsi, self._lsi_all = {}, {}
+        self._pca_widths = {m: int(k) for m, k in dict(extra.get("pca_widths") or {}).items()}
+        self._lsi, self._lsi_all, self._pca = {}, {}, {}
 
     def make_encoder(self, ms: ModalitySpec, n_out: int | None = None) -> nn.Module:
+        if ms.name in self._pca_widths and self.params["rna_input"] != "counts":
+            k = self._pca_widths[ms.name]
+            keep = self.params["rna_input"] == "pca+counts"
+            # the inner encoder reads coordinates (and log1p counts), not counts to log1p
+            inner = self._make_encoder(dataclasses.replace(
+                ms, n_features=k + (ms.n_features if keep else 0), target="gaussian"), n_out)
+            enc = PCAInput(inner, ms.n_features, k, keep)
+            if ms.name in self._pca:
+                enc.set_pca(*self._pca[ms.name])
+            return enc
         if ms.name in self._lsi_widths and self.params["atac_input"] in LSI_ALL_INPUTS:
             keep = self.params["atac_input"] == "lsi_all+peaks"
             n_in = self._lsi_widths[ms.name] + (ms.n_features if keep else 0)
@@ -778,4 +846,4 @@ class DMMVAE(GuidanceGraph, MMVAE):
         return {"anchors": report}
 
 
-__all__ = ["DMMVAE", "ExpertDecoder", "ExpertEncoder", "LSIInput", "generated_view"]
+__all__ = ["DMMVAE", "ExpertDecoder", "ExpertEncoder", "LSIInput", "PCAInput", "generated_view"]

@@ -362,6 +362,45 @@ def lsi_all_inputs(mdata: md.MuData) -> dict[str, np.ndarray]:
     return out
 
 
+def pca_inputs(mdata: md.MuData, n_pcs: int, seed: int
+               ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``{modality: (mean, sd, centre, components (G, K))}`` of every RNA modality of ``mdata``:
+    GLUE's RNA encoder input (scglue's preprocessing tutorial: ``normalize_total`` 1e4,
+    ``log1p``, ``scale`` with ``max_value`` 10, PCA ``n_pcs``), fitted on the train cells that
+    show the modality (PROTOCOL: nothing is fitted on test cells), read by ``rna_input`` pca.
+    An :class:`InputError` naming the fix when a modality has no counts or too few cells."""
+    from sklearn.decomposition import PCA
+
+    src = _source(mdata)
+    train = mdata.obs[SPLIT].to_numpy() == TRAIN
+    out = {}
+    for m, a in mdata.mod.items():
+        if modality_kind(mdata, m) != "rna":
+            continue
+        if COUNTS not in a.layers:
+            raise InputError(f"{src}: RNA modality '{m}' has no layers['{COUNTS}'], from which "
+                             "rna_input 'pca' computes GLUE's input. Fix: preprocess it with this "
+                             "version, or set rna_input: counts")
+        shown = train & (mdata.obs[visible_key(m)].to_numpy(bool)
+                         if visible_key(m) in mdata.obs else True)
+        rows = np.flatnonzero(shown)
+        k = int(min(n_pcs, len(rows) - 1, a.n_vars - 1))
+        if k < 1:
+            raise InputError(f"{src}: RNA modality '{m}' has {len(rows)} train cells and "
+                             f"{a.n_vars} genes, too few for rna_input 'pca'. Fix: set "
+                             "rna_input: counts")
+        x = sp.csr_matrix(a.layers[COUNTS][rows], dtype=np.float64)
+        total = np.asarray(x.sum(1)).ravel()
+        x = sp.diags(1e4 / np.maximum(total, 1e-8)) @ x
+        view = np.log1p(x.toarray())
+        mean, sd = view.mean(0), view.std(0, ddof=1)  # scanpy's scale: unbiased variance
+        sd = np.where(sd > 0, sd, 1.0)
+        pca = PCA(n_components=k, random_state=seed).fit(np.clip((view - mean) / sd, -10, 10))
+        out[m] = (mean.astype(np.float32), sd.astype(np.float32),
+                  pca.mean_.astype(np.float32), pca.components_.T.astype(np.float32))
+    return out
+
+
 class DMMVAEModel(VAEModel):
     """D-MMVAE's model: finds the anchor space (and, with ``anchor_scope: global``, the anchors)
     from the data (train cells) before training."""
@@ -410,6 +449,8 @@ class DMMVAEModel(VAEModel):
             self.module.set_lsi_all_input(lsi_all_inputs(mdata))
         elif self.params["atac_input"] != "peaks":
             self.module.set_lsi_input(lsi_inputs(mdata))
+        if self.params["rna_input"] != "counts":
+            self.module.set_pca_input(pca_inputs(mdata, int(self.params["rna_pcs"]), seed))
         return super().fit(mdata, training=training, seed=seed, device=device)
 
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
@@ -425,6 +466,7 @@ __all__ = [
     "VAEModel",
     "lsi_all_inputs",
     "lsi_inputs",
+    "pca_inputs",
     "discriminator_groups",
     "vae_model",
 ]
