@@ -200,7 +200,17 @@ GRIDS["noanchor_atac_likelihood"] = {
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
     "likelihoods,atac_input": [({}, "lsi+peaks"), ({"atac": "nb"}, "lsi+peaks"),
                                ({"atac": "nb"}, "lsi_all")]}
+# a twenty-fifth, the chosen anchor-free model's decoder and adversary as GLUE has them: its
+# variational feature embeddings with a scale per feature (graph_decoder glue), and its minimax
+# adversary (the encoders maximise the discriminator's cross-entropy), against the plain
+# embeddings and the confusion loss
+GRIDS["noanchor_glue_parts"] = {
+    **{k: v for k, v in NOANCHOR_ADVERSARY.items() if k != "graph_decoder"}, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "graph_decoder,latent_adversary_loss": [("embedding", "confusion"), ("glue", "confusion"),
+                                            ("embedding", "minimax"), ("glue", "minimax")]}
 RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
+                "noanchor_glue_parts": "anchors+labels",
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
                 "noanchor_per_feature": "anchors+labels",
                 "noanchor_plus_anchors": "anchors+labels",
@@ -253,7 +263,8 @@ def main() -> None:
                          "input (GLUE's LSI over all peaks); noanchor_per_feature: its loss as GLUE "
                          "weighs it (per-feature likelihood, GLUE's weights); noanchor_rna_input: its RNA "
                          "encoder input (GLUE's PCA); noanchor_atac_likelihood: its ATAC likelihood "
-                         "(GLUE's NB on peak counts); default_atac_input, default_graph_imputation: the "
+                         "(GLUE's NB on peak counts); noanchor_glue_parts: GLUE's variational feature "
+                         "embeddings and minimax adversary; default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
     ap.add_argument("--only", type=int, default=None,

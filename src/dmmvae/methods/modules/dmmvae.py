@@ -22,7 +22,9 @@ feature count of the modalities it shows, and the aligning weights and the graph
 absolute, so that GLUE's ``lam_align`` and ``lam_graph`` carry over (:data:`GLUE_PER_FEATURE`).
 
 - ``latent_adversarial_weight`` (seed figure 3): a discriminator on ``z`` guesses the modality
-  of origin; the encoders minimise :func:`modality_confusion`.
+  of origin; the encoders minimise :func:`modality_confusion` (``latent_adversary_loss:
+  confusion``) or, as GLUE does (``minimax``: scglue ``gen_loss = vae_loss - lam_align *
+  dsc_loss``), maximise the discriminator's cross-entropy.
 - ``output_adversarial_weight`` (seed figure 4): per modality ``d`` a discriminator tells real
   cells of ``d`` from cells cross-generated into ``d`` from cells that do NOT show ``d``
   (decoded at the median train library and sampled from the likelihood), both in a common
@@ -62,6 +64,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...constants import BATCH_KEYS
@@ -91,6 +94,7 @@ ANCHOR_SPACES = ("cca", "features", "gw")
 ANCHOR_SCOPES = ("batch", "global")
 ATAC_INPUTS = ("peaks", "lsi", "lsi+peaks", "lsi_all", "lsi_all+peaks")
 LIKELIHOOD_SCALES = ("sum", "per_feature")
+ADVERSARY_LOSSES = ("confusion", "minimax")
 RNA_INPUTS = ("counts", "pca", "pca+counts")
 #: GLUE's weights (scglue 0.4.1: ``lam_align`` 0.05, ``lam_graph`` 0.02) in this model's
 #: ``likelihood_scale: per_feature`` units. GLUE sums its M modalities' per-feature likelihoods
@@ -242,6 +246,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # "pca+counts" (both, concatenated)
         "rna_pcs": 100,  # rna_input pca: components (GLUE's tutorial: 100)
         "min_links": 3,  # fewest linked features that give a modality pair anchors
+        "latent_adversary_loss": "confusion",  # what the encoders minimise against the latent
+        # discriminator: "confusion" (KL(uniform || D(z))) | "minimax" (minus its cross-entropy
+        # with the true modality, GLUE's)
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
         "disc_depth": 1,  # hidden layers of the discriminators (GLUE's: 2 of 256, dropout 0.2)
@@ -304,6 +311,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError(f"dmmvae: atac_input '{p['atac_input']}' reads a cell's stored LSI "
                              "over all peaks, which a cross-generated cell (the cycle term) "
                              "lacks; set cycle_weight: 0 or atac_input: lsi / lsi+peaks")
+        if p["latent_adversary_loss"] not in ADVERSARY_LOSSES:
+            raise ValueError(f"dmmvae: unknown latent_adversary_loss '{p['latent_adversary_loss']}'; "
+                             f"valid: {list(ADVERSARY_LOSSES)}")
         if p["rna_input"] not in RNA_INPUTS:
             raise ValueError(f"dmmvae: unknown rna_input '{p['rna_input']}'; "
                              f"valid: {list(RNA_INPUTS)}")
@@ -775,7 +785,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
             if noise > 0:  # the burn-in: the discriminator sees noisy codes, the encoders too
                 z = z + noise * torch.randn_like(z)
             if len(z):
-                confusion = modality_confusion(self.latent_disc(z))
+                logits = self.latent_disc(z)
+                confusion = (-F.cross_entropy(logits, y)
+                             if self.params["latent_adversary_loss"] == "minimax"
+                             else modality_confusion(logits))
                 gen = gen + self.w("latent_adversarial_weight", scale) * confusion
                 terms["adv_latent"] = confusion.detach()
                 inputs["latent"] = (z.detach(), y)

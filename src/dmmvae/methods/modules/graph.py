@@ -6,12 +6,21 @@ gene) plus self-loops. A one-layer graph encoder turns free node vectors ``E`` i
 embeddings ``V = D^-1/2 (A + I) D^-1/2 E`` (``n_latent`` dims), so linked features share their
 embedding. Each decoder becomes hybrid: its MLP's location head plus ``s_m z V_m^T + b_m`` (the
 cell's code dotted with the modality's feature embeddings; ``graph_decoder: embedding`` drops
-the MLP part, GLUE's decoder). A latent direction that raises a gene then raises its linked
+the MLP part; ``graph_decoder: glue`` is GLUE's decoder and graph encoder in full, below). A
+latent direction that raises a gene then raises its linked
 peaks, so cells of two modalities seen apart must take the same codes to explain linked
 features. The graph term (``graph_weight`` x the mean logistic loss of ``v_i . v_j``, linked
 pairs as positives and ``graph_negatives`` random pairs per positive as negatives, x the number
 of features, so that it is on the scale of a cell's summed reconstruction) keeps linked
 embeddings close. Without links the graph has self-loops only (plain embedding decoders).
+
+``graph_decoder: glue`` follows scglue 0.4.1 (``GraphEncoder``, ``NBDataDecoder`` and
+``SCGLUEModel.compute_losses``): the graph encoder is variational, ``V ~ N(loc(H), softplus(
+std(H)))`` with ``H`` the graph convolution above and ``loc`` / ``std`` linear heads shared by
+all nodes; training decodes from a draw of ``V`` (evaluation from its mean), the graph term is
+GLUE's ``g_nll + g_kl`` (the KL of ``V`` to N(0, I), summed over dimensions, averaged over
+nodes and divided by their number), and each feature has its own scale ``softplus(s_f)``
+(GLUE's ``scale_lin``) instead of one per modality.
 
 :class:`GuidanceGraph` is a mixin: ``class MyVAE(GuidanceGraph, MultimodalVAE)`` with
 ``**GRAPH_DEFAULTS`` in ``DEFAULTS`` and ``self.add_graph_term(out)`` in ``loss``.
@@ -32,9 +41,10 @@ GRAPH_DEFAULTS: dict[str, Any] = {
     "guidance_graph": False,  # feature graph of linked features + hybrid decoders
     "graph_weight": 0.1,  # weight of the graph term (x number of features, see module doc)
     "graph_negatives": 1,  # random pairs per linked pair in the graph term
-    "graph_decoder": "hybrid",  # hybrid: MLP + z.V; embedding: z.V only (GLUE's decoder)
+    "graph_decoder": "hybrid",  # hybrid: MLP + z.V; embedding: z.V only (GLUE's decoder);
+    # glue: z.V only with GLUE's variational feature embeddings and per-feature scales
 }
-GRAPH_DECODERS = ("hybrid", "embedding")
+GRAPH_DECODERS = ("hybrid", "embedding", "glue")
 
 
 def links_per_pair(spec) -> dict[str, int]:
@@ -55,8 +65,9 @@ def unlinked_modalities(spec) -> list[str]:
 class FeatureGraph(nn.Module):
     """The guidance graph over the features of every modality and its one-layer encoder."""
 
-    def __init__(self, spec, dim: int) -> None:
+    def __init__(self, spec, dim: int, variational: bool = False) -> None:
         super().__init__()
+        self.variational = variational
         self.offsets: dict[str, int] = {}
         n = 0
         for m, ms in spec.modalities.items():
@@ -83,11 +94,27 @@ class FeatureGraph(nn.Module):
         self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32), persistent=False)
         self.register_buffer("pos", torch.as_tensor(pos, dtype=torch.long), persistent=False)
         self.nodes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim))
+        if variational:  # GLUE's GraphEncoder heads (scglue.models.sc.GraphEncoder)
+            self.loc = nn.Linear(dim, dim)
+            self.std_lin = nn.Linear(dim, dim)
 
-    def embeddings(self) -> Tensor:
-        """``V`` (all features x dim): each node the normalised mean of itself and its links."""
+    def convolved(self) -> Tensor:
+        """Each node the normalised mean of itself and its links (all features x dim)."""
         msg = self.nodes.index_select(0, self.cols) * self.w.unsqueeze(1)
         return torch.zeros_like(self.nodes).index_add_(0, self.rows, msg)
+
+    def posterior(self) -> tuple[Tensor, Tensor]:
+        """``variational``: the mean and standard deviation of ``V`` (GLUE's ``g2v``)."""
+        h = self.convolved()
+        return self.loc(h), F.softplus(self.std_lin(h)) + 1e-7
+
+    def embeddings(self) -> Tensor:
+        """``V`` (all features x dim): the convolved nodes; ``variational``: a draw of ``V`` in
+        training, its mean in evaluation."""
+        if not self.variational:
+            return self.convolved()
+        loc, std = self.posterior()
+        return loc + std * torch.randn_like(std) if self.training else loc
 
     def of(self, m: str, v: Tensor | None = None) -> Tensor:
         v = self.embeddings() if v is None else v
@@ -97,36 +124,46 @@ class FeatureGraph(nn.Module):
         """Mean logistic loss: linked pairs close (``v_i . v_j`` high), random pairs apart."""
         if self.n_links == 0:
             return self.nodes.new_zeros(())
-        v = self.embeddings()
+        if self.variational:
+            loc, std = self.posterior()
+            v = loc + std * torch.randn_like(std)
+        else:
+            v = self.embeddings()
         i, j = self.pos
         pos = F.logsigmoid((v[i] * v[j]).sum(-1))
         k = self.n_links * max(int(negatives), 1)
         ni = torch.randint(self.n_nodes, (k,), device=v.device)
         nj = torch.randint(self.n_nodes, (k,), device=v.device)
         neg = F.logsigmoid(-(v[ni] * v[nj]).sum(-1))
-        return -(pos.mean() + neg.mean())
+        out = -(pos.mean() + neg.mean())
+        if self.variational:  # GLUE's g_kl: KL to N(0, I), per node, over the node count
+            kl = 0.5 * (loc.pow(2) + std.pow(2) - 1.0 - 2.0 * std.log()).sum(-1)
+            out = out + kl.mean() / self.n_nodes
+        return out
 
 
 class HybridDecoder(nn.Module):
     """mmAAVI's hybrid decoder: the MLP decoder's location head plus ``s z V_m^T + b``."""
 
     def __init__(self, base: nn.Module, graph: FeatureGraph, modality: str,
-                 mlp: bool = True) -> None:
+                 mlp: bool = True, per_feature_scale: bool = False) -> None:
         super().__init__()
-        self.mlp = mlp
+        self.mlp, self.per_feature_scale = mlp, per_feature_scale
         self.likelihood = base.likelihood
         self.net = base.net
         self.graph = graph
         self.modality = modality
         n = base.likelihood.n_features
-        self.log_scale = nn.Parameter(torch.zeros(()))
+        # one scale exp(s) per modality, or GLUE's softplus(s_f) per feature (scale_lin)
+        self.log_scale = nn.Parameter(torch.zeros(n if per_feature_scale else ()))
         self.bias = nn.Parameter(torch.zeros(n))
 
     def forward(self, z: Tensor, library: Tensor | None = None) -> dict[str, Tensor]:
         raw = self.net(z).float()
         n = self.likelihood.n_features
         v = self.graph.of(self.modality)
-        loc = self.log_scale.exp() * (z.float() @ v.T) + self.bias
+        scale = F.softplus(self.log_scale) if self.per_feature_scale else self.log_scale.exp()
+        loc = scale * (z.float() @ v.T) + self.bias
         if self.mlp:
             loc = loc + raw[..., :n]
         raw = loc if raw.shape[-1] == n else torch.cat([loc, raw[..., n:]], -1)
@@ -143,7 +180,9 @@ class GuidanceGraph:
                              f"'{self.params['graph_decoder']}'; valid: {list(GRAPH_DECODERS)}")
 
     def build(self, spec) -> None:
-        self.graph = FeatureGraph(spec, self.latent_dim) if self.params["guidance_graph"] else None
+        glue = self.params["graph_decoder"] == "glue"
+        self.graph = (FeatureGraph(spec, self.latent_dim, variational=glue)
+                      if self.params["guidance_graph"] else None)
         super().build(spec)
 
     def make_decoder(self, ms, n_in: int | None = None) -> nn.Module:
@@ -151,7 +190,8 @@ class GuidanceGraph:
         if getattr(self, "graph", None) is None:
             return dec
         return HybridDecoder(dec, self.graph, ms.name,
-                             mlp=self.params["graph_decoder"] == "hybrid")
+                             mlp=self.params["graph_decoder"] == "hybrid",
+                             per_feature_scale=self.params["graph_decoder"] == "glue")
 
     def graph_term_scale(self) -> float:
         """What ``graph_weight`` is multiplied by: the number of features (module doc)."""
