@@ -621,6 +621,17 @@ def _paired_atac_beats_random(model, sc, what: str):
     return pred
 
 
+def _trains_aligns_and_reloads(model, hist, sc, what: str, path) -> None:
+    """The fit's loss fell, its embeddings beat ``random`` on the paired scenario ``sc``, and
+    a checkpoint saved to ``path`` predicts the same embeddings."""
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    pred = _paired_atac_beats_random(model, sc, what)
+    model.save(str(path))
+    again = type(model).load(str(path)).predict(sc)
+    for m in ("rna", "atac"):
+        np.testing.assert_array_equal(again.embeddings[m], pred.embeddings[m])
+
+
 def test_dmmvae_atac_lsi_input_is_the_preprocessing_lsi_and_survives_a_checkpoint(tmp_path):
     """``atac_input: lsi``: the ATAC encoder reads the LSI of preprocessing, computed from the
     batch's peaks with the train IDF and loadings; on every cell (test cells too, which the
@@ -641,13 +652,7 @@ def test_dmmvae_atac_lsi_input_is_the_preprocessing_lsi_and_survives_a_checkpoin
     atac = sc.mod["atac"]
     x = torch.as_tensor(atac.layers["counts"].toarray() > 0, dtype=torch.float32)
     np.testing.assert_allclose(enc.lsi(x).numpy(), np.asarray(atac.obsm[LSI]), rtol=1e-3, atol=1e-3)
-    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
-    pred = _paired_atac_beats_random(model, sc, "lsi")
-    path = tmp_path / "lsi.pt"
-    model.save(str(path))
-    again = type(model).load(str(path)).predict(sc)
-    for m in ("rna", "atac"):
-        np.testing.assert_array_equal(again.embeddings[m], pred.embeddings[m])
+    _trains_aligns_and_reloads(model, hist, sc, "lsi", tmp_path / "lsi.pt")
 
     both = build_model("dmmvae", {**FAST, "atac_input": "lsi+peaks"})
     both.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
@@ -695,13 +700,7 @@ def test_dmmvae_rna_pca_input_is_glues_scanpy_recipe_and_survives_a_checkpoint(t
     got = enc.pca(x).numpy()
     got *= np.sign((got * want).sum(0))  # a component's sign is arbitrary
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=2e-3 * np.abs(want).max())
-    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
-    pred = _paired_atac_beats_random(model, sc, "rna pca")
-    path = tmp_path / "pca.pt"
-    model.save(str(path))
-    again = type(model).load(str(path)).predict(sc)
-    for m in ("rna", "atac"):
-        np.testing.assert_array_equal(again.embeddings[m], pred.embeddings[m])
+    _trains_aligns_and_reloads(model, hist, sc, "rna pca", tmp_path / "pca.pt")
 
     both = build_model("dmmvae", {**FAST, "rna_input": "pca+counts", "rna_pcs": 20})
     both.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
@@ -756,6 +755,21 @@ def test_dmmvae_atac_lsi_all_input_reads_each_cells_stored_lsi_over_all_peaks(tm
         build_model("dmmvae", {"atac_input": "lsi_all", "cycle_weight": 1.0})
 
 
+def _aligns_gene_split(model, sc, labels, what: str) -> None:
+    """The fitted ``model`` aligns the diagonal gene split ``sc``: its test cells' FOSCTTM is
+    far below the random control's (label transfer printed beside it)."""
+    p = model.predict(sc)
+    rand = build_model("random")
+    rand.fit(sc, seed=0)
+    r = rand.predict(sc)
+    score = foscttm(p.embeddings["genes_a"], p.embeddings["genes_b"])
+    control = foscttm(r.embeddings["genes_a"], r.embeddings["genes_b"])
+    acc = label_transfer(p.embeddings["genes_a"], p.embeddings["genes_b"], labels)["acc_mean"]
+    print(f"{what} on the gene split: FOSCTTM {score:.3f} (random {control:.3f}), "
+          f"label transfer {acc:.3f}")
+    assert score < control - 0.2, (score, control)
+
+
 def test_dmmvae_per_feature_likelihood_is_glues_normalisation_and_aligns_the_gene_split():
     """``likelihood_scale: per_feature`` (GLUE's): with the same weights and draws, each
     diagonal cell's bound is the summed one divided by its modality's feature count (a
@@ -801,16 +815,7 @@ def test_dmmvae_per_feature_likelihood_is_glues_normalisation_and_aligns_the_gen
     hist = model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 30})
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
     assert hist["train_adv_latent"].notna().any()
-    p = model.predict(sc)
-    rand = build_model("random")
-    rand.fit(sc, seed=0)
-    r = rand.predict(sc)
-    score = foscttm(p.embeddings["genes_a"], p.embeddings["genes_b"])
-    control = foscttm(r.embeddings["genes_a"], r.embeddings["genes_b"])
-    acc = label_transfer(p.embeddings["genes_a"], p.embeddings["genes_b"], labels)["acc_mean"]
-    print(f"per-feature likelihood on the gene split: FOSCTTM {score:.3f} (random {control:.3f}), "
-          f"label transfer {acc:.3f}")
-    assert score < control - 0.2, (score, control)
+    _aligns_gene_split(model, sc, labels, "per-feature likelihood")
     with pytest.raises(ValueError, match="estimator: elbo"):
         build_model("dmmvae", {"likelihood_scale": "per_feature", "estimator": "iwae"})
     with pytest.raises(ValueError, match="unknown likelihood_scale"):
@@ -866,16 +871,7 @@ def test_dmmvae_glue_graph_decoder_is_variational_and_aligns_the_gene_split():
                                            "early_stopping_patience": 80})
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
     assert (hist["train_adv_latent"].dropna() < 0).all()  # minus a cross-entropy
-    p = model.predict(sc)
-    rand = build_model("random")
-    rand.fit(sc, seed=0)
-    r = rand.predict(sc)
-    score = foscttm(p.embeddings["genes_a"], p.embeddings["genes_b"])
-    control = foscttm(r.embeddings["genes_a"], r.embeddings["genes_b"])
-    acc = label_transfer(p.embeddings["genes_a"], p.embeddings["genes_b"], labels)["acc_mean"]
-    print(f"GLUE's graph decoder on the gene split: FOSCTTM {score:.3f} (random {control:.3f}), "
-          f"label transfer {acc:.3f}")
-    assert score < control - 0.2, (score, control)
+    _aligns_gene_split(model, sc, labels, "GLUE's graph decoder")
     with pytest.raises(ValueError, match="unknown graph_decoder"):
         build_model("dmmvae", {"guidance_graph": True, "graph_decoder": "gcn"})
     with pytest.raises(ValueError, match="unknown latent_adversary_loss"):
