@@ -209,8 +209,16 @@ GRIDS["noanchor_glue_parts"] = {
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
     "graph_decoder,latent_adversary_loss": [("embedding", "confusion"), ("glue", "confusion"),
                                             ("embedding", "minimax"), ("glue", "minimax")]}
+# a twenty-sixth: GLUE's variational decoder kept its best weights within a few epochs of the
+# 400-epoch cap on every stand-in (it learns slower than the plain embeddings), so its budget is
+# asked as noanchor_budget asked the plain one's
+GRIDS["noanchor_glue_budget"] = {
+    **{k: v for k, v in GRIDS["noanchor_glue_parts"].items()
+       if k not in ("graph_decoder,latent_adversary_loss", "training.max_epochs,training.early_stopping_patience")},
+    "graph_decoder": ["glue"], "latent_adversary_loss": ["confusion"],
+    "training.max_epochs,training.early_stopping_patience": [(400, 100), (1000, 200)]}
 RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
-                "noanchor_glue_parts": "anchors+labels",
+                "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
                 "noanchor_per_feature": "anchors+labels",
                 "noanchor_plus_anchors": "anchors+labels",
