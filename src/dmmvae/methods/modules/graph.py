@@ -108,13 +108,17 @@ class FeatureGraph(nn.Module):
         h = self.convolved()
         return self.loc(h), F.softplus(self.std_lin(h)) + 1e-7
 
+    def draw(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``variational``: a draw of ``V`` with the mean and standard deviation it came from."""
+        loc, std = self.posterior()
+        return loc + std * torch.randn_like(std), loc, std
+
     def embeddings(self) -> Tensor:
         """``V`` (all features x dim): the convolved nodes; ``variational``: a draw of ``V`` in
         training, its mean in evaluation."""
         if not self.variational:
             return self.convolved()
-        loc, std = self.posterior()
-        return loc + std * torch.randn_like(std) if self.training else loc
+        return self.draw()[0] if self.training else self.posterior()[0]
 
     def of(self, m: str, v: Tensor | None = None) -> Tensor:
         v = self.embeddings() if v is None else v
@@ -124,11 +128,7 @@ class FeatureGraph(nn.Module):
         """Mean logistic loss: linked pairs close (``v_i . v_j`` high), random pairs apart."""
         if self.n_links == 0:
             return self.nodes.new_zeros(())
-        if self.variational:
-            loc, std = self.posterior()
-            v = loc + std * torch.randn_like(std)
-        else:
-            v = self.embeddings()
+        v, loc, std = self.draw() if self.variational else (self.convolved(), None, None)
         i, j = self.pos
         pos = F.logsigmoid((v[i] * v[j]).sum(-1))
         k = self.n_links * max(int(negatives), 1)

@@ -59,6 +59,7 @@ from ..modules.dmmvae import DMMVAE, LSI_ALL_INPUTS
 from ..modules.graph import links_per_pair, unlinked_modalities
 from ..modules.mmaavi import MMAAVI
 from ..modules.vae import MultimodalVAE
+from ..modules.views import log_view
 from .batches import DataSpec, MultimodalData, _source, build_spec, modality_kind
 from .loop import fit_model
 
@@ -389,10 +390,9 @@ def pca_inputs(mdata: md.MuData, n_pcs: int, seed: int
             raise InputError(f"{src}: RNA modality '{m}' has {len(rows)} train cells and "
                              f"{a.n_vars} genes, too few for rna_input 'pca'. Fix: set "
                              "rna_input: counts")
-        x = sp.csr_matrix(a.layers[COUNTS][rows], dtype=np.float64)
-        total = np.asarray(x.sum(1)).ravel()
-        x = sp.diags(1e4 / np.maximum(total, 1e-8)) @ x
-        view = np.log1p(x.toarray())
+        # the view PCAInput computes from a batch's counts (log_view), here on the train rows
+        counts = sp.csr_matrix(a.layers[COUNTS][rows], dtype=np.float64).toarray()
+        view = log_view("counts", torch.as_tensor(counts)).numpy()
         mean, sd = view.mean(0), view.std(0, ddof=1)  # scanpy's scale: unbiased variance
         sd = np.where(sd > 0, sd, 1.0)
         pca = PCA(n_components=k, random_state=seed).fit(np.clip((view - mean) / sd, -10, 10))
