@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import functools
+import json
 import sys
 from pathlib import Path
 
+import mudata as md
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +16,12 @@ from _synthetic import scenario
 
 from dmmvae import selection
 from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN
+from dmmvae.data.links import add_links
+from dmmvae.data.preprocess import preprocess
+from dmmvae.data.scenarios import make_scenario
+from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import build_model
+from dmmvae.methods.baselines.seurat_v3 import SeuratV3
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TRAINING = {"max_epochs": 15, "batch_size": 128, "progress_bar": False}
@@ -76,9 +84,10 @@ def test_validation_imputation_scores_held_back_train_cells_and_beats_an_untrain
     assert selection.validation_imputation(model, diagonal, TRAINING, 0) == {}
 
 
-def test_the_sweep_cannot_compute_a_test_number():
-    """The selection script reads its data through train_only and imports no evaluation code."""
-    tree = ast.parse((BENCH / "bench_dmmvae_sweep.py").read_text())
+@pytest.mark.parametrize("script", ["bench_dmmvae_sweep.py", "bench_reference_sweep.py"])
+def test_the_sweep_cannot_compute_a_test_number(script):
+    """The selection scripts read their data through train_only and import no evaluation code."""
+    tree = ast.parse((BENCH / script).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m and (m.startswith("dmmvae.evaluate") or m.startswith("dmmvae.metrics"))
@@ -138,3 +147,57 @@ def test_every_sweep_configuration_is_one_dmmvae_accepts():
                 raise AssertionError(f"grid {name}: {c}: {err}") from err
     atac = {c["atac_input"] for c in sweep.configurations(sweep.GRIDS["noanchor_atac_input"])}
     assert atac == {"lsi_all", "lsi_all+peaks", "lsi+peaks"}
+
+
+@functools.cache
+def _linked_gene_split():
+    """One simulated RNA modality split into two gene sets sharing 100 genes (linked by name),
+    diagonal scenario, train cells only."""
+    raw = simulate_shared_private(
+        n_cells=500, modalities={"rna": {"kind": "rna", "n_features": 300, "n_private": 2}}, seed=0)
+    pre = preprocess(raw, seed=0)
+    a = pre.mod["rna"]
+    half = (a.n_vars + 100) // 2
+    with md.set_options(pull_on_update=False):
+        out = md.MuData({"genes_a": a[:, :half].copy(), "genes_b": a[:, a.n_vars - half:].copy()})
+    out.obs = pre.obs.copy()
+    add_links(out)
+    return make_scenario(out, "diagonal", seed=0)
+
+
+def test_heldback_signals_score_a_reference_through_its_public_api_on_train_cells_only():
+    """A reference that aligns (Seurat v3 on a linked gene split) scores far better than the
+    random control on both signals; it is fitted without the held-back cells, every train cell
+    is embedded, and data holding test cells are refused."""
+    sc = _linked_gene_split()
+    blind = selection.train_only(sc)
+    val = selection._validation_cells(blind, TRAINING, 0)
+    seen = []
+
+    class Spy(SeuratV3):
+        def fit(self, mdata, **kw):
+            seen.append(mdata.obs_names[(mdata.obs[SPLIT] == TRAIN).to_numpy()])
+            return super().fit(mdata, **kw)
+
+    ours = selection.heldback_signals(Spy(), blind, TRAINING, 0)
+    control = selection.heldback_signals(build_model("random"), blind, TRAINING, 0)
+    print(ours, control)
+    assert len(seen) == 1 and not set(seen[0]) & set(blind.obs_names[val])
+    assert len(seen[0]) == blind.n_obs - len(val) and len(val) > 0
+    assert ours["validation_anchor_foscttm"] < 0.25 < 0.4 < control["validation_anchor_foscttm"]
+    assert ours["train_label_transfer"] > control["train_label_transfer"] + 0.3
+    with pytest.raises(selection.TestCellsError):
+        selection.heldback_signals(build_model("seurat_v3"), sc, TRAINING, 0)
+
+
+def test_the_reference_grids_start_at_the_recipe_and_every_configuration_builds():
+    sys.path.insert(0, str(BENCH))
+    import bench_reference_sweep as sweep
+
+    assert sweep.SEURAT_RECIPE == {k: SeuratV3.DEFAULTS[k] for k in sweep.SEURAT_RECIPE}
+    for method, grid in sweep.GRIDS.items():
+        assert grid[0] == {} and {} not in grid[1:], method
+        assert len({json.dumps(c, sort_keys=True) for c in grid}) == len(grid), method
+        for c in grid:
+            build_model(method, c)  # unknown keys fail here
+    assert sweep.SEURAT_RECIPE not in sweep.GRIDS["seurat_v3"]  # it is {}

@@ -18,6 +18,9 @@ train cells:
   cross-modal imputation of the held-back validation cells, scored by the evaluation's own
   per-cell Pearson (``imputation_pearson_cell``), each direction.
 
+- :func:`heldback_signals`: the first two for any method of the registry (the reference tools
+  have no training loop that holds cells back), through its public ``fit`` / ``predict``.
+
 :func:`rank` orders configurations by a rule over these signals, each dataset weighing the same
 however many seeds it ran.
 """
@@ -91,30 +94,25 @@ def _codes(model, mdata, cells, targets: bool = True):
     return {m: tuple(torch.cat(v) if v else None for v in vs) for m, vs in out.items() if vs[0]}
 
 
-def validation_anchor_foscttm(model, mdata, training: dict, seed: int, k: int = 5) -> float:
-    """FOSCTTM of linked-feature anchors among the held-back train cells of the training loop
-    (``training``'s validation fraction, the fit's ``seed``). Mean over linked modality pairs;
-    NaN when no pair has >= 3 linked features."""
+def _anchor_foscttm(spec, codes, k: int) -> float:
+    """FOSCTTM of linked-feature anchors: ``codes[m] = (z, x, rows)`` of the cells that show
+    ``m`` (latent codes, likelihood targets); per linked modality pair, the mutual ``k``-nearest
+    neighbours of the two sides' linked-feature views stand in for true pairs. Mean over the
+    pairs with >= 3 linked features; NaN when there is none."""
     import torch
 
     from .methods.modules.objectives import mutual_nearest_neighbours
     from .methods.modules.views import LinkedFeatures
-    from .methods.training.loop import resolve_training, train_and_validation_cells
 
-    assert_train_only(mdata)
-    module = model.module
-    frac = float(resolve_training(training)["validation_fraction"])
-    _, val = train_and_validation_cells(mdata, frac, seed)
-    codes = _codes(model, mdata, val)
-    mods = [m for m in module.modalities if m in codes]
+    mods = [m for m in spec.modalities if m in codes]
     out = []
     for i, a in enumerate(mods):
         for b in mods[i + 1:]:
-            lf = LinkedFeatures.from_spec(module.spec, a, b)
+            lf = LinkedFeatures.from_spec(spec, a, b)
             if lf.n_features < 3:
                 continue
             (za, xa, _), (zb, xb, _) = codes[a], codes[b]
-            ta, tb = module.spec.modalities[a].target, module.spec.modalities[b].target
+            ta, tb = spec.modalities[a].target, spec.modalities[b].target
             fa, fb = lf.views(xa, ta, xb, tb)
             pairs = mutual_nearest_neighbours(fa, fb, k).nonzero()
             if len(pairs) == 0:
@@ -127,17 +125,11 @@ def validation_anchor_foscttm(model, mdata, training: dict, seed: int, k: int = 
     return float(np.mean(out)) if out else float("nan")
 
 
-def train_label_transfer(model, mdata, k: int = 5) -> float:
-    """Label transfer among the train cells, each encoded from the one modality it shows:
-    ``k``-NN (PROTOCOL's, Euclidean) from the cells that show ``a`` to those that show ``b``
-    and back; mean accuracy over directions and modality pairs."""
+def _label_transfer(emb: dict[str, tuple[np.ndarray, np.ndarray]], k: int) -> float:
+    """PROTOCOL's ``k``-NN label transfer between every two modalities of ``emb`` (``{m:
+    (codes, labels)}`` of the cells that show ``m``), both directions; the mean."""
     from .metrics import knn_transfer
 
-    assert_train_only(mdata)
-    cells = np.arange(mdata.n_obs)
-    codes = _codes(model, mdata, cells, targets=False)
-    labels = mdata.obs[LABEL].astype(str).to_numpy()
-    emb = {m: (z.cpu().numpy(), labels[rows.cpu().numpy()]) for m, (z, _, rows) in codes.items()}
     mods = list(emb)
     out = []
     for i, a in enumerate(mods):
@@ -149,6 +141,91 @@ def train_label_transfer(model, mdata, k: int = 5) -> float:
     return float(np.mean(out)) if out else float("nan")
 
 
+def _validation_cells(mdata, training: dict, seed: int) -> np.ndarray:
+    """The training loop's held-back cells of ``mdata`` (``training``'s validation fraction)."""
+    from .methods.training.loop import resolve_training, train_and_validation_cells
+
+    frac = float(resolve_training(training)["validation_fraction"])
+    return train_and_validation_cells(mdata, frac, seed)[1]
+
+
+def validation_anchor_foscttm(model, mdata, training: dict, seed: int, k: int = 5) -> float:
+    """FOSCTTM of linked-feature anchors among the held-back train cells of the training loop
+    (``training``'s validation fraction, the fit's ``seed``). Mean over linked modality pairs;
+    NaN when no pair has >= 3 linked features."""
+    assert_train_only(mdata)
+    val = _validation_cells(mdata, training, seed)
+    return _anchor_foscttm(model.module.spec, _codes(model, mdata, val), k)
+
+
+def train_label_transfer(model, mdata, k: int = 5) -> float:
+    """Label transfer among the train cells, each encoded from the one modality it shows:
+    ``k``-NN (PROTOCOL's, Euclidean) from the cells that show ``a`` to those that show ``b``
+    and back; mean accuracy over directions and modality pairs."""
+    assert_train_only(mdata)
+    cells = np.arange(mdata.n_obs)
+    codes = _codes(model, mdata, cells, targets=False)
+    labels = mdata.obs[LABEL].astype(str).to_numpy()
+    return _label_transfer({m: (z.cpu().numpy(), labels[rows.cpu().numpy()])
+                            for m, (z, _, rows) in codes.items()}, k)
+
+
+def _as_test(mdata: md.MuData, cells: np.ndarray) -> md.MuData:
+    """A copy of train-only ``mdata`` in which ``cells`` are the test cells."""
+    inner = mdata.copy()
+    split = np.full(inner.n_obs, TRAIN, dtype=object)
+    split[cells] = TEST
+    inner.obs[SPLIT] = pd.Categorical(split, categories=[TRAIN, TEST])
+    return inner
+
+
+def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5) -> dict[str, float]:
+    """The two signals of :func:`validation_anchor_foscttm` and :func:`train_label_transfer` for
+    any method of the registry, through its public ``fit`` / ``predict`` only (the reference
+    tools have no training loop of their own to hold cells back).
+
+    The training loop's held-back cells (``training``'s validation fraction, ``seed``) are held
+    back here: ``method`` is fitted on the other train cells, then every train cell is
+    predicted (the held-back ones, then the rest, each as the test cells of a copy), encoded
+    from the one modality it shows. Anchor FOSCTTM is scored among the held-back cells on the
+    same linked-feature anchors as :func:`validation_anchor_foscttm` (the data's default
+    likelihood targets), label transfer among all train cells, as for ``dmmvae``."""
+    import torch
+
+    from .methods.training.batches import MultimodalData, build_spec
+
+    assert_train_only(mdata)
+    val = _validation_cells(mdata, training, seed)
+    rest = np.setdiff1d(np.arange(mdata.n_obs), val)
+    method.fit(_as_test(mdata, val), training=training, seed=seed)
+    pos = {name: i for i, name in enumerate(mdata.obs_names)}
+    shown = {m: mdata.obs[visible_key(m)].to_numpy(bool) for m in mdata.mod}
+    z: dict[str, np.ndarray] = {}
+    for cells in (val, rest):
+        pred = method.predict(_as_test(mdata, cells))
+        rows = np.array([pos[n] for n in pred.obs_names])
+        for m in mdata.mod:
+            e = pred.embeddings[m]
+            z.setdefault(m, np.full((mdata.n_obs, e.shape[1]), np.nan, np.float32))[rows] = e
+    labels = mdata.obs[LABEL].astype(str).to_numpy()
+    lt = _label_transfer({m: (z[m][shown[m]], labels[shown[m]]) for m in mdata.mod}, k)
+    spec = build_spec(mdata)
+    data = MultimodalData(mdata, spec, "cpu")
+    held: dict[str, tuple[list, list]] = {m: ([], []) for m in mdata.mod}
+    for batch in data.batches(val, 1024):
+        for m in mdata.mod:
+            sel = batch["mask"][m]
+            held[m][0].append(batch["x"][m][sel])
+            held[m][1].append(batch["index"][sel].cpu().numpy())
+    codes = {}
+    for m, (xs, idx) in held.items():
+        idx = np.concatenate(idx)
+        if len(idx):
+            codes[m] = (torch.as_tensor(z[m][idx]), torch.cat(xs).float(), idx)
+    return {"validation_anchor_foscttm": _anchor_foscttm(spec, codes, k),
+            "train_label_transfer": lt}
+
+
 def validation_imputation(model, mdata, training: dict, seed: int) -> dict[str, float]:
     """Cross-modal imputation of the training loop's held-back train cells (``training``'s
     validation fraction, the fit's ``seed``): those cells become the test cells of a copy of
@@ -156,19 +233,14 @@ def validation_imputation(model, mdata, training: dict, seed: int) -> dict[str, 
     test cells. ``{"a->b": per-cell Pearson}`` (``imputation_pearson_cell``); empty when no
     held-back cell shows two modalities (the diagonal scenario)."""
     from .evaluate import evaluate_predictions
-    from .methods.training.loop import resolve_training, train_and_validation_cells
 
     assert_train_only(mdata)
-    frac = float(resolve_training(training)["validation_fraction"])
-    _, val = train_and_validation_cells(mdata, frac, seed)
+    val = _validation_cells(mdata, training, seed)
     shown = np.column_stack([mdata.obs[visible_key(m)].to_numpy(bool) for m in mdata.mod])
     val = val[shown[val].sum(1) >= 2]  # a diagonal scenario's cells show one modality
     if len(val) == 0:
         return {}
-    inner = mdata.copy()
-    split = np.full(inner.n_obs, TRAIN, dtype=object)
-    split[val] = TEST
-    inner.obs[SPLIT] = pd.Categorical(split, categories=[TRAIN, TEST])
+    inner = _as_test(mdata, val)
     rows = evaluate_predictions(inner, model.predict(inner), {"families": ["imputation"]})
     name = "imputation_pearson_cell/"
     return {m[len(name):]: float(v) for m, v in zip(rows["metric"], rows["value"], strict=True)
@@ -187,4 +259,5 @@ def rank(rows: pd.DataFrame, rule: str) -> pd.DataFrame:
 
 
 __all__ = ["RULES", "SIGNALS", "TestCellsError", "train_only", "assert_train_only",
-           "validation_anchor_foscttm", "train_label_transfer", "validation_imputation", "rank"]
+           "validation_anchor_foscttm", "train_label_transfer", "validation_imputation",
+           "heldback_signals", "rank"]

@@ -1,0 +1,116 @@
+"""Tune the reference methods by the rule D-MMVAE's settings were chosen by (PROTOCOL "Choosing
+settings (blind)"), so that no method is tuned and the others not.
+
+Each stand-in's diagonal scenario passes through :func:`dmmvae.selection.train_only` first: the
+test cells are dropped, so this script cannot compute a test-cell number. Every configuration of
+the method's grid (its authors' recipe first, then the arguments its authors document) is fitted
+on the train cells less the training loop's held-back cells and scored by
+:func:`dmmvae.selection.heldback_signals` (anchor FOSCTTM among the held-back cells, label
+transfer among the train cells); the rule ``anchors+labels`` (D-MMVAE's) ranks them over the same
+four stand-ins, each dataset's seeds averaged first. A run resumes: a (configuration, stand-in,
+seed) already in ``--out`` is skipped.
+
+Usage::
+
+    python benchmarks/bench_reference_sweep.py --method seurat_v3            # seed 0
+    python benchmarks/bench_reference_sweep.py --method maxfuse --seed 1
+    python benchmarks/bench_reference_sweep.py --method seurat_v3 --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from _common import ROOT, diagonal_scenario
+
+from dmmvae.config import load_config
+from dmmvae.selection import heldback_signals, rank, train_only
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_dmmvae_sweep import DATASETS, configurations  # noqa: E402
+
+CONFIG = ROOT / "config" / "diagonal.yaml"
+RULE = "anchors+labels"
+#: per method, the configurations asked: ``{}`` is the authors' recipe (the method's defaults,
+#: docs/recipes.md), then the product of the arguments the authors document as the ones to set
+#: Seurat v3's own values of the arguments its grid varies (SeuratV3.DEFAULTS)
+SEURAT_RECIPE = {"dims": 30, "k_anchor": 5, "k_filter": 200, "k_weight": 100}
+GRIDS: dict[str, list[dict]] = {
+    # Seurat v3 FindIntegrationAnchors / IntegrateData: dims (1:30), k.anchor (5), k.filter
+    # (200), k.weight (100)
+    "seurat_v3": [{}, *[c for c in configurations({"dims": [30, 10, 20, 50],
+                                                   "k_anchor": [5, 10, 20],
+                                                   "k_filter": [200, 100],
+                                                   "k_weight": [100, 50]})
+                        if c != SEURAT_RECIPE]],
+    # MaxFuse: its recipes per modality pair ({}), then one setting for every pair: the
+    # smoothing weight of the initial and refined matching (wt), the refinement iterations and
+    # the share of matches filtered, over the values of the authors' notebooks (0.3-0.7, 1-8,
+    # 0.1-0.4)
+    "maxfuse": [{}, *configurations({"init_wt,refine_wt": [(0.3, 0.3), (0.5, 0.5), (0.7, 0.7)],
+                                     "n_iters": [1, 3, 8], "filter_prop": [0.1, 0.3, 0.4]})],
+    # GLUE (scglue 0.4.1): the alignment weight and the latent width, GLUE's robustness study's
+    # axes (its defaults: lam_align 0.05, latent_dim 50); 10-35 min per fit on a core
+    "glue": [{}, {"lam_align": 0.02}, {"lam_align": 0.2}, {"latent_dim": 32}],
+}
+
+
+def out_path(method: str) -> Path:
+    return Path(__file__).parent / "results" / f"reference_sweep_{method}.csv"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--method", choices=sorted(GRIDS), required=True)
+    ap.add_argument("--datasets", nargs="+", default=DATASETS)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: benchmarks/results/reference_sweep_<method>.csv")
+    ap.add_argument("--only", type=int, default=None,
+                    help="run only the grid's configuration of this number (0-based)")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    out = args.out or out_path(args.method)
+    if not args.report_only:
+        from dmmvae.methods import build_model
+
+        os.chdir(ROOT)
+        config = load_config(CONFIG)
+        rows = pd.read_csv(out).to_dict("records") if out.exists() else []
+        done = {(r["config"], r["dataset"], int(r["seed"])) for r in rows}
+        todo = GRIDS[args.method]
+        if args.only is not None:
+            todo = [todo[args.only]]
+        for name in args.datasets:
+            # the one door: train cells only, the test cells are not in memory from here on
+            sc = train_only(diagonal_scenario(config, name, args.seed))
+            for params in todo:
+                key = json.dumps(params, sort_keys=True)
+                if (key, name, args.seed) in done:
+                    continue
+                t0 = time.perf_counter()
+                signals = heldback_signals(build_model(args.method, params), sc,
+                                           config["training"], args.seed)
+                rows.append({"config": key, "dataset": name, "seed": args.seed, **signals,
+                             "train_seconds": time.perf_counter() - t0})
+                print(rows[-1], flush=True)
+                tmp = out.with_name(out.name + ".tmp")
+                pd.DataFrame(rows).to_csv(tmp, index=False)
+                tmp.replace(out)
+    table = rank(pd.read_csv(out), RULE)
+    table.insert(1, "position", range(1, len(table) + 1))
+    print(table.round(4).to_string())
+    recipe = json.dumps({})
+    where = (f"the recipe ranks {int(table.loc[recipe, 'position'])} of {len(table)}"
+             if recipe in table.index else "")
+    print(f"\nchosen by the rule '{RULE}' (lowest mean): {table.index[0]}; {where}")
+
+
+if __name__ == "__main__":
+    main()
