@@ -3,6 +3,7 @@ worker subprocesses."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -19,6 +20,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: the layer sizes and batch size every training benchmark uses (ours and scvi-tools alike)
 LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
 BATCH_SIZE = 256
+#: the stand-ins every selection grid is asked on (bench_dmmvae_sweep, bench_reference_sweep)
+SELECTION_DATASETS = ["cite_bmmc600", "teaseq_pbmc1262", "genesplit_link0.1", "snare_mop5232"]
 
 
 def peak_rss_mb() -> float:
@@ -122,6 +125,18 @@ def diagonal_scenario(config: dict, dataset: str, split: int, kind: str = "diago
     params = {**preprocessing_params(config, dataset),
               "train_fraction": config["split"]["train_fraction"]}
     return make_scenario(preprocess(raw, params, seed=split), kind, seed=split)
+
+
+def configurations(grid: dict) -> list[dict]:
+    """Every configuration of ``grid`` (the product of its values); a key ``"a,b"`` with tuples
+    ``(va, vb)`` sets both; keys that start with ``training.`` set the training loop."""
+    out = []
+    for values in itertools.product(*grid.values()):
+        params = {}
+        for key, value in zip(grid, values, strict=True):
+            params.update(zip(key.split(","), value, strict=True) if "," in key else {key: value})
+        out.append(params)
+    return out
 
 
 def sparse_counts(

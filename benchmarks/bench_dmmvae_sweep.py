@@ -20,14 +20,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import time
 from pathlib import Path
 
 import pandas as pd
-from _common import ROOT, diagonal_scenario
+from _common import ROOT, configurations, diagonal_scenario
+from _common import SELECTION_DATASETS as DATASETS
 
 from dmmvae.config import load_config
 from dmmvae.selection import (
@@ -51,7 +51,6 @@ GRID = {
 }
 #: fixed in this grid: cycle_weight 0 (a first grid, shared_core x latent 0/0.01/0.1 x cycle 0/1,
 #: ranked every cycle_weight-1 configuration below its cycle-0 twin, on the rule and on test cells)
-DATASETS = ["cite_bmmc600", "teaseq_pbmc1262", "genesplit_link0.1", "snare_mop5232"]
 #: a second question for the same rule, asked after the first grid froze the settings above:
 #: do mmAAVI's guidance-graph decoders (methods/_graph.py) help the frozen configuration?
 FROZEN = {"shared_core": False, "latent_adversarial_weight": 0.01,
@@ -233,18 +232,6 @@ SCENARIO_OF_GRID = {"default_atac_input": "paired", "default_graph_imputation": 
 DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
                     for g in [*SCENARIO_OF_GRID, "noanchor_atac_input", "noanchor_atac_likelihood"]}
 
-
-
-def configurations(grid: dict) -> list[dict]:
-    """Every configuration of ``grid`` (the product of its values); a key ``"a,b"`` with tuples
-    ``(va, vb)`` sets both; keys that start with ``training.`` set the training loop."""
-    out = []
-    for values in itertools.product(*grid.values()):
-        params = {}
-        for key, value in zip(grid, values, strict=True):
-            params.update(zip(key.split(","), value, strict=True) if "," in key else {key: value})
-        out.append(params)
-    return out
 
 
 def main() -> None:

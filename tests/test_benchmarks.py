@@ -99,14 +99,10 @@ def test_bench_diagonal_runs_splits_and_resumes(tmp_path):
     assert " split " not in again.stdout.split("dataset")[0]  # no run printed before the table
 
 
-def test_bench_diagonal_link_fraction_curve(tmp_path):
-    """Datasets that differ only in their link fraction (three or more fractions) make a curve:
-    per family, model and fraction the mean and interval over splits, in a CSV and a figure
-    beside the bench CSV."""
-    import pandas as pd
-
-    # the script imports its helpers from benchmarks/ and pins the thread counts of the process
-    # it runs in (NUMBA_NUM_THREADS included): both are put back, numba refuses a changed value
+def _load_bench_diagonal():
+    """bench_diagonal.py as a module (it imports its helpers from benchmarks/ and pins the
+    thread counts of the process it runs in, NUMBA_NUM_THREADS included: both are put back,
+    numba refuses a changed value)."""
     threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in threads}
     sys.path.insert(0, str(BENCH))
@@ -121,6 +117,16 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    return bench
+
+
+def test_bench_diagonal_link_fraction_curve(tmp_path):
+    """Datasets that differ only in their link fraction (three or more fractions) make a curve:
+    per family, model and fraction the mean and interval over splits, in a CSV and a figure
+    beside the bench CSV."""
+    import pandas as pd
+
+    bench = _load_bench_diagonal()
     assert bench.curve_family("snare_links0.05") == "snare"
     assert bench.curve_family("genesplit_link0.1") == "genesplit"
     assert bench.link_fraction({"preprocessing": {"links": {"keep_fraction": 0.05}}}) == 0.05
@@ -141,6 +147,32 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
     bench.report(rows, tmp_path / "lf.csv")
     assert (tmp_path / "lf_curve.csv").exists() and (tmp_path / "lf_curve.png").stat().st_size > 0
     assert "FOSCTTM against the link fraction" in (tmp_path / "lf_summary.md").read_text()
+
+
+def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
+    """SCOT reads no link: two datasets that differ only in their links give it the same inputs
+    (one fingerprint), so the bench fits it once; any other change of the inputs is seen."""
+    import numpy as np
+    from _synthetic import scenario
+
+    from dmmvae.methods import MODELS
+
+    bench = _load_bench_diagonal()
+    sc = scenario(kind="diagonal", n_cells=200)
+    other = sc.copy()
+    other.uns["links"] = {"rna-atac": {"i": [0], "j": [1], "w": [1.0]}}
+    assert bench.inputs_without_links(other) == bench.inputs_without_links(sc)
+    changed = sc.copy()
+    x = changed.mod["atac"].X.copy()
+    x[0, 0] = 1 - x[0, 0]
+    changed.mod["atac"].X = x
+    masks = sc.copy()
+    col = next(c for c in masks.obs if c.startswith("visible_"))
+    masks.obs[col] = np.roll(masks.obs[col].to_numpy(), 1)
+    digests = {bench.inputs_without_links(m) for m in (sc, changed, masks)}
+    assert len(digests) == 3
+    assert not MODELS["gw_ot"].reads_links and MODELS["seurat_v3"].reads_links
+    assert MODELS["glue"].reads_links and MODELS["dmmvae"].reads_links
 
 
 def _benchmark_imports(path: Path) -> list[tuple[int, str]]:

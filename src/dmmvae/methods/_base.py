@@ -58,6 +58,9 @@ class Method(ABC):
     #: True for the diagonal controls (PROTOCOL: "diagonal and mosaic"): they ignore any pairing
     #: and apply only where some train cells show one modality, so paired scenarios skip them.
     needs_unpaired: ClassVar[bool] = False
+    #: False for a method that reads no linked feature (``uns["links"]``): its fit depends on
+    #: the modalities' matrices, the split and the masks alone (SCOT, the random control).
+    reads_links: ClassVar[bool] = True
     #: True for torch models (they write a checkpoint of their weights).
     is_neural: ClassVar[bool] = False
     #: True when the method runs on the job's device (CUDA when present); False: CPU only.

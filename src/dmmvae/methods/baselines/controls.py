@@ -121,6 +121,8 @@ class KnnRegression(Method):
 
 
 class RandomEmbedding(Method):
+    reads_links = False
+
     DEFAULTS: ClassVar[dict[str, Any]] = {"n_dims": 20}
 
     def fit(self, mdata, *, training=None, seed=0, device="cpu") -> pd.DataFrame:

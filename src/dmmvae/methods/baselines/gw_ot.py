@@ -240,6 +240,7 @@ class GromovWassersteinOT(Method):
     """SCOT-style GW transport and barycentric projection (see the module docstring)."""
 
     needs_unpaired = True  # a diagonal control (PROTOCOL): not run on paired scenarios
+    reads_links = False  # SCOT aligns the two modalities' geometries, no feature is shared
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "n_pcs": [15, 30],  # components of each view; a list is self-tuned (lowest GW)
