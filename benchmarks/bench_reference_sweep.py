@@ -37,14 +37,13 @@ RULE = "anchors+labels"
 #: docs/recipes.md), then the product of the arguments the authors document as the ones to set
 #: Seurat v3's own values of the arguments its grid varies (SeuratV3.DEFAULTS)
 SEURAT_RECIPE = {"dims": 30, "k_anchor": 5, "k_filter": 200, "k_weight": 100}
+SEURAT_GRID = configurations({"dims": [30, 10, 20, 50], "k_anchor": [5, 10, 20],
+                              "k_filter": [200, 100], "k_weight": [100, 50]})
 GRIDS: dict[str, list[dict]] = {
     # Seurat v3 FindIntegrationAnchors / IntegrateData: dims (1:30), k.anchor (5), k.filter
-    # (200), k.weight (100)
-    "seurat_v3": [{}, *[c for c in configurations({"dims": [30, 10, 20, 50],
-                                                   "k_anchor": [5, 10, 20],
-                                                   "k_filter": [200, 100],
-                                                   "k_weight": [100, 50]})
-                        if c != SEURAT_RECIPE]],
+    # (200), k.weight (100), then the same with the weights' kernel twice as wide (sd.weight 2)
+    "seurat_v3": [{}, *[c for c in SEURAT_GRID if c != SEURAT_RECIPE],
+                  *[{**c, "sd_weight": 2.0} for c in SEURAT_GRID]],
     # MaxFuse: its recipes per modality pair ({}), then one setting for every pair: the
     # smoothing weight of the initial and refined matching (wt) and the share of matches
     # filtered, over the values of the authors' notebooks (0.3-0.7, 0.1-0.4); refinement
