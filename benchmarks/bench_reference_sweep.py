@@ -39,6 +39,8 @@ RULE = "anchors+labels"
 SEURAT_RECIPE = {"dims": 30, "k_anchor": 5, "k_filter": 200, "k_weight": 100}
 SEURAT_GRID = configurations({"dims": [30, 10, 20, 50], "k_anchor": [5, 10, 20],
                               "k_filter": [200, 100], "k_weight": [100, 50]})
+MAXFUSE_GRID = {"init_wt,refine_wt": [(0.3, 0.3), (0.5, 0.5), (0.7, 0.7)],
+                "filter_prop": [0.1, 0.3, 0.4]}
 GRIDS: dict[str, list[dict]] = {
     # Seurat v3 FindIntegrationAnchors / IntegrateData: dims (1:30), k.anchor (5), k.filter
     # (200), k.weight (100), then the same with the weights' kernel twice as wide (sd.weight 2)
@@ -46,10 +48,12 @@ GRIDS: dict[str, list[dict]] = {
                   *[{**c, "sd_weight": 2.0} for c in SEURAT_GRID]],
     # MaxFuse: its recipes per modality pair ({}), then one setting for every pair: the
     # smoothing weight of the initial and refined matching (wt) and the share of matches
-    # filtered, over the values of the authors' notebooks (0.3-0.7, 0.1-0.4); refinement
-    # iterations at the pair's recipe (7 min per fit on SNARE-seq with its 8)
-    "maxfuse": [{}, *configurations({"init_wt,refine_wt": [(0.3, 0.3), (0.5, 0.5), (0.7, 0.7)],
-                                     "filter_prop": [0.1, 0.3, 0.4]})],
+    # filtered, over the values of the authors' notebooks (0.3-0.7, 0.1-0.4), refinement
+    # iterations and matching ratio at the pair's recipe; then the same with the iterations
+    # (1 / 3 / 8) and the matching ratio (3 / 4 / 5) of their notebooks set too
+    "maxfuse": [{}, *configurations(MAXFUSE_GRID),
+                *configurations({**MAXFUSE_GRID, "n_iters": [1, 3, 8],
+                                 "matching_ratio": [3, 4, 5]})],
     # GLUE (scglue 0.4.1): the alignment weight and the latent width, GLUE's robustness study's
     # axes (its defaults: lam_align 0.05, latent_dim 50); 10-35 min per fit on a core
     "glue": [{}, {"lam_align": 0.02}, {"lam_align": 0.2}, {"latent_dim": 32}],
