@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--only", type=int, default=None,
                     help="run only the grid's configuration of this number (0-based)")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--report-seeds", nargs="+", type=int, default=None,
+                    help="rank on these seeds' rows only (default: every seed in --out; a "
+                         "configuration asked on fewer seeds is ranked on the ones it has)")
     args = ap.parse_args()
     out = args.out or out_path(args.method)
     if not args.report_only:
@@ -102,7 +105,10 @@ def main() -> None:
                 tmp = out.with_name(out.name + ".tmp")
                 pd.DataFrame(rows).to_csv(tmp, index=False)
                 tmp.replace(out)
-    table = rank(pd.read_csv(out), RULE)
+    scored = pd.read_csv(out)
+    if args.report_seeds is not None:
+        scored = scored[scored["seed"].isin(args.report_seeds)]
+    table = rank(scored, RULE)
     table.insert(1, "position", range(1, len(table) + 1))
     print(table.round(4).to_string())
     recipe = json.dumps({})
