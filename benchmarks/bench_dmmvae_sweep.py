@@ -216,7 +216,14 @@ GRIDS["noanchor_glue_budget"] = {
        if k not in ("graph_decoder,latent_adversary_loss", "training.max_epochs,training.early_stopping_patience")},
     "graph_decoder": ["glue"], "latent_adversary_loss": ["confusion"],
     "training.max_epochs,training.early_stopping_patience": [(400, 100), (1000, 200)]}
-RULE_OF_GRID = {"noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
+# a twenty-seventh: the chosen anchor-free model trained in GLUE's two stages (glue_stages:
+# pretraining with the burn-in noise always on, then fine-tuning from its best weights) or in one
+GRIDS["noanchor_stages"] = {
+    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "glue_stages": [False, True]}
+RULE_OF_GRID = {"noanchor_stages": "anchors+labels",
+                "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
                 "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
                 "noanchor_per_feature": "anchors+labels",
@@ -259,7 +266,8 @@ def main() -> None:
                          "weighs it (per-feature likelihood, GLUE's weights); noanchor_rna_input: its RNA "
                          "encoder input (GLUE's PCA); noanchor_atac_likelihood: its ATAC likelihood "
                          "(GLUE's NB on peak counts); noanchor_glue_parts: GLUE's variational feature "
-                         "embeddings and minimax adversary; default_atac_input, default_graph_imputation: the "
+                         "embeddings and minimax adversary; noanchor_stages: GLUE's two training "
+                         "stages; default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
     ap.add_argument("--only", type=int, default=None,

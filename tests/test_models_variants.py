@@ -878,6 +878,39 @@ def test_dmmvae_glue_graph_decoder_is_variational_and_aligns_the_gene_split():
         build_model("dmmvae", {"latent_adversary_loss": "wasserstein"})
 
 
+def test_dmmvae_glue_stages_pretrain_with_the_noise_on_then_fine_tune_from_those_weights():
+    """``glue_stages`` (scglue fit_SCGLUE): the pretraining stage keeps the burn-in noise at
+    1.5 on every epoch and keeps weights from the end of the KL warm-up; the fine-tuning stage
+    starts from the pretraining's best weights (its first epoch's loss is near the pretraining's
+    last, far below the pretraining's first), with the module's own burn-in, on the same
+    validation cells; the anchor-free model with GLUE's parts aligns the gene split."""
+    sc = make_scenario(_gene_split(), "diagonal", seed=0)
+    labels = labels_of_test_cells(sc)
+    params = {**FAST, "n_hidden": 64, "anchor_weight": 0.0, "guidance_graph": True,
+              "graph_decoder": "embedding", "disc_hidden": 64, "disc_steps": 1,
+              "align_burnin": 5, "glue_stages": True}
+    model = build_model("dmmvae", params)
+    noise = []
+    burnin = model.module.burnin_noise
+    model.module.burnin_noise = lambda state: noise.append(  # type: ignore[method-assign]
+        (model.module.pretraining, int(state.epoch), burnin(state))) or noise[-1][2]
+    hist = model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 30})
+    info = model.train_info
+    n1, n2 = info["epochs_per_stage"]["pretrain"], info["epochs_per_stage"]["finetune"]
+    assert list(hist["stage"]) == ["pretrain"] * n1 + ["finetune"] * n2
+    assert list(hist["epoch"]) == list(range(n1 + n2)) and info["epochs_run"] == n1 + n2
+    assert n1 <= info["best_epoch"] < n1 + n2
+    assert {v for pre, _, v in noise if pre} == {1.5}
+    fine = [(e, v) for pre, e, v in noise if not pre]
+    assert fine[0][1] == 1.5 and fine[-1][1] < 1.5  # the module's burn-in fades in stage 2
+    assert info["n_validation_cells"] > 0
+    loss = hist["train_loss"].to_numpy()
+    assert abs(loss[n1] - loss[n1 - 1]) < 0.25 * abs(loss[0] - loss[n1 - 1]), loss
+    _aligns_gene_split(model, sc, labels, "GLUE's two stages")
+    with pytest.raises(ValueError, match="glue_stages"):
+        build_model("dmmvae", {"glue_stages": True, "latent_adversarial_weight": 0.0})
+
+
 # --------------------------------------------------------------------------------------
 # no silent unaligned run: a part that needs linked features stops when there are none
 # --------------------------------------------------------------------------------------

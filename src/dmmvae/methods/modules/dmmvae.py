@@ -257,6 +257,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # input carries N(0, 1.5^2) noise fading linearly to 0, and in which no weights are kept
         # and no patience counted (GLUE's burn-in); 0 = off
         "disc_lr": None,  # discriminator learning rate (None = training lr)
+        # GLUE's two stages (scglue fit_SCGLUE): a pretraining with the burn-in noise on the
+        # latent discriminator's input at full strength throughout (weights kept, patience
+        # counted), then a fine-tuning from its best weights with the burn-in above
+        "glue_stages": False,
         "relaxed_temperature": 0.5,  # relaxed-Bernoulli temperature of generated binary cells
         "likelihood_scale": "sum",  # "sum": log-likelihoods summed over features, aligning
         # weights in reconstruction units | "per_feature": GLUE's normalisation (module doc)
@@ -296,6 +300,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError(f"dmmvae: disc_dropout must be in [0, 1), got {p['disc_dropout']}")
         if int(p["align_burnin"]) < 0:
             raise ValueError(f"dmmvae: align_burnin must be >= 0 (epochs), got {p['align_burnin']}")
+        if p["glue_stages"] and not float(p["latent_adversarial_weight"]) > 0:
+            raise ValueError("dmmvae: glue_stages pretrains against the latent discriminator; set "
+                             "latent_adversarial_weight > 0 (or glue_stages: false)")
         if int(p["anchor_refresh"]) < 0:
             raise ValueError(f"dmmvae: anchor_refresh must be >= 0, got {p['anchor_refresh']}")
         if int(p["anchor_refresh"]) and p["anchor_scope"] != "global":
@@ -660,12 +667,20 @@ class DMMVAE(GuidanceGraph, MMVAE):
     def burnin_epochs(self) -> int:
         """Epochs after the KL warm-up in which the training loop keeps no weights and counts
         no patience: ``align_burnin`` when the latent adversary is on, else 0."""
+        if self.pretraining:
+            return 0
         return int(self.params["align_burnin"]) if self.latent_disc is not None else 0
+
+    #: True in the first of GLUE's two stages (``glue_stages``, set by the model's ``fit``)
+    pretraining = False
 
     def burnin_noise(self, state) -> float:
         """Scale of the N(0, 1) noise added to the latent discriminator's input at
         ``state.epoch``: 1.5 at the first adversarial epoch, falling linearly to 0 over
-        ``align_burnin`` epochs (GLUE's ``BURNIN_NOISE_EXAG`` and ``align_burnin``)."""
+        ``align_burnin`` epochs (GLUE's ``BURNIN_NOISE_EXAG`` and ``align_burnin``); 1.5 at every
+        epoch of the pretraining stage (``glue_stages``)."""
+        if self.pretraining:
+            return BURNIN_NOISE
         burnin = int(self.params["align_burnin"])
         if not burnin or state is None:
             return 0.0

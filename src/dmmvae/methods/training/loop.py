@@ -193,8 +193,13 @@ def fit_model(
     seed: int = 0,
     device: str = "auto",
     training: Mapping[str, Any] | None = None,
+    init_state: Mapping[str, Any] | None = None,
+    order_seed: int | None = None,
 ) -> pd.DataFrame:
-    """Build ``model`` (a :class:`~dmmvae.methods.modules.vae.MultimodalVAE` module) from ``mdata`` and train it."""
+    """Build ``model`` (a :class:`~dmmvae.methods.modules.vae.MultimodalVAE` module) from ``mdata`` and train it.
+
+    ``init_state``: weights to start from (a second stage); ``order_seed``: seed of the minibatch
+    order (default ``seed``; the validation cells always follow ``seed``)."""
     cfg = resolve_training(training)
     limit = cfg["time_limit_minutes"]
     time_limit_s = 60.0 * float(limit) if limit else None
@@ -207,6 +212,8 @@ def fit_model(
     model.n_classes = len(spec.labels) if semi > 0 and spec.labels else 0
     model.build(spec)
     model.to(dev)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     data = MultimodalData(mdata, spec, dev)
     train_cells, val_cells = train_and_validation_cells(
         mdata, float(cfg["validation_fraction"]), seed
@@ -221,7 +228,7 @@ def fit_model(
     ctx = StepContext(dev, cfg["amp"], cfg["grad_clip"])
     warm = int(cfg["kl_warmup_epochs"])
     state = TrainingState(data.n_obs, warmup_epochs=warm)  # what the module carries across steps
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed if order_seed is None else order_seed)
     bs = int(cfg["batch_size"])
     eval_bs = eval_batch_size(bs, sum(ms.n_features for ms in spec.modalities.values()))
     patience = int(cfg["early_stopping_patience"])

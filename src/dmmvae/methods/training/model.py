@@ -24,6 +24,8 @@ with :class:`~._base.MissingLinksError` instead of training unaligned
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -451,7 +453,36 @@ class DMMVAEModel(VAEModel):
             self.module.set_lsi_input(lsi_inputs(mdata))
         if self.params["rna_input"] != "counts":
             self.module.set_pca_input(pca_inputs(mdata, int(self.params["rna_pcs"]), seed))
-        return super().fit(mdata, training=training, seed=seed, device=device)
+        if not self.params["glue_stages"]:
+            return super().fit(mdata, training=training, seed=seed, device=device)
+        return self._fit_glue_stages(mdata, training, seed, device)
+
+    def _fit_glue_stages(self, mdata, training, seed: int, device: str) -> pd.DataFrame:
+        """GLUE's two stages (scglue ``fit_SCGLUE``): pretrain with the burn-in noise always on,
+        then fine-tune from the pretraining's best weights (no KL warm-up, the module's
+        burn-in, the minibatch order of ``seed + 1``, the same validation cells). The history
+        numbers the epochs on from one stage to the next (column ``stage``)."""
+        self.module.pretraining = True
+        try:
+            first = super().fit(mdata, training=training, seed=seed, device=device)
+        finally:
+            self.module.pretraining = False
+        info = dict(self.train_info)
+        second = fit_model(self.module, mdata, seed=seed, device=device,
+                           training={**(training or {}), "kl_warmup_epochs": 0},
+                           init_state=copy.deepcopy(self.module.state_dict()),
+                           order_seed=seed + 1)
+        n1 = len(first)
+        second["epoch"] += n1
+        self.module.train_info.update({
+            "epochs_run": n1 + len(second),
+            "best_epoch": n1 + int(self.module.train_info["best_epoch"]),
+            "train_seconds": info["train_seconds"] + self.module.train_info["train_seconds"],
+            "epochs_per_stage": {"pretrain": n1, "finetune": len(second)},
+            "pretrain_best_epoch": int(info["best_epoch"]),
+        })
+        return pd.concat([first.assign(stage="pretrain"), second.assign(stage="finetune")],
+                         ignore_index=True)
 
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
         if self.params["atac_input"] in LSI_ALL_INPUTS:  # the rows of THIS data's cells
