@@ -25,7 +25,6 @@ with :class:`~._base.MissingLinksError` instead of training unaligned
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
