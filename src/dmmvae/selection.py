@@ -69,29 +69,44 @@ def assert_train_only(mdata: md.MuData) -> None:
             "scenario through dmmvae.selection.train_only before fitting or scoring")
 
 
+def _gather(data, cells, encode, mods=None, targets: bool = True):
+    """Per modality, the cells of ``cells`` that show it: their codes, likelihood targets (None
+    with ``targets=False``) and row numbers. ``encode(batch)`` gives ``pick(m, rows)``, the codes
+    of the batch's ``rows`` encoded from ``m`` alone. ``mods=None``: the scenario's masks say
+    which cells show a modality; else every cell shows each of ``mods`` (``data.batches``)."""
+    import torch
+
+    use = list(mods) if mods is not None else list(data.spec.modalities)
+    out = {m: ([], [], []) for m in use}
+    for batch in data.batches(cells, 1024, mods=mods):
+        pick = encode(batch)
+        for m in use:
+            rows = batch["mask"][m]
+            if rows.any():
+                out[m][0].append(pick(m, rows))
+                if targets:
+                    out[m][1].append(batch["x"][m][rows])
+                out[m][2].append(batch["index"][rows])
+    return {m: tuple(torch.cat(v) if v else None for v in vs) for m, vs in out.items() if vs[0]}
+
+
 def _codes(model, mdata, cells, targets: bool = True):
-    """Each cell of ``cells`` encoded from the one modality it shows: per modality the codes,
-    the likelihood targets (None with ``targets=False``) and the row numbers of the cells."""
+    """Each cell of ``cells`` encoded by ``model`` from the one modality it shows
+    (:func:`_gather`)."""
     import torch
 
     from .methods.training.batches import MultimodalData
 
     module = model.module
-    data = MultimodalData(mdata, module.spec, module.device)
-    mods = module.modalities
-    out = {m: ([], [], []) for m in mods}
+
+    def encode(batch):
+        qz = module.encode(batch)
+        return lambda m, rows: module.embed({m: qz[m]}, {m: rows})[rows]
+
     module.eval()
     with torch.no_grad():
-        for batch in data.batches(cells, 1024, mods=mods):
-            qz = module.encode(batch)
-            for m in mods:
-                rows = batch["mask"][m]
-                if rows.any():
-                    out[m][0].append(module.embed({m: qz[m]}, {m: rows})[rows])
-                    if targets:
-                        out[m][1].append(batch["x"][m][rows])
-                    out[m][2].append(batch["index"][rows])
-    return {m: tuple(torch.cat(v) if v else None for v in vs) for m, vs in out.items() if vs[0]}
+        return _gather(MultimodalData(mdata, module.spec, module.device), cells, encode,
+                       mods=module.modalities, targets=targets)
 
 
 def _anchor_foscttm(spec, codes, k: int) -> float:
@@ -210,18 +225,11 @@ def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5) -> di
     labels = mdata.obs[LABEL].astype(str).to_numpy()
     lt = _label_transfer({m: (z[m][shown[m]], labels[shown[m]]) for m in mdata.mod}, k)
     spec = build_spec(mdata)
-    data = MultimodalData(mdata, spec, "cpu")
-    held: dict[str, tuple[list, list]] = {m: ([], []) for m in mdata.mod}
-    for batch in data.batches(val, 1024):
-        for m in mdata.mod:
-            sel = batch["mask"][m]
-            held[m][0].append(batch["x"][m][sel])
-            held[m][1].append(batch["index"][sel].cpu().numpy())
-    codes = {}
-    for m, (xs, idx) in held.items():
-        idx = np.concatenate(idx)
-        if len(idx):
-            codes[m] = (torch.as_tensor(z[m][idx]), torch.cat(xs).float(), idx)
+
+    def encode(batch):  # the codes predicted above, looked up by row
+        return lambda m, rows: torch.as_tensor(z[m][batch["index"][rows].cpu().numpy()])
+
+    codes = _gather(MultimodalData(mdata, spec, "cpu"), val, encode)
     return {"validation_anchor_foscttm": _anchor_foscttm(spec, codes, k),
             "train_label_transfer": lt}
 
