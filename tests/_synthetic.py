@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import mudata as md
 import numpy as np
 import torch
 
 from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN, visible_key
+from dmmvae.data.links import add_links
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
@@ -28,6 +30,23 @@ def preprocessed(mods: tuple[str, ...], n_cells: int, seed: int = 0):
         n_cells=n_cells, modalities={m: MOD_SPECS[m] for m in mods}, seed=seed
     )
     return preprocess(raw, seed=seed)
+
+
+@functools.cache
+def gene_split(n_cells: int = 600, overlap: int = 100):
+    """One simulated RNA modality split into two overlapping gene sets (``overlap`` genes in
+    both, linked by name): the synthetic analogue of gene <-> protein links."""
+    raw = simulate_shared_private(
+        n_cells=n_cells, modalities={"rna": {"kind": "rna", "n_features": 300, "n_private": 2}}, seed=0
+    )
+    pre = preprocess(raw, seed=0)
+    a = pre.mod["rna"]
+    half = (a.n_vars + overlap) // 2
+    with md.set_options(pull_on_update=False):
+        out = md.MuData({"genes_a": a[:, :half].copy(), "genes_b": a[:, a.n_vars - half :].copy()})
+    out.obs = pre.obs.copy()
+    add_links(out)  # the preprocessing step that links the shared genes by name
+    return out
 
 
 def scenario(mods=("rna", "atac"), kind="paired", n_cells=300, seed=0):

@@ -7,9 +7,6 @@ stop-gradient, and D-MMVAE with zero adversarial weights == MMVAE.
 
 from __future__ import annotations
 
-import functools
-
-import mudata as md
 import numpy as np
 import pytest
 import torch
@@ -17,6 +14,7 @@ from _synthetic import (
     built_module,
     fit_predict_diagonal,
     fit_predict_paired,
+    gene_split,
     hidden_atac_batch,
     labels_of_test_cells,
     scenario,
@@ -24,10 +22,7 @@ from _synthetic import (
 )
 
 from dmmvae.constants import SPLIT, TEST, TRAIN, visible_key
-from dmmvae.data.links import add_links
-from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
-from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import MODELS, build_model
 from dmmvae.methods.modules.likelihoods import LIKELIHOODS
 from dmmvae.methods.modules.mmaavi import MMAAVI
@@ -48,21 +43,7 @@ def variant_params(variant: str) -> dict:
 TRAIN_CFG = {"max_epochs": 30, "batch_size": 128, "kl_warmup_epochs": 5, "lr": 3e-3, "progress_bar": False}
 
 
-@functools.cache
-def _gene_split(n_cells: int = 600, overlap: int = 100):
-    """One simulated RNA modality split into two overlapping gene sets (``overlap`` genes in
-    both, linked by name): the synthetic analogue of gene <-> protein links."""
-    raw = simulate_shared_private(
-        n_cells=n_cells, modalities={"rna": {"kind": "rna", "n_features": 300, "n_private": 2}}, seed=0
-    )
-    pre = preprocess(raw, seed=0)
-    a = pre.mod["rna"]
-    half = (a.n_vars + overlap) // 2
-    with md.set_options(pull_on_update=False):
-        out = md.MuData({"genes_a": a[:, :half].copy(), "genes_b": a[:, a.n_vars - half :].copy()})
-    out.obs = pre.obs.copy()
-    add_links(out)  # the preprocessing step that links the shared genes by name
-    return out
+_gene_split = gene_split
 
 
 def test_variants_are_registered():

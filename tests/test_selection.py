@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import ast
-import functools
 import json
 import sys
 from pathlib import Path
 
-import mudata as md
 import numpy as np
 import pandas as pd
 import pytest
-from _synthetic import scenario
+from _synthetic import gene_split, scenario
 
 from dmmvae import selection
 from dmmvae.constants import LABEL, SPLIT, TEST, TRAIN
-from dmmvae.data.links import add_links
-from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
-from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.methods import build_model
 from dmmvae.methods.baselines.seurat_v3 import SeuratV3
 
@@ -149,20 +144,9 @@ def test_every_sweep_configuration_is_one_dmmvae_accepts():
     assert atac == {"lsi_all", "lsi_all+peaks", "lsi+peaks"}
 
 
-@functools.cache
 def _linked_gene_split():
-    """One simulated RNA modality split into two gene sets sharing 100 genes (linked by name),
-    diagonal scenario, train cells only."""
-    raw = simulate_shared_private(
-        n_cells=500, modalities={"rna": {"kind": "rna", "n_features": 300, "n_private": 2}}, seed=0)
-    pre = preprocess(raw, seed=0)
-    a = pre.mod["rna"]
-    half = (a.n_vars + 100) // 2
-    with md.set_options(pull_on_update=False):
-        out = md.MuData({"genes_a": a[:, :half].copy(), "genes_b": a[:, a.n_vars - half:].copy()})
-    out.obs = pre.obs.copy()
-    add_links(out)
-    return make_scenario(out, "diagonal", seed=0)
+    """:func:`_synthetic.gene_split` of 500 cells sharing 100 genes, diagonal scenario."""
+    return make_scenario(gene_split(500, 100), "diagonal", seed=0)
 
 
 def test_heldback_signals_score_a_reference_through_its_public_api_on_train_cells_only():

@@ -10,16 +10,14 @@ from __future__ import annotations
 import functools
 import tempfile
 
-import mudata as md
 import numpy as np
 import pytest
+from _synthetic import gene_split
 
 from dmmvae.constants import SPLIT, TEST
-from dmmvae.data.links import add_links
 from dmmvae.data.prepare import prepare_dataset
 from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
-from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.evaluate import evaluate_predictions
 from dmmvae.methods import MODELS, MissingLinksError, build_model
 from dmmvae.methods.baselines.seurat_v3 import (
@@ -125,19 +123,8 @@ def test_seurat_v3_is_registered_with_seurats_defaults():
 
 @functools.cache
 def _gene_split(overlap: int):
-    """One simulated RNA modality split into two gene sets sharing ``overlap`` genes (linked by
-    name), in the diagonal scenario."""
-    raw = simulate_shared_private(
-        n_cells=500, modalities={"rna": {"kind": "rna", "n_features": 300, "n_private": 2}}, seed=0
-    )
-    pre = preprocess(raw, seed=0)
-    a = pre.mod["rna"]
-    half = (a.n_vars + overlap) // 2
-    with md.set_options(pull_on_update=False):
-        out = md.MuData({"genes_a": a[:, :half].copy(), "genes_b": a[:, a.n_vars - half:].copy()})
-    out.obs = pre.obs.copy()
-    add_links(out)
-    return make_scenario(out, "diagonal", seed=0)
+    """:func:`_synthetic.gene_split` of 500 cells sharing ``overlap`` genes, diagonal scenario."""
+    return make_scenario(gene_split(500, overlap), "diagonal", seed=0)
 
 
 def test_seurat_v3_aligns_a_gene_split_and_encodes_each_test_cell_from_one_modality():
