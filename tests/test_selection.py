@@ -185,3 +185,42 @@ def test_the_reference_grids_start_at_the_recipe_and_every_configuration_builds(
         for c in grid:
             build_model(method, c)  # unknown keys fail here
     assert sweep.SEURAT_RECIPE not in sweep.GRIDS["seurat_v3"]  # it is {}
+
+
+def test_dmmvae_signals_read_only_the_modality_each_train_cell_shows():
+    """On a diagonal scenario D-MMVAE's signals encode each train cell from the one modality it
+    shows: one code per shown (cell, modality), and scrambling every hidden modality's values
+    changes neither signal (both would move if a hidden partner were read)."""
+    from dmmvae.constants import visible_key
+
+    blind = selection.train_only(_linked_gene_split())
+    model = build_model("dmmvae", {"n_hidden": 32, "n_latent": 8})
+    model.fit(blind, seed=0, training=TRAINING)
+    codes = selection._codes(model, blind, np.arange(blind.n_obs))
+    for m, (z, _, rows) in codes.items():
+        shown = np.flatnonzero(blind.obs[visible_key(m)].to_numpy(bool))
+        assert len(shown) < blind.n_obs
+        assert sorted(rows.cpu().numpy()) == list(shown) and len(z) == len(shown)
+
+    scrambled = blind.copy()
+    rng = np.random.default_rng(1)
+
+    def scramble(a, hidden, donors):
+        a = a.toarray() if hasattr(a, "toarray") else np.array(a)
+        a[hidden] = a[donors]
+        return a
+
+    for m, ad in scrambled.mod.items():  # each hidden row becomes another cell's shown row
+        hidden = ~scrambled.obs[visible_key(m)].to_numpy(bool)
+        donors = rng.permutation(np.flatnonzero(~hidden))[: hidden.sum()]
+        ad.X = scramble(ad.X, hidden, donors)
+        for name in list(ad.layers):
+            ad.layers[name] = scramble(ad.layers[name], hidden, donors)
+        for name in list(ad.obsm):
+            ad.obsm[name] = scramble(ad.obsm[name], hidden, donors)
+    before = (selection.validation_anchor_foscttm(model, blind, TRAINING, 0),
+              selection.train_label_transfer(model, blind))
+    after = (selection.validation_anchor_foscttm(model, scrambled, TRAINING, 0),
+             selection.train_label_transfer(model, scrambled))
+    print(before, after)
+    assert np.isfinite(before[0]) and before == pytest.approx(after, abs=1e-6)

@@ -91,8 +91,8 @@ def _gather(data, cells, encode, mods=None, targets: bool = True):
 
 
 def _codes(model, mdata, cells, targets: bool = True):
-    """Each cell of ``cells`` encoded by ``model`` from the one modality it shows
-    (:func:`_gather`)."""
+    """Each cell of ``cells`` encoded by ``model`` from the one modality it shows (the scenario's
+    masks, :func:`_gather`): a diagonal train cell's hidden modality is never read."""
     import torch
 
     from .methods.training.batches import MultimodalData
@@ -106,7 +106,7 @@ def _codes(model, mdata, cells, targets: bool = True):
     module.eval()
     with torch.no_grad():
         return _gather(MultimodalData(mdata, module.spec, module.device), cells, encode,
-                       mods=module.modalities, targets=targets)
+                       targets=targets)
 
 
 def _anchor_foscttm(spec, codes, k: int) -> float:
