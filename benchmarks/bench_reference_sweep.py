@@ -29,16 +29,18 @@ import pandas as pd
 from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario
 
 from dmmvae.config import load_config
+from dmmvae.methods.baselines.seurat_v3 import SeuratV3
 from dmmvae.selection import heldback_signals, rank, train_only
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
 RULE = "anchors+labels"
 #: per method, the configurations asked: ``{}`` is the authors' recipe (the method's defaults,
 #: docs/recipes.md), then the product of the arguments the authors document as the ones to set
-#: Seurat v3's own values of the arguments its grid varies (SeuratV3.DEFAULTS)
-SEURAT_RECIPE = {"dims": 30, "k_anchor": 5, "k_filter": 200, "k_weight": 100}
-SEURAT_GRID = configurations({"dims": [30, 10, 20, 50], "k_anchor": [5, 10, 20],
-                              "k_filter": [200, 100], "k_weight": [100, 50]})
+SEURAT_AXES = {"dims": [30, 10, 20, 50], "k_anchor": [5, 10, 20], "k_filter": [200, 100],
+               "k_weight": [100, 50]}
+#: Seurat v3's own values of the arguments its grid varies
+SEURAT_RECIPE = {k: SeuratV3.DEFAULTS[k] for k in SEURAT_AXES}
+SEURAT_GRID = configurations(SEURAT_AXES)
 MAXFUSE_GRID = {"init_wt,refine_wt": [(0.3, 0.3), (0.5, 0.5), (0.7, 0.7)],
                 "filter_prop": [0.1, 0.3, 0.4]}
 GRIDS: dict[str, list[dict]] = {
