@@ -21,7 +21,8 @@ Printed and written beside the CSV, named after it (``diagonal`` below): ``diago
 best reference on each dataset and metric, per split, with interval and verdict better / level /
 worse), the ablation table ``ablation.csv`` (what each part of ``dmmvae_global`` and of
 ``dmmvae_gw`` adds, per split; ``ablation_<name>.csv`` for another CSV) and markdown tables for
-the README and ``docs/`` (``diagonal_headline.md``, ``diagonal_verdicts.md``, ``ablation.md``).
+the README and ``docs/`` (``diagonal_headline.md``, ``diagonal_verdicts.md``, ``ablation.md``;
+``diagonal_designs.md``: the mission's other designs and D-MMVAE's best variant against them).
 Where datasets differ only in their link fraction (``config/link_fraction.yaml``: the gene
 split's ``link_fraction``, or ``preprocessing.links.keep_fraction`` of a real dataset), also the
 curve ``<name>_curve.csv`` / ``.png``: FOSCTTM and label transfer against the link fraction.
@@ -72,6 +73,10 @@ METRICS = ("foscttm/mean", "label_transfer_acc/mean", "label_transfer_bacc/mean"
 OURS = ("dmmvae", "dmmvae_global", "dmmvae_gw", "dmmvae_noanchor")
 REFERENCES = ("seurat_v3", "gw_ot", "glue", "maxfuse", "seurat_v3_tuned", "maxfuse_tuned")
 CLAIM_METRICS = ("foscttm/mean", "label_transfer_acc/mean")
+#: the mission's other designs (this package's implementations, not their authors' code): a
+#: table of their own, and D-MMVAE's variants against the best of them
+DESIGNS = ("scmodal", "mmaavi", "mmaavi_graph", "mvae", "mmvae", "mopoe", "mmvae_plus",
+           "mlp_fusion")
 #: the ablations: per model, a ladder of steps, each adding one part to the step before; the
 #: first ``n_baselines`` steps are references of the ladder (compared with nothing)
 ABLATIONS = {
@@ -258,13 +263,13 @@ HEADLINE_MODELS = ("random", *REFERENCES, *OURS)
 METRIC_LABEL = {"foscttm/mean": "FOSCTTM ↓", "label_transfer_acc/mean": "label transfer ↑"}
 
 
-def headline_markdown(rows: pd.DataFrame) -> str:
-    """dataset x metric rows, one column per headline model: mean [95 % interval] (splits)."""
+def headline_markdown(rows: pd.DataFrame, models=HEADLINE_MODELS) -> str:
+    """dataset x metric rows, one column per model: mean [95 % interval] (splits)."""
     out = []
     for ds in rows["dataset"].drop_duplicates():
         for metric in CLAIM_METRICS:
             row = {"dataset": ds, "metric": METRIC_LABEL[metric]}
-            for model in HEADLINE_MODELS:
+            for model in models:
                 v = interval(per_split(rows, ds, model, metric))
                 row[f"`{model}`"] = "—" if v.n == 0 else f"{v.text()} ({v.n})".replace(
                     f" (n={v.n})", "")
@@ -272,8 +277,9 @@ def headline_markdown(rows: pd.DataFrame) -> str:
     return pd.DataFrame(out).to_markdown(index=False)
 
 
-def verdicts_markdown(claim: pd.DataFrame) -> str:
-    """Per dataset and metric: the best D-MMVAE variant minus the best reference, per split."""
+def verdicts_markdown(claim: pd.DataFrame, against: str = "reference") -> str:
+    """Per dataset and metric: the best D-MMVAE variant minus the best reference (or design),
+    per split."""
     out = []
     for (ds, metric), g in claim.groupby(["dataset", "metric"], sort=False):
         sign = 1.0 if metric.startswith("foscttm") else -1.0
@@ -282,7 +288,7 @@ def verdicts_markdown(claim: pd.DataFrame) -> str:
             continue
         best = g.loc[(sign * g["difference"]).idxmin()]
         out.append({"dataset": ds, "metric": METRIC_LABEL.get(metric, metric),
-                    "best reference": f"`{best['reference']}`",
+                    f"best {against}": f"`{best['reference']}`",
                     "best D-MMVAE": f"`{best['ours']}`",
                     "difference [95 % CI]": f"{best['difference']:+.3f} [{best['low']:+.3f}, "
                                             f"{best['high']:+.3f}]",
@@ -332,6 +338,13 @@ def report(rows: pd.DataFrame, out: Path) -> None:
         abl.to_csv(out.with_name(f"{stem}.csv"), index=False)
         out.with_name(f"{stem}.md").write_text(ablation_markdown(abl) + "\n")
         md += ["## Ablations: what each part adds", "", abl.to_markdown(index=False, floatfmt=".3f"), ""]
+    designs = claims(ok, list(OURS), list(DESIGNS), list(CLAIM_METRICS))
+    if not designs.empty:  # the mission's designs beside D-MMVAE, the references for scale
+        text = ["# The mission's designs on the diagonal scenario", "",
+                headline_markdown(ok, ("random", *DESIGNS, *OURS)), "",
+                "D-MMVAE's best variant minus the best design, per split:", "",
+                verdicts_markdown(designs, "design"), ""]
+        out.with_name(f"{out.stem}_designs.md").write_text("\n".join(text))
     curve = link_fraction_curve(ok)
     if not curve.empty and curve.groupby("family")["link_fraction"].nunique().max() >= 3:
         curve.to_csv(out.with_name(f"{out.stem}_curve.csv"), index=False)
