@@ -224,3 +224,26 @@ def test_dmmvae_signals_read_only_the_modality_each_train_cell_shows():
              selection.train_label_transfer(model, scrambled))
     print(before, after)
     assert np.isfinite(before[0]) and before == pytest.approx(after, abs=1e-6)
+
+
+def test_the_reask_report_compares_choices_on_configurations_asked_again_everywhere():
+    """report_reask ranks the old and new rows of a grid on the configurations the new rows hold
+    on every (stand-in, seed) the old ones did, so a grid still running is not misread."""
+    sys.path.insert(0, str(BENCH))
+    import report_reask
+
+    def rows(values):
+        return pd.DataFrame([{"config": c, "dataset": d, "seed": 0,
+                              "validation_anchor_foscttm": v, "train_label_transfer": 0.5}
+                             for (c, d), v in values.items()])
+
+    old = rows({("a", "x"): 0.1, ("a", "y"): 0.1, ("b", "x"): 0.2, ("b", "y"): 0.2,
+                ("c", "x"): 0.3, ("c", "y"): 0.3})
+    # c is ahead now but asked on one stand-in only: left out; among a and b, b leads
+    new = rows({("a", "x"): 0.3, ("a", "y"): 0.3, ("b", "x"): 0.2, ("b", "y"): 0.1,
+                ("c", "x"): 0.0})
+    out = report_reask.compare("graph", old, new)  # rule "anchors"
+    assert (out["choice_before"], out["choice_now"], out["same_choice"]) == ("a", "b", False)
+    assert out["configurations_compared"] == 2 and out["rows_compared"] == 4
+    assert out["rank_now_of_choice_before"] == 2 and out["margin_now"] == pytest.approx(0.15)
+    assert report_reask.compare("graph", old, new.iloc[:1]) == {}
