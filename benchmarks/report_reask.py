@@ -51,7 +51,21 @@ def compare(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
             "rule_before": a["rule"].iloc[0], "rule_now": b["rule"].iloc[0],
             "margin_now": margin,
             "rank_now_of_choice_before": int(list(b.index).index(a.index[0])) + 1,
-            "rank_correlation": a["rule"].corr(b["rule"].reindex(a.index), method="spearman")}
+            "rank_correlation": a["rule"].corr(b["rule"].reindex(a.index), method="spearman"),
+            **more_seeds(rule, old, new)}
+
+
+def more_seeds(rule: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
+    """Where the grid was asked again on more seeds than at first: the rule's choice over every
+    seed of the configurations asked on all of them (a near tie asked again over seeds)."""
+    seeds = sorted(new["seed"].unique())
+    if set(seeds) <= set(old["seed"].unique()):
+        return {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
+    full = new.groupby("config")["seed"].nunique()
+    t = rank(new[new["config"].isin(full.index[full == len(seeds)])], rule)
+    return {"seeds_now": " ".join(map(str, seeds)), "choice_all_seeds": t.index[0],
+            "margin_all_seeds": t["rule"].iloc[1] - t["rule"].iloc[0] if len(t) > 1
+            else float("nan")}
 
 
 def main() -> None:
@@ -66,11 +80,12 @@ def main() -> None:
     tmp = RESULTS / "dmmvae_reask.csv.tmp"
     table.to_csv(tmp, index=False)
     tmp.replace(RESULTS / "dmmvae_reask.csv")
-    show = table.drop(columns=["choice_before", "choice_now"]).round(4)
+    show = table.drop(columns=["choice_before", "choice_now", "choice_all_seeds"]).round(4)
     lines = ["# D-MMVAE's grids asked again with signals that read only shown modalities", "",
              show.to_markdown(index=False), "", "Choices (configuration JSON):", ""]
     for r in table.itertuples():
-        lines.append(f"- `{r.grid}`: before {r.choice_before}; now {r.choice_now}")
+        lines.append(f"- `{r.grid}`: before {r.choice_before}; now {r.choice_now}"
+                     + (f"; over seeds {r.seeds_now}: {r.choice_all_seeds}" if r.seeds_now else ""))
     text = "\n".join(lines) + "\n"
     tmp = RESULTS / "dmmvae_reask.md.tmp"
     tmp.write_text(text)

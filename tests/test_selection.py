@@ -247,3 +247,10 @@ def test_the_reask_report_compares_choices_on_configurations_asked_again_everywh
     assert out["configurations_compared"] == 2 and out["rows_compared"] == 4
     assert out["rank_now_of_choice_before"] == 2 and out["margin_now"] == pytest.approx(0.15)
     assert report_reask.compare("graph", old, new.iloc[:1]) == {}
+    assert out["seeds_now"] == ""
+    # asked again over one more seed, where a leads: over both seeds a 0.15, b 0.175
+    more = pd.concat([new, rows({("a", "x"): 0.0, ("a", "y"): 0.0, ("b", "x"): 0.2,
+                                 ("b", "y"): 0.2}).assign(seed=1)])
+    out = report_reask.compare("graph", old, more)
+    assert out["choice_now"] == "b" and out["seeds_now"] == "0 1"
+    assert out["choice_all_seeds"] == "a" and out["margin_all_seeds"] == pytest.approx(0.025)
