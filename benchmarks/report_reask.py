@@ -56,13 +56,16 @@ def compare(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
 
 
 def more_seeds(rule: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
-    """Where the grid was asked again on more seeds than at first: the rule's choice over every
-    seed of the configurations asked on all of them (a near tie asked again over seeds)."""
+    """Where the grid was asked again on more seeds than at first (a near tie asked again over
+    seeds): the rule's choice over every seed, once every configuration has all of them."""
     seeds = sorted(new["seed"].unique())
     if set(seeds) <= set(old["seed"].unique()):
         return {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
-    full = new.groupby("config")["seed"].nunique()
-    t = rank(new[new["config"].isin(full.index[full == len(seeds)])], rule)
+    cells = new.groupby("config")[["dataset", "seed"]].apply(lambda g: len(g.drop_duplicates()))
+    full = cells.index[cells == len(seeds) * new["dataset"].nunique()]
+    if len(full) < new["config"].nunique():  # still running: no choice over seeds yet
+        return {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
+    t = rank(new[new["config"].isin(full)], rule)
     return {"seeds_now": " ".join(map(str, seeds)), "choice_all_seeds": t.index[0],
             "margin_all_seeds": t["rule"].iloc[1] - t["rule"].iloc[0] if len(t) > 1
             else float("nan")}
