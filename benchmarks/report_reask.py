@@ -52,18 +52,19 @@ def compare(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
             "margin_now": margin,
             "rank_now_of_choice_before": int(list(b.index).index(a.index[0])) + 1,
             "rank_correlation": a["rule"].corr(b["rule"].reindex(a.index), method="spearman"),
-            **more_seeds(rule, old, new)}
+            **more_seeds(rule, old, new[new["config"].isin(both["config"])])}
 
 
 def more_seeds(rule: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
     """Where the grid was asked again on more seeds than at first (a near tie asked again over
-    seeds): the rule's choice over every seed, once every configuration has all of them."""
+    seeds): the rule's choice over every seed, once every configuration of ``new`` (those
+    compared) has all of them."""
     seeds = sorted(new["seed"].unique())
     if set(seeds) <= set(old["seed"].unique()):
         return {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
     cells = new.groupby("config")[["dataset", "seed"]].apply(lambda g: len(g.drop_duplicates()))
     full = cells.index[cells == len(seeds) * new["dataset"].nunique()]
-    if len(full) < new["config"].nunique():  # still running: no choice over seeds yet
+    if len(full) < new["config"].nunique():  # still running: no choice over the seeds yet
         return {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
     t = rank(new[new["config"].isin(full)], rule)
     return {"seeds_now": " ".join(map(str, seeds)), "choice_all_seeds": t.index[0],
