@@ -15,6 +15,7 @@ Usage::
     python benchmarks/bench_dmmvae_sweep.py --grid graph          # one grid, seed 0
     python benchmarks/bench_dmmvae_sweep.py --grid atac --seed 1 --out more.csv
     python benchmarks/bench_dmmvae_sweep.py --report-only --grid knn --out ...knn.csv
+    python benchmarks/bench_dmmvae_sweep.py --grid knn --fix anchor_components=3 --out ...
 """
 
 from __future__ import annotations
@@ -241,6 +242,17 @@ DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
 
 
 
+def fixed(pairs: list[str]) -> dict[str, list]:
+    """``--fix KEY=JSON`` pairs as grid entries of one value each."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--fix {pair!r}: expected KEY=JSON, e.g. anchor_components=3")
+        out[key] = [json.loads(value)]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=None,
@@ -277,8 +289,11 @@ def main() -> None:
                     help="cpu (default) or cuda; compare configurations fitted on one device only")
     ap.add_argument("--patience", type=int, default=None,
                     help="training early_stopping_patience (default: the loop's, 10)")
+    ap.add_argument("--fix", nargs="+", default=[], metavar="KEY=JSON",
+                    help="hold a key of the grid at another value, e.g. anchor_components=3: "
+                         "a later question of a chain asked again from another earlier choice")
     args = ap.parse_args()
-    grid = GRIDS[args.grid]
+    grid = {**GRIDS[args.grid], **fixed(args.fix)}
     datasets = args.datasets or DATASETS_OF_GRID.get(args.grid, DATASETS)
     kind = SCENARIO_OF_GRID.get(args.grid, "diagonal")
     if not args.report_only:

@@ -254,3 +254,16 @@ def test_the_reask_report_compares_choices_on_configurations_asked_again_everywh
     out = report_reask.compare("graph", old, more)
     assert out["choice_now"] == "b" and out["seeds_now"] == "0 1"
     assert out["choice_all_seeds"] == "a" and out["margin_all_seeds"] == pytest.approx(0.025)
+
+
+def test_a_grid_can_be_asked_again_from_another_earlier_choice():
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+    from _common import configurations
+
+    grid = {**sweep.GRIDS["knn"], **sweep.fixed(["anchor_components=3"])}
+    todo = configurations(grid)
+    assert len(todo) == len(configurations(sweep.GRIDS["knn"])) == 3
+    assert {c["anchor_components"] for c in todo} == {3} and {c["n_knn"] for c in todo} == {5, 10, 20}
+    with pytest.raises(SystemExit, match="KEY=JSON"):
+        sweep.fixed(["anchor_components"])
