@@ -227,10 +227,10 @@ def test_dmmvae_signals_read_only_the_modality_each_train_cell_shows():
 
 
 def test_the_reask_report_compares_choices_on_configurations_asked_again_everywhere():
-    """report_reask ranks the old and new rows of a grid on the configurations the new rows hold
+    """--reask-report ranks the old and new rows of a grid on the configurations the new rows hold
     on every (stand-in, seed) the old ones did, so a grid still running is not misread."""
     sys.path.insert(0, str(BENCH))
-    import bench_dmmvae_sweep as report_reask
+    import bench_dmmvae_sweep as sweep
 
     def rows(values):
         return pd.DataFrame([{"config": c, "dataset": d, "seed": 0,
@@ -242,16 +242,16 @@ def test_the_reask_report_compares_choices_on_configurations_asked_again_everywh
     # c is ahead now but asked on one stand-in only: left out; among a and b, b leads
     new = rows({("a", "x"): 0.3, ("a", "y"): 0.3, ("b", "x"): 0.2, ("b", "y"): 0.1,
                 ("c", "x"): 0.0})
-    out = report_reask.compare_reask("graph", old, new)  # rule "anchors"
+    out = sweep.compare_reask("graph", old, new)  # rule "anchors"
     assert (out["choice_before"], out["choice_now"], out["same_choice"]) == ("a", "b", False)
     assert out["configurations_compared"] == 2 and out["rows_compared"] == 4
     assert out["rank_now_of_choice_before"] == 2 and out["margin_now"] == pytest.approx(0.15)
-    assert report_reask.compare_reask("graph", old, new.iloc[:1]) == {}
+    assert sweep.compare_reask("graph", old, new.iloc[:1]) == {}
     assert out["seeds_now"] == ""
     # asked again over one more seed, where a leads: over both seeds a 0.15, b 0.175
     more = pd.concat([new, rows({("a", "x"): 0.0, ("a", "y"): 0.0, ("b", "x"): 0.2,
                                  ("b", "y"): 0.2}).assign(seed=1)])
-    out = report_reask.compare_reask("graph", old, more)
+    out = sweep.compare_reask("graph", old, more)
     assert out["choice_now"] == "b" and out["seeds_now"] == "0 1"
     assert out["choice_all_seeds"] == "a" and out["margin_all_seeds"] == pytest.approx(0.025)
 
