@@ -32,6 +32,7 @@ from _common import ROOT, configurations, diagonal_scenario
 from _common import SELECTION_DATASETS as DATASETS
 
 from dmmvae.config import load_config
+from dmmvae.io import atomic_path, write_text
 from dmmvae.selection import (
     rank,
     train_label_transfer,
@@ -284,17 +285,20 @@ def compare_reask(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
             **more_seeds(rule, old, new[new["config"].isin(both["config"])])}
 
 
+NO_MORE_SEEDS = {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
+
+
 def more_seeds(rule: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
     """Where the grid was asked again on more seeds than at first (a near tie asked again over
     seeds): the rule's choice over every seed, once every configuration of ``new`` (those
     compared) has all of them."""
     seeds = sorted(new["seed"].unique())
     if set(seeds) <= set(old["seed"].unique()):
-        return {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
+        return NO_MORE_SEEDS
     cells = new.groupby("config")[["dataset", "seed"]].apply(lambda g: len(g.drop_duplicates()))
     full = cells.index[cells == len(seeds) * new["dataset"].nunique()]
     if len(full) < new["config"].nunique():  # still running: no choice over the seeds yet
-        return {"seeds_now": "", "choice_all_seeds": "", "margin_all_seeds": float("nan")}
+        return NO_MORE_SEEDS
     t = rank(new[new["config"].isin(full)], rule)
     return {"seeds_now": " ".join(map(str, seeds)), "choice_all_seeds": t.index[0],
             "margin_all_seeds": t["rule"].iloc[1] - t["rule"].iloc[0] if len(t) > 1
@@ -311,9 +315,8 @@ def reask_report() -> None:
             if row:
                 out.append(row)
     table = pd.DataFrame(out)
-    tmp = OUT.parent / "dmmvae_reask.csv.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(OUT.parent / "dmmvae_reask.csv")
+    with atomic_path(OUT.parent / "dmmvae_reask.csv") as tmp:
+        table.to_csv(tmp, index=False)
     show = table.drop(columns=["choice_before", "choice_now", "choice_all_seeds"]).round(4)
     lines = ["# D-MMVAE's grids asked again with signals that read only shown modalities", "",
              show.to_markdown(index=False), "", "Choices (configuration JSON):", ""]
@@ -321,9 +324,7 @@ def reask_report() -> None:
         lines.append(f"- `{r.grid}`: before {r.choice_before}; now {r.choice_now}"
                      + (f"; over seeds {r.seeds_now}: {r.choice_all_seeds}" if r.seeds_now else ""))
     text = "\n".join(lines) + "\n"
-    tmp = OUT.parent / "dmmvae_reask.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(OUT.parent / "dmmvae_reask.md")
+    write_text(OUT.parent / "dmmvae_reask.md", text)
     print(text)
 
 
@@ -432,9 +433,8 @@ def main() -> None:
                     rows[-1]["validation_imputation"] = sum(imputation.values()) / len(imputation)
                     rows[-1].update({f"validation_imputation/{k}": v for k, v in imputation.items()})
                 print(rows[-1], flush=True)
-                tmp = args.out.with_name(args.out.name + ".tmp")
-                pd.DataFrame(rows).to_csv(tmp, index=False)
-                tmp.replace(args.out)
+                with atomic_path(args.out) as tmp:
+                    pd.DataFrame(rows).to_csv(tmp, index=False)
     rows = pd.read_csv(args.out)
     rule = RULE_OF_GRID.get(args.grid, "anchors")
     table = rank(rows, rule)

@@ -29,6 +29,7 @@ import pandas as pd
 from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario
 
 from dmmvae.config import load_config
+from dmmvae.io import atomic_path
 from dmmvae.methods.baselines.seurat_v3 import SeuratV3
 from dmmvae.selection import heldback_signals, rank, train_only
 
@@ -104,9 +105,8 @@ def main() -> None:
                 rows.append({"config": key, "dataset": name, "seed": args.seed, **signals,
                              "train_seconds": time.perf_counter() - t0})
                 print(rows[-1], flush=True)
-                tmp = out.with_name(out.name + ".tmp")
-                pd.DataFrame(rows).to_csv(tmp, index=False)
-                tmp.replace(out)
+                with atomic_path(out) as tmp:
+                    pd.DataFrame(rows).to_csv(tmp, index=False)
     scored = pd.read_csv(out)
     if args.report_seeds is not None:
         scored = scored[scored["seed"].isin(args.report_seeds)]

@@ -69,24 +69,22 @@ def assert_train_only(mdata: md.MuData) -> None:
             "scenario through dmmvae.selection.train_only before fitting or scoring")
 
 
-def _gather(data, cells, encode, mods=None, targets: bool = True):
-    """Per modality, the cells of ``cells`` that show it: their codes, likelihood targets (None
-    with ``targets=False``) and row numbers. ``encode(batch)`` gives ``pick(m, rows)``, the codes
-    of the batch's ``rows`` encoded from ``m`` alone. ``mods=None``: the scenario's masks say
-    which cells show a modality; else every cell shows each of ``mods`` (``data.batches``)."""
+def _gather(data, cells, encode, targets: bool = True):
+    """Per modality, the cells of ``cells`` that show it (the scenario's masks): their codes,
+    likelihood targets (None with ``targets=False``) and row numbers. ``encode(batch)`` gives
+    ``pick(m, rows)``, the codes of the batch's ``rows`` encoded from ``m`` alone."""
     import torch
 
-    use = list(mods) if mods is not None else list(data.spec.modalities)
-    out = {m: ([], [], []) for m in use}
-    for batch in data.batches(cells, 1024, mods=mods):
+    out = {m: ([], [], []) for m in data.spec.modalities}
+    for batch in data.batches(cells, 1024):
         pick = encode(batch)
-        for m in use:
+        for m, (codes, targets_m, index) in out.items():
             rows = batch["mask"][m]
             if rows.any():
-                out[m][0].append(pick(m, rows))
+                codes.append(pick(m, rows))
                 if targets:
-                    out[m][1].append(batch["x"][m][rows])
-                out[m][2].append(batch["index"][rows])
+                    targets_m.append(batch["x"][m][rows])
+                index.append(batch["index"][rows])
     return {m: tuple(torch.cat(v) if v else None for v in vs) for m, vs in out.items() if vs[0]}
 
 
