@@ -363,8 +363,9 @@ def test_training_on_paired_synthetic_data(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_diagonal_scenario_trains_and_predicts(variant):
-    # the synthetic modalities share no linked feature: D-MMVAE's linked anchors off on purpose
-    params = {**FAST, "anchor_weight": 0} if variant == "dmmvae" else FAST
+    # the synthetic modalities share no linked feature: D-MMVAE's and scMODAL's linked anchors
+    # off on purpose (on by default they stop with MissingLinksError, tested below)
+    params = {**FAST, **{"dmmvae": {"anchor_weight": 0}, "scmodal": {"anchors": "none"}}.get(variant, {})}
     p = fit_predict_diagonal(variant, params, {**TRAIN_CFG, "max_epochs": 10})
     if variant == "mmvae_plus":
         # documented limitation: without paired cells the shared latent gets only its KL
@@ -929,6 +930,24 @@ def test_guidance_graph_without_links_stops_with_missing_links(variant):
             _no_link_split(), seed=0, training={**TRAIN_CFG, "max_epochs": 1})
     assert err.value.reason == "missing_links" and "anchor_space: gw" in str(err.value)
     assert "genes_a" in str(err.value) and "genes_b" in str(err.value)
+
+
+def test_scmodal_without_links_stops_in_the_diagonal_scenario_unless_told_to_run_unanchored():
+    """scMODAL's anchors (mutual neighbours on linked features) are what ties its modalities'
+    cells together: with no link and no paired cell it stops like GLUE and MaxFuse, naming the
+    setting that runs it without anchors on purpose; that setting trains."""
+    from dmmvae.methods import MissingLinksError
+
+    sc = _no_link_split()
+    with pytest.raises(MissingLinksError, match="have no linked feature") as err:
+        build_model("scmodal", FAST).fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    assert err.value.reason == "missing_links"
+    assert "anchors 'auto'" in str(err.value) and "anchors: none" in str(err.value)
+    off = build_model("scmodal", {**FAST, "anchors": "none"})
+    off.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 1})
+    assert off.predict(sc).info["anchors"]["genes_a+genes_b"] == "feature anchors off"
+    build_model("scmodal", FAST).fit(make_scenario(_gene_split(overlap=0), "paired", seed=0),
+                                     seed=0, training={**TRAIN_CFG, "max_epochs": 1})
 
 
 def test_linked_parts_are_optional_where_pairs_align_and_beside_gw_anchors():

@@ -22,9 +22,8 @@ from .modules.mmvae import MMVAE
 from .modules.mmvae_plus import MMVAEPlus
 from .modules.mopoe import MoPoE
 from .modules.mvae import MVAE
-from .modules.scmodal import ScMODAL
 from .training.loop import TrainingFailure
-from .training.model import DMMVAEModel, MMAAVIModel, VAEModel, vae_model
+from .training.model import DMMVAEModel, MMAAVIModel, ScMODALModel, VAEModel, vae_model
 
 MODELS: dict[str, type[Method]] = {
     "pca_cca": PcaCca,
@@ -42,7 +41,7 @@ MODELS: dict[str, type[Method]] = {
     "mlp_fusion": vae_model(MLPFusion),
     "mmvae_plus": vae_model(MMVAEPlus),
     "dmmvae": DMMVAEModel,
-    "scmodal": vae_model(ScMODAL),
+    "scmodal": ScMODALModel,
     "mmaavi": MMAAVIModel,
     "totalvi": TotalVI,
     "multivi": MultiVI,

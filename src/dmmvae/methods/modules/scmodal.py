@@ -28,10 +28,13 @@ no KL, no prior), trained with five terms (weights as in the paper's defaults):
   synthetic gene-split test weight 1 left the diagonal FOSCTTM at 0.21 against 0.02 with 10.
 
 scMODAL needs no pairing at all: on the diagonal scenario it trains from single-modality
-cells only. When two modalities have no linked feature (e.g. RNA + ATAC peaks without gene
-coordinates, or synthetic data), that pair runs WITHOUT feature anchors (alignment then
-rests on the GAN, cycle and geometry terms alone), and ``Predictions.info["anchors"]`` says
-so; a shared PCA/CCA space cannot be fitted without paired cells, so it is not used.
+cells only, and there its anchors are the only term that ties cells of one modality to cells
+of another. Where a modality has no linked feature and no train cell shows two modalities
+(e.g. RNA + ATAC peaks without gene coordinates), the run stops with ``MissingLinksError``
+(:class:`~..training.model.ScMODALModel`) unless ``anchors: none`` asks for the GAN, cycle and
+geometry terms alone. With paired train cells, a pair of modalities with fewer than
+``min_links`` linked features runs without feature anchors, and ``Predictions.info["anchors"]``
+says so; a shared PCA/CCA space cannot be fitted without paired cells, so it is not used.
 
 Embeddings: the encoder mean of each modality; joint = mean of the visible modalities' codes.
 Imputation ``a -> b``: decode ``z_a`` with ``b``'s decoder. Prior samples: ``N(mean, var)`` of

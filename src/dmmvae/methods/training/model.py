@@ -59,6 +59,7 @@ from ..anchors import (
 from ..modules.dmmvae import DMMVAE, LSI_ALL_INPUTS
 from ..modules.graph import links_per_pair, unlinked_modalities
 from ..modules.mmaavi import MMAAVI
+from ..modules.scmodal import ScMODAL
 from ..modules.vae import MultimodalVAE
 from ..modules.views import log_view
 from .batches import DataSpec, MultimodalData, _source, build_spec, modality_kind
@@ -151,12 +152,16 @@ class VAEModel(Method):
                 f"{' and '.join(parts)} cannot align them. Fix: give gene coordinates (10x "
                 "'interval' or gene_annotation) or protein->gene links; or align by structure "
                 "(dmmvae: anchor_space: gw, anchor_scope: global); or, to run it unaligned on "
-                "purpose, anchor_weight: 0 and guidance_graph: false"
+                f"purpose, {self.unaligned_settings()}"
             )
 
     def linked_parts(self) -> list[str]:
         """The variant's settings that need linked features to align anything."""
         return ["guidance_graph: true"] if self.params.get("guidance_graph") else []
+
+    def unaligned_settings(self) -> str:
+        """The settings that turn every part of :meth:`linked_parts` off (named in the error)."""
+        return "guidance_graph: false"
 
     @torch.no_grad()
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
@@ -402,6 +407,25 @@ def pca_inputs(mdata: md.MuData, n_pcs: int, seed: int
     return out
 
 
+class ScMODALModel(VAEModel):
+    """scMODAL's model: its anchors (mutual nearest neighbours on linked features) are its one
+    part that ties cells of different modalities together; GAN, cycle and geometry terms match
+    distributions and shapes, not cells. In the diagonal scenario a modality with no linked
+    feature stops the run (:meth:`check_graph_links`), as GLUE's and MaxFuse's wrappers do."""
+
+    module_class = ScMODAL
+
+    def linked_parts(self) -> list[str]:
+        parts = super().linked_parts()
+        if self.params["anchors"] in ("auto", "features") and float(self.params["lambda_mnn"]) > 0:
+            parts.append(f"anchors '{self.params['anchors']}' (mutual nearest neighbours on "
+                         "linked features)")
+        return parts
+
+    def unaligned_settings(self) -> str:
+        return "anchors: none"
+
+
 class DMMVAEModel(VAEModel):
     """D-MMVAE's model: finds the anchor space (and, with ``anchor_scope: global``, the anchors)
     from the data (train cells) before training."""
@@ -416,6 +440,9 @@ class DMMVAEModel(VAEModel):
         if float(self.params["anchor_weight"]) > 0 and self.params["anchor_space"] in ("cca", "features"):
             parts.append(f"anchor_space '{self.params['anchor_space']}'")
         return parts
+
+    def unaligned_settings(self) -> str:
+        return "anchor_weight: 0 and guidance_graph: false"
 
     def fit(self, mdata, *, training=None, seed=0, device="cpu"):
         self.check_graph_links(mdata)  # before the anchors, which may take minutes
