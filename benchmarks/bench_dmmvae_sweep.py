@@ -305,6 +305,67 @@ def more_seeds(rule: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
             else float("nan")}
 
 
+#: ``dmmvae_global``'s chain asked again from the first question whose choice changed
+#: (``components``: 3, not 5): each later question asked from the re-asked choices before it
+#: (``--fix``), on the (stand-in, seed) cells it was first asked on; (grid, held at, row files)
+C3 = {"anchor_components": 3}
+C3K5 = {**C3, "n_knn": 5}
+GLOBAL_CHAIN = [
+    ("components", {}, ["dmmvae_reask_components.csv"]),
+    ("knn", C3, ["dmmvae_reask_knn_c3.csv"]),
+    ("atac", C3K5, ["dmmvae_reask_atac_c3k5.csv", "dmmvae_reask_atac_c3k5_s12.csv"]),
+    ("latent_lsipeaks", C3K5, ["dmmvae_reask_latent_lsipeaks_c3k5.csv",
+                               "dmmvae_reask_latent_lsipeaks_c3k5_s2.csv"]),
+    ("global_adversary", C3K5, ["dmmvae_reask_global_adversary_c3k5.csv"]),
+]
+
+
+def varied(configs: pd.Series) -> list[str]:
+    """The keys whose value differs between the configurations (JSON) of a grid."""
+    parsed = [json.loads(c) for c in configs.unique()]
+    keys = sorted(set().union(*parsed))
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in parsed}) > 1]
+
+
+def chain_step(grid: str, held: dict, rows: pd.DataFrame) -> dict:
+    """One question of the chain asked again: its choice over the rows it has, and whether
+    every configuration has every (stand-in, seed) cell the question was first asked on (or,
+    where asked again on more seeds, every cell of those)."""
+    old = old_rows(grid)
+    cells = set(zip(old["dataset"], old["seed"], strict=True)) | set(
+        zip(rows["dataset"], rows["seed"], strict=True))
+    n_cfg = len(configurations({**GRIDS[grid], **{k: [v] for k, v in held.items()}}))
+    have = rows.groupby("config")[["dataset", "seed"]].apply(
+        lambda g: len(set(zip(g["dataset"], g["seed"], strict=True)) & cells))
+    complete = len(have) == n_cfg and bool((have == len(cells)).all())
+    rule = RULE_OF_GRID.get(grid, "anchors")
+    table = rank(rows, rule)
+    keys = varied(rows["config"])
+    best = json.loads(table.index[0])
+    return {"grid": grid, "held_at": json.dumps(held, sort_keys=True) if held else "",
+            "rule": rule, "configurations": f"{len(have)} / {n_cfg}", "rows": len(rows),
+            "cells_per_configuration": len(cells), "complete": complete,
+            "choice": ", ".join(f"{k} {json.dumps(best.get(k))}" for k in keys),
+            "margin": table["rule"].iloc[1] - table["rule"].iloc[0] if len(table) > 1
+            else float("nan")}
+
+
+def chain_report() -> list[str]:
+    """``dmmvae_global``'s chain asked again (:data:`GLOBAL_CHAIN`), as markdown lines."""
+    steps = []
+    for grid, held, files in GLOBAL_CHAIN:
+        paths = [OUT.parent / f for f in files if (OUT.parent / f).exists()]
+        if paths:
+            steps.append(chain_step(grid, held, pd.concat([pd.read_csv(p) for p in paths])))
+    if not steps:
+        return []
+    table = pd.DataFrame(steps).round(4)
+    return ["", "## `dmmvae_global`'s chain asked again from its first changed choice", "",
+            "Each question asked from the re-asked choices before it (held at); `complete`: "
+            "every configuration on every (stand-in, seed) cell the question was asked on.", "",
+            table.to_markdown(index=False)]
+
+
 def reask_report() -> None:
     """Each grid asked again: its choices before and now, to results/dmmvae_reask.{csv,md}."""
     out = []
@@ -323,7 +384,7 @@ def reask_report() -> None:
     for r in table.itertuples():
         lines.append(f"- `{r.grid}`: before {r.choice_before}; now {r.choice_now}"
                      + (f"; over seeds {r.seeds_now}: {r.choice_all_seeds}" if r.seeds_now else ""))
-    text = "\n".join(lines) + "\n"
+    text = "\n".join([*lines, *chain_report()]) + "\n"
     write_text(OUT.parent / "dmmvae_reask.md", text)
     print(text)
 

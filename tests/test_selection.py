@@ -267,3 +267,31 @@ def test_a_grid_can_be_asked_again_from_another_earlier_choice():
     assert {c["anchor_components"] for c in todo} == {3} and {c["n_knn"] for c in todo} == {5, 10, 20}
     with pytest.raises(SystemExit, match="KEY=JSON"):
         sweep.fixed(["anchor_components"])
+
+
+def test_the_chain_report_says_whether_a_question_asked_again_is_complete(monkeypatch):
+    """A question of dmmvae_global's chain asked again is `complete` only when every
+    configuration has every (stand-in, seed) cell it was first asked on; its choice names the
+    values of the keys the grid varies."""
+    sys.path.insert(0, str(BENCH))
+    import json
+
+    import bench_dmmvae_sweep as sweep
+    from _common import configurations
+
+    held = {"anchor_components": 3}
+    configs = [json.dumps(c, sort_keys=True)
+               for c in configurations({**sweep.GRIDS["knn"], **sweep.fixed(["anchor_components=3"])})]
+    cells = [("x", 0), ("y", 0)]
+    monkeypatch.setattr(sweep, "old_rows", lambda grid: pd.DataFrame(
+        [{"dataset": d, "seed": s} for d, s in cells]))
+    fos = dict(zip(configs, [0.30, 0.20, 0.25], strict=True))  # n_knn 5, 10, 20 by the grid's order
+    rows = pd.DataFrame([{"config": c, "dataset": d, "seed": s, "validation_anchor_foscttm": fos[c],
+                          "train_label_transfer": 0.5} for c in configs for d, s in cells])
+    out = sweep.chain_step("knn", held, rows)
+    assert out["complete"] and out["configurations"] == "3 / 3"
+    assert out["choice"] == "n_knn 10" and out["margin"] == pytest.approx(0.05)
+    assert out["held_at"] == '{"anchor_components": 3}'
+    partial = sweep.chain_step("knn", held, rows.iloc[1:])  # one cell of one configuration missing
+    assert not partial["complete"] and partial["configurations"] == "3 / 3"
+    assert not sweep.chain_step("knn", held, rows[rows["config"] != configs[0]])["complete"]
