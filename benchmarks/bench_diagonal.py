@@ -296,6 +296,30 @@ def verdicts_markdown(claim: pd.DataFrame, against: str = "reference") -> str:
     return pd.DataFrame(out).to_markdown(index=False)
 
 
+#: a method's FOSCTTM against the ``random`` control's, per split, in words
+CHANCE_WORDS = {"better": "aligned", "level": "chance", "worse": "**anti-aligned**", "n/a": "n/a"}
+
+
+def chance_markdown(rows: pd.DataFrame, models, metric: str = "foscttm/mean") -> str:
+    """model rows, one column per dataset: the model's ``metric`` minus the ``random``
+    control's on the same splits, [95 % interval], and what that says (aligned / chance /
+    anti-aligned), so a method that cannot align is seen not to."""
+    datasets = [ds for ds in rows["dataset"].drop_duplicates()
+                if not per_split(rows, ds, "random", metric).empty]
+    out = []
+    for model in models:
+        row = {"model": f"`{model}`"}
+        for ds in datasets:
+            if per_split(rows, ds, model, metric).empty:
+                row[ds] = "—"
+                continue
+            d = paired_difference(rows, ds, model, "random", metric)
+            row[ds] = (f"{CHANCE_WORDS[d['verdict']]} {d['difference']:+.3f} "
+                       f"[{d['low']:+.3f}, {d['high']:+.3f}]")
+        out.append(row)
+    return pd.DataFrame(out).to_markdown(index=False)
+
+
 def ablation_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean") -> str:
     """Steps x datasets: each step's mean and its change against the step above."""
     sub = abl[abl["metric"] == metric]
@@ -343,7 +367,10 @@ def report(rows: pd.DataFrame, out: Path) -> None:
         text = ["# The mission's designs on the diagonal scenario", "",
                 headline_markdown(ok, ("random", *DESIGNS, *OURS)), "",
                 "D-MMVAE's best variant minus the best design, per split:", "",
-                verdicts_markdown(designs, "design"), ""]
+                verdicts_markdown(designs, "design"), "",
+                "Every method's FOSCTTM minus the `random` control's, per split (aligned: "
+                "below chance; anti-aligned: above it, matched cells pushed apart):", "",
+                chance_markdown(ok, (*REFERENCES, *DESIGNS, *OURS)), ""]
         out.with_name(f"{out.stem}_designs.md").write_text("\n".join(text))
     curve = link_fraction_curve(ok)
     if not curve.empty and curve.groupby("family")["link_fraction"].nunique().max() >= 3:

@@ -316,7 +316,8 @@ GLOBAL_CHAIN = [
     ("atac", C3K5, ["dmmvae_reask_atac_c3k5.csv", "dmmvae_reask_atac_c3k5_s12.csv"]),
     ("latent_lsipeaks", C3K5, ["dmmvae_reask_latent_lsipeaks_c3k5.csv",
                                "dmmvae_reask_latent_lsipeaks_c3k5_s2.csv"]),
-    ("global_adversary", C3K5, ["dmmvae_reask_global_adversary_c3k5.csv"]),
+    ("global_adversary", C3K5, ["dmmvae_reask_global_adversary_c3k5.csv",
+                                *[f"dmmvae_reask_global_adversary_c3k5_s{s}.csv" for s in (1, 2)]]),
 ]
 
 

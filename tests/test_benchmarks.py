@@ -149,6 +149,26 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
     assert "FOSCTTM against the link fraction" in (tmp_path / "lf_summary.md").read_text()
 
 
+def test_bench_diagonal_says_which_methods_align_against_the_random_control():
+    """Each method's FOSCTTM minus random's on the same splits: below chance is aligned, above
+    it anti-aligned (matched cells pushed apart), an interval across zero chance; a method with
+    no row on a dataset shows a dash."""
+    import pandas as pd
+
+    bench = _load_bench_diagonal()
+    values = {"random": [0.50, 0.49, 0.51, 0.50], "good": [0.20, 0.22, 0.19, 0.21],
+              "apart": [0.60, 0.58, 0.62, 0.61], "noise": [0.45, 0.55, 0.40, 0.60]}
+    rows = pd.DataFrame([{"dataset": "toy", "link_fraction": None, "model": m, "split": k,
+                          "seed": k, "metric": "foscttm/mean", "value": v, "note": ""}
+                         for m, vs in values.items() for k, v in enumerate(vs)])
+    table = bench.chance_markdown(rows, ("good", "apart", "noise", "absent"))
+    cells = {ln.split("|")[1].strip(): ln.split("|")[2].strip()
+             for ln in table.splitlines()[2:]}
+    assert cells["`good`"].startswith("aligned -0.295")
+    assert cells["`apart`"].startswith("**anti-aligned** +0.10")
+    assert cells["`noise`"].startswith("chance") and cells["`absent`"] == "—"
+
+
 def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
     """SCOT reads no link: two datasets that differ only in their links give it the same inputs
     (one fingerprint), so the bench fits it once; any other change of the inputs is seen."""
