@@ -80,11 +80,13 @@ DESIGNS = ("scmodal", "mmaavi", "mmaavi_graph", "mvae", "mmvae", "mopoe", "mmvae
 #: the ablations: per model, a ladder of steps, each adding one part to the step before; the
 #: first ``n_baselines`` steps are references of the ladder (compared with nothing)
 ABLATIONS = {
-    "dmmvae_global": (2, (("anchors alone: the CCA space, no VAE", "abl_anchors_only"),
+    # the ladder of dmmvae_global as chosen before the 2026-11-26 signal fix (5 components, 20
+    # neighbours: dmmvae_global_c5k20), every step at those anchors
+    "dmmvae_global_c5k20": (2, (("anchors alone: the CCA space, no VAE", "abl_anchors_only"),
                           ("VAE, no aligning part", "abl_vae"),
                           ("VAE + CCA anchors", "abl_vae_anchors"),
                           ("+ graph decoders", "abl_graph"),
-                          ("+ latent adversary (= dmmvae_global)", "dmmvae_global"),
+                          ("+ latent adversary (= dmmvae_global_c5k20)", "dmmvae_global_c5k20"),
                           ("+ output adversary on cross-generated cells", "abl_output_adv"),
                           ("+ shared core (graph decoders off: exclusive)", "abl_shared_core"),
                           ("+ cycle", "abl_cycle"))),

@@ -61,7 +61,8 @@ FROZEN = {"shared_core": False, "latent_adversarial_weight": 0.01,
 #: the frozen configuration with the graph the second grid chose, anchor space left open
 WITH_GRAPH = {**{k: [v] for k, v in FROZEN.items() if k != "anchor_space"}, "guidance_graph": [True]}
 #: the global anchors (CCA space), then with the components (5) and the mutual neighbour count
-#: (20) the rule chose
+#: (20) the rule chose when first asked (asked again with the fixed signals: 3 and 5, and the
+#: chain's later questions from there, :data:`GLOBAL_CHAIN`)
 GLOBAL = {**WITH_GRAPH, "anchor_space": ["cca"], "anchor_scope": ["global"]}
 GLOBAL5 = {**GLOBAL, "anchor_components": [5]}
 GLOBAL5_K20 = {**GLOBAL5, "n_knn": [20]}
