@@ -313,6 +313,7 @@ C3 = {"anchor_components": 3}
 C3K5 = {**C3, "n_knn": 5}
 GLOBAL_CHAIN = [
     ("components", {}, ["dmmvae_reask_components.csv"]),
+    ("scoring", C3, ["dmmvae_reask_scoring_c3.csv"]),
     ("knn", C3, ["dmmvae_reask_knn_c3.csv"]),
     ("atac", C3K5, ["dmmvae_reask_atac_c3k5.csv", "dmmvae_reask_atac_c3k5_s12.csv"]),
     ("latent_lsipeaks", C3K5, ["dmmvae_reask_latent_lsipeaks_c3k5.csv",
