@@ -169,6 +169,24 @@ def test_bench_diagonal_says_which_methods_align_against_the_random_control():
     assert cells["`noise`"].startswith("chance") and cells["`absent`"] == "—"
 
 
+def test_bench_diagonal_ablation_tables_keep_ladders_that_share_step_labels_apart():
+    """Two ladders (a model at new and at old settings) name their steps alike: each keeps its
+    own table, so neither's numbers stand in the other's rows."""
+    import pandas as pd
+
+    bench = _load_bench_diagonal()
+    abl = pd.DataFrame([{"ablation": ab, "dataset": "toy", "metric": "foscttm/mean",
+                         "step": "VAE + CCA anchors", "model": m, "n_splits": 5, "mean": v,
+                         "added": float("nan"), "low": float("nan"), "high": float("nan"),
+                         "verdict": ""}
+                        for ab, m, v in (("new", "abl_vae_anchors", 0.293),
+                                         ("old", "abl_vae_anchors_c5k20", 0.228))])
+    text = bench.ablation_markdown(abl)
+    new, old = text.split("### `old`")
+    assert "### `new`" in new and "0.293 n=5" in new and "0.228" not in new
+    assert "0.228 n=5" in old and "0.293" not in old
+
+
 def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
     """SCOT reads no link: two datasets that differ only in their links give it the same inputs
     (one fingerprint), so the bench fits it once; any other change of the inputs is seen."""
