@@ -31,8 +31,8 @@ scMODAL needs no pairing at all: on the diagonal scenario it trains from single-
 cells only, and there its anchors are the only term that ties cells of one modality to cells
 of another. Where a modality has no linked feature and no train cell shows two modalities
 (e.g. RNA + ATAC peaks without gene coordinates), the run stops with ``MissingLinksError``
-(:class:`~..training.model.ScMODALModel`) unless ``anchors: none`` asks for the GAN, cycle and
-geometry terms alone. With paired train cells, a pair of modalities with fewer than
+(:class:`dmmvae.methods.training.model.ScMODALModel`) unless ``anchors: none`` asks for the
+GAN, cycle and geometry terms alone. With paired train cells, a pair of modalities with fewer than
 ``min_links`` linked features runs without feature anchors, and ``Predictions.info["anchors"]``
 says so; a shared PCA/CCA space cannot be fitted without paired cells, so it is not used.
 
