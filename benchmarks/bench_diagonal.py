@@ -79,25 +79,29 @@ DESIGNS = ("scmodal", "mmaavi", "mmaavi_graph", "mvae", "mmvae", "mopoe", "mmvae
            "mlp_fusion")
 #: the ablations: per model, a ladder of steps, each adding one part to the step before; the
 #: first ``n_baselines`` steps are references of the ladder (compared with nothing)
+#: dmmvae_global's ladder: (label, model) per step
+GLOBAL_LADDER = (("anchors alone: the CCA space, no VAE", "abl_anchors_only"),
+                 ("VAE, no aligning part", "abl_vae"),
+                 ("VAE + CCA anchors", "abl_vae_anchors"),
+                 ("+ graph decoders", "abl_graph"),
+                 ("+ latent adversary (= dmmvae_global)", "dmmvae_global"),
+                 ("+ output adversary on cross-generated cells", "abl_output_adv"),
+                 ("+ shared core (graph decoders off: exclusive)", "abl_shared_core"),
+                 ("+ cycle", "abl_cycle"))
+
+
+def ladder_at(ladder, suffix: str):
+    """The same ladder at other settings: every step's model named with ``suffix``, but the VAE
+    without an aligning part (``abl_vae``), which reads none of the settings that differ."""
+    return tuple((label.replace("dmmvae_global", f"dmmvae_global{suffix}"),
+                  model if model == "abl_vae" else f"{model}{suffix}") for label, model in ladder)
+
+
 ABLATIONS = {
-    "dmmvae_global": (2, (("anchors alone: the CCA space, no VAE", "abl_anchors_only"),
-                          ("VAE, no aligning part", "abl_vae"),
-                          ("VAE + CCA anchors", "abl_vae_anchors"),
-                          ("+ graph decoders", "abl_graph"),
-                          ("+ latent adversary (= dmmvae_global)", "dmmvae_global"),
-                          ("+ output adversary on cross-generated cells", "abl_output_adv"),
-                          ("+ shared core (graph decoders off: exclusive)", "abl_shared_core"),
-                          ("+ cycle", "abl_cycle"))),
+    "dmmvae_global": (2, GLOBAL_LADDER),
     # the same ladder at dmmvae_global's settings before they were asked again on 2026-11-26
     # (5 components, 20 neighbours, the old discriminator: dmmvae_global_c5k20)
-    "dmmvae_global_c5k20": (2, (("anchors alone: the CCA space, no VAE", "abl_anchors_only_c5k20"),
-                                ("VAE, no aligning part", "abl_vae"),
-                                ("VAE + CCA anchors", "abl_vae_anchors_c5k20"),
-                                ("+ graph decoders", "abl_graph_c5k20"),
-                                ("+ latent adversary (= dmmvae_global_c5k20)", "dmmvae_global_c5k20"),
-                                ("+ output adversary on cross-generated cells", "abl_output_adv_c5k20"),
-                                ("+ shared core (graph decoders off: exclusive)", "abl_shared_core_c5k20"),
-                                ("+ cycle", "abl_cycle_c5k20"))),
+    "dmmvae_global_c5k20": (2, ladder_at(GLOBAL_LADDER, "_c5k20")),
     "dmmvae_gw": (1, (("GW coupling alone, no VAE", "abl_gw_coupling_only"),
                       ("+ VAE (= dmmvae_gw)", "dmmvae_gw"))),
 }
@@ -312,22 +316,18 @@ CHANCE_WORDS = {"better": "aligned", "level": "chance", "worse": "**anti-aligned
 
 def chance_markdown(rows: pd.DataFrame, models, metric: str = "foscttm/mean") -> str:
     """model rows, one column per dataset: the model's ``metric`` minus the ``random``
-    control's on the same splits, [95 % interval], and what that says (aligned / chance /
-    anti-aligned), so a method that cannot align is seen not to."""
-    datasets = [ds for ds in rows["dataset"].drop_duplicates()
-                if not per_split(rows, ds, "random", metric).empty]
-    out = []
-    for model in models:
-        row = {"model": f"`{model}`"}
-        for ds in datasets:
-            if per_split(rows, ds, model, metric).empty:
-                row[ds] = "—"
-                continue
-            d = paired_difference(rows, ds, model, "random", metric)
-            row[ds] = (f"{CHANCE_WORDS[d['verdict']]} {d['difference']:+.3f} "
-                       f"[{d['low']:+.3f}, {d['high']:+.3f}]")
-        out.append(row)
-    return pd.DataFrame(out).to_markdown(index=False)
+    control's on the same splits (:func:`dmmvae.compare.claims` with ``random`` as the one
+    reference), [95 % interval], and what that says (aligned / chance / anti-aligned), so a
+    method that cannot align is seen not to."""
+    diff = claims(rows, list(models), ["random"], [metric])
+    if diff.empty:
+        return ""
+    cells = diff.assign(cell=[f"{CHANCE_WORDS[d.verdict]} {d.difference:+.3f} "
+                              f"[{d.low:+.3f}, {d.high:+.3f}]" for d in diff.itertuples()])
+    table = (cells.pivot(index="ours", columns="dataset", values="cell")
+             .reindex(index=list(models), columns=diff["dataset"].unique()).fillna("—"))
+    table.index = [f"`{m}`" for m in table.index]
+    return table.rename_axis("model").reset_index().to_markdown(index=False)
 
 
 def ablation_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean") -> str:

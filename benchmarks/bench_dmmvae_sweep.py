@@ -308,19 +308,13 @@ def more_seeds(rule: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
 
 #: ``dmmvae_global``'s chain asked again from the first question whose choice changed
 #: (``components``: 3, not 5): each later question asked from the re-asked choices before it
-#: (``--fix``), on the (stand-in, seed) cells it was first asked on; (grid, held at, row files)
+#: (``--fix``), on the (stand-in, seed) cells it was first asked on; (grid, held at, tag): its
+#: rows are every ``dmmvae_reask_<grid><tag>*.csv`` (one file per process that asked it)
 C3 = {"anchor_components": 3}
 C3K5 = {**C3, "n_knn": 5}
-GLOBAL_CHAIN = [
-    ("components", {}, ["dmmvae_reask_components.csv"]),
-    ("scoring", C3, ["dmmvae_reask_scoring_c3.csv"]),
-    ("knn", C3, ["dmmvae_reask_knn_c3.csv"]),
-    ("atac", C3K5, ["dmmvae_reask_atac_c3k5.csv", "dmmvae_reask_atac_c3k5_s12.csv"]),
-    ("latent_lsipeaks", C3K5, ["dmmvae_reask_latent_lsipeaks_c3k5.csv",
-                               "dmmvae_reask_latent_lsipeaks_c3k5_s2.csv"]),
-    ("global_adversary", C3K5, ["dmmvae_reask_global_adversary_c3k5.csv",
-                                *[f"dmmvae_reask_global_adversary_c3k5_s{s}.csv" for s in (1, 2)]]),
-]
+GLOBAL_CHAIN = [("components", {}, ""), ("scoring", C3, "_c3"), ("knn", C3, "_c3"),
+                ("atac", C3K5, "_c3k5"), ("latent_lsipeaks", C3K5, "_c3k5"),
+                ("global_adversary", C3K5, "_c3k5")]
 
 
 def varied(configs: pd.Series) -> list[str]:
@@ -356,8 +350,8 @@ def chain_step(grid: str, held: dict, rows: pd.DataFrame) -> dict:
 def chain_report() -> list[str]:
     """``dmmvae_global``'s chain asked again (:data:`GLOBAL_CHAIN`), as markdown lines."""
     steps = []
-    for grid, held, files in GLOBAL_CHAIN:
-        paths = [OUT.parent / f for f in files if (OUT.parent / f).exists()]
+    for grid, held, tag in GLOBAL_CHAIN:
+        paths = sorted(OUT.parent.glob(f"dmmvae_reask_{grid}{tag}*.csv"))
         if paths:
             steps.append(chain_step(grid, held, pd.concat([pd.read_csv(p) for p in paths])))
     if not steps:
