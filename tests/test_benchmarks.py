@@ -254,3 +254,50 @@ def test_the_benchmark_import_rule_catches_a_private_import(tmp_path):
         "import sys\nsys.path.insert(0, '.')\nfrom dmmvae.methods._loop import fit\n"
         "def f():\n    import bench_a\n")
     assert len(_rules_broken(tmp_path / "bench_b.py")) == 3
+
+
+#: the parameters of each part an ablation step may add (the shared core replaces the graph
+#: decoders: they wrap a modality's own decoder, so that step turns them off)
+ABLATION_PARTS = {
+    "anchors": {"anchor_weight", "anchor_space", "anchor_scope", "anchor_components", "n_knn"},
+    "graph decoders": {"guidance_graph"},
+    "latent adversary": {"latent_adversarial_weight", "disc_hidden", "disc_depth",
+                         "disc_dropout", "disc_steps", "align_burnin"},
+    "output adversary": {"output_adversarial_weight"},
+    "shared core": {"shared_core", "guidance_graph"},
+    "cycle": {"cycle_weight"},
+    "VAE": None,   # a model where the step before had none (dmmvae_gw over its coupling alone)
+}
+
+
+def test_every_ablation_step_adds_one_part_to_the_step_before():
+    """Each step of an ablation ladder, as the shipped config defines it, differs from the step
+    before in the parameters of exactly one part (with the model's defaults filled in) and in
+    nothing else, training budget included: so a step's difference is that part's contribution."""
+    from dmmvae.config import expand_models, load_config
+    from dmmvae.methods import MODELS
+
+    bench = _load_bench_diagonal()
+    variants = expand_models(load_config(bench.CONFIG)["models"])
+
+    def effective(model):
+        v = variants[model]
+        return v["model"], {**MODELS[v["model"]].DEFAULTS, **v["params"]}, v["training"]
+
+    checked = 0
+    for ablated, (n_baselines, ladder) in bench.ABLATIONS.items():
+        steps = [model for _, model in ladder]
+        assert ablated in steps, f"{ablated}'s ladder does not contain {ablated} itself"
+        for before, after in zip(steps[n_baselines - 1:], steps[n_baselines:], strict=False):
+            kind_b, params_b, training_b = effective(before)
+            kind_a, params_a, training_a = effective(after)
+            if kind_b != kind_a:   # a VAE over a method without one: nothing else to compare
+                assert ABLATION_PARTS["VAE"] is None and kind_a == "dmmvae", (before, after)
+                checked += 1
+                continue
+            changed = {k for k in params_a if params_a[k] != params_b.get(k)}
+            parts = [p for p, keys in ABLATION_PARTS.items() if keys and changed <= keys]
+            assert changed and parts, f"{before} -> {after} changes {sorted(changed)}: not one part"
+            assert training_a == training_b, f"{before} -> {after} changes the training budget"
+            checked += 1
+    assert checked >= 13
