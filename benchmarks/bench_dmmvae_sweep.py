@@ -397,6 +397,38 @@ def fixed(pairs: list[str]) -> dict[str, list]:
     return out
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two configurations (JSON) fit the same model: the model's parameters with its
+    defaults filled in, and the same ``training.`` keys."""
+    from dmmvae.methods import MODELS
+
+    defaults = MODELS["dmmvae"].DEFAULTS
+    pa, pb = json.loads(a), json.loads(b)
+    train_a = {k: v for k, v in pa.items() if k.startswith(TRAINING)}
+    train_b = {k: v for k, v in pb.items() if k.startswith(TRAINING)}
+    model_a = {**defaults, **{k: v for k, v in pa.items() if k not in train_a}}
+    model_b = {**defaults, **{k: v for k, v in pb.items() if k not in train_b}}
+    return train_a == train_b and model_a == model_b
+
+
+def copied_rows(paths: list[Path], todo: list[dict], datasets, seed: int, done: set) -> list[dict]:
+    """Rows of other grids' files (``--copy-from``) whose configuration fits the same model as
+    one of ``todo``'s, on these stand-ins and seed: renamed to this grid's configuration and
+    marked in ``source``, so that a question's unchanged configuration is not fitted twice."""
+    out = []
+    for path in paths:
+        for r in pd.read_csv(path).to_dict("records"):
+            for params in todo:
+                key = json.dumps(params, sort_keys=True)
+                cell = (key, r["dataset"], int(r["seed"]))
+                if (r["dataset"] in datasets and int(r["seed"]) == seed and cell not in done
+                        and same_model(key, r["config"])):
+                    done.add(cell)
+                    out.append({**r, "config": key, "source": f"copied from {path.name} (the "
+                                "same model, defaults filled in), not re-run"})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=None,
@@ -436,6 +468,10 @@ def main() -> None:
     ap.add_argument("--fix", nargs="+", default=[], metavar="KEY=JSON",
                     help="hold a key of the grid at another value, e.g. anchor_components=3: "
                          "a later question of a chain asked again from another earlier choice")
+    ap.add_argument("--copy-from", nargs="+", type=Path, default=[], metavar="CSV",
+                    help="rows of these sweep files whose configuration fits the same model as "
+                         "one of the grid's (defaults filled in) are copied, marked in 'source', "
+                         "not fitted again")
     ap.add_argument("--reask-report", action="store_true",
                     help="only the table of every grid asked again (results/dmmvae_reask.md)")
     args = ap.parse_args()
@@ -464,6 +500,11 @@ def main() -> None:
         todo = configurations(grid)
         if args.only is not None:
             todo = [todo[args.only]]
+        copied = copied_rows(args.copy_from, todo, data, args.seed, done)
+        if copied:
+            rows += copied
+            with atomic_path(args.out) as tmp:
+                pd.DataFrame(rows).to_csv(tmp, index=False)
         for params in todo:
             run_training = {**training, **{k[len(TRAINING):]: v for k, v in params.items()
                                            if k.startswith(TRAINING)}}

@@ -295,3 +295,34 @@ def test_the_chain_report_says_whether_a_question_asked_again_is_complete(monkey
     partial = sweep.chain_step("knn", held, rows.iloc[1:])  # one cell of one configuration missing
     assert not partial["complete"] and partial["configurations"] == "3 / 3"
     assert not sweep.chain_step("knn", held, rows[rows["config"] != configs[0]])["complete"]
+
+
+def test_a_configuration_another_grid_fitted_is_copied_not_fitted_again(tmp_path):
+    """--copy-from: a row of another grid whose configuration fits the same model (defaults
+    filled in, same training keys) is copied under this grid's configuration and marked; a
+    configuration that differs in one value, another seed or a stand-in not asked is not."""
+    sys.path.insert(0, str(BENCH))
+    import json
+
+    import bench_dmmvae_sweep as sweep
+
+    from dmmvae.methods import MODELS
+
+    default_scale = MODELS["dmmvae"].DEFAULTS["likelihood_scale"]
+    grid = [{"anchor_weight": 0.0, "likelihood_scale": default_scale, "training.max_epochs": 400},
+            {"anchor_weight": 0.0, "likelihood_scale": "per_feature", "training.max_epochs": 400}]
+    source = tmp_path / "dmmvae_reask_other.csv"
+    same = json.dumps({"anchor_weight": 0.0, "training.max_epochs": 400}, sort_keys=True)
+    other_budget = json.dumps({"anchor_weight": 0.0, "training.max_epochs": 100}, sort_keys=True)
+    pd.DataFrame([{"config": same, "dataset": "x", "seed": 0, "validation_anchor_foscttm": 0.3},
+                  {"config": same, "dataset": "x", "seed": 1, "validation_anchor_foscttm": 0.4},
+                  {"config": same, "dataset": "z", "seed": 0, "validation_anchor_foscttm": 0.5},
+                  {"config": other_budget, "dataset": "y", "seed": 0,
+                   "validation_anchor_foscttm": 0.6}]).to_csv(source, index=False)
+    done: set = set()
+    rows = sweep.copied_rows([source], grid, ["x", "y"], 0, done)
+    assert [(r["config"], r["dataset"], r["validation_anchor_foscttm"]) for r in rows] == [
+        (json.dumps(grid[0], sort_keys=True), "x", 0.3)]
+    assert "copied from dmmvae_reask_other.csv" in rows[0]["source"]
+    assert done == {(json.dumps(grid[0], sort_keys=True), "x", 0)}
+    assert sweep.copied_rows([source], grid, ["x", "y"], 0, done) == []   # already there
