@@ -268,14 +268,26 @@ def compare_reask(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
     both = old[REASK_KEYS].merge(new[REASK_KEYS], on=REASK_KEYS)
     asked = old.groupby("config").size()
     done = both.groupby("config").size().reindex(asked.index, fill_value=0)
-    both = both[both["config"].isin(done.index[done == asked])]
+    n_cells = len(old[["dataset", "seed"]].drop_duplicates())
+    complete = both[both["config"].isin(done.index[done == asked])]
+    if complete.empty and both["config"].nunique() > 1:
+        # still running everywhere: compare on the (stand-in, seed) cells every configuration
+        # asked again holds (e.g. all but the slowest stand-in), old and new alike
+        cells = both.groupby("config")[["dataset", "seed"]].apply(
+            lambda g: set(zip(g["dataset"], g["seed"], strict=True)))
+        common = set.intersection(*cells)
+        in_common = [cell in common for cell in zip(both["dataset"], both["seed"], strict=True)]
+        complete = both[in_common]
+    both = complete
     n_cfg = old["config"].nunique()
     if both.empty:
         return {}
     a = rank(old.merge(both, on=REASK_KEYS), rule)
     b = rank(new.merge(both, on=REASK_KEYS), rule)
     margin = b["rule"].iloc[1] - b["rule"].iloc[0] if len(b) > 1 else float("nan")
+    n_compared = len(both[["dataset", "seed"]].drop_duplicates())
     return {"grid": grid, "rule": rule, "rows_compared": len(both), "rows_asked_first": len(old),
+            "cells_compared": f"{n_compared} of {n_cells}",
             "configurations_compared": both["config"].nunique(), "configurations": n_cfg,
             "choice_before": a.index[0], "choice_now": b.index[0],
             "same_choice": a.index[0] == b.index[0],

@@ -246,7 +246,12 @@ def test_the_reask_report_compares_choices_on_configurations_asked_again_everywh
     assert (out["choice_before"], out["choice_now"], out["same_choice"]) == ("a", "b", False)
     assert out["configurations_compared"] == 2 and out["rows_compared"] == 4
     assert out["rank_now_of_choice_before"] == 2 and out["margin_now"] == pytest.approx(0.15)
+    assert out["cells_compared"] == "2 of 2"
     assert sweep.compare_reask("graph", old, new.iloc[:1]) == {}
+    # nothing asked again on stand-in y yet: a and c compared on x alone, said so
+    partial = sweep.compare_reask("graph", old, new[new["dataset"] == "x"].iloc[[0, 2]])
+    assert partial["cells_compared"] == "1 of 2" and partial["configurations_compared"] == 2
+    assert (partial["choice_before"], partial["choice_now"]) == ("a", "c")
     assert out["seeds_now"] == ""
     # asked again over one more seed, where a leads: over both seeds a 0.15, b 0.175
     more = pd.concat([new, rows({("a", "x"): 0.0, ("a", "y"): 0.0, ("b", "x"): 0.2,
