@@ -226,7 +226,23 @@ GRIDS["noanchor_stages"] = {
     **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
     "glue_stages": [False, True]}
-RULE_OF_GRID = {"noanchor_stages": "anchors+labels",
+# a twenty-eighth: GLUE's parts all at once (each of them was asked alone from the chosen
+# anchor-free model, grids noanchor_atac_input to noanchor_stages; together they were not): its
+# encoder inputs (PCA of the scaled genes, the LSI over all peaks), NB on peak counts, per-feature
+# likelihood with its weights, variational feature embeddings, minimax adversary, two stages and
+# batch-normalised encoders, at this model's budget, against the chosen model
+GLUE_ALL_PARTS = ("pca", "lsi_all", {"atac": "nb"}, "per_feature", 0.025, 0.01, "glue", "minimax",
+                  True, "batch")
+GRIDS["noanchor_glue_all"] = {
+    **{k: v for k, v in NOANCHOR_ADVERSARY.items()
+       if k not in ("atac_input", "graph_decoder", "latent_adversarial_weight")},
+    "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "rna_input,atac_input,likelihoods,likelihood_scale,latent_adversarial_weight,graph_weight,"
+    "graph_decoder,latent_adversary_loss,glue_stages,norm": [
+        GLUE_ALL_PARTS, ("counts", "lsi+peaks", {}, "sum", 0.01, 0.1, "embedding", "confusion",
+                         False, "layer")]}
+RULE_OF_GRID = {"noanchor_stages": "anchors+labels", "noanchor_glue_all": "anchors+labels",
                 "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
                 "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
@@ -467,7 +483,7 @@ def main() -> None:
                          "encoder input (GLUE's PCA); noanchor_atac_likelihood: its ATAC likelihood "
                          "(GLUE's NB on peak counts); noanchor_glue_parts: GLUE's variational feature "
                          "embeddings and minimax adversary; noanchor_stages: GLUE's two training "
-                         "stages; default_atac_input, default_graph_imputation: the "
+                         "stages; noanchor_glue_all: all of GLUE's parts at once; default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
     ap.add_argument("--only", type=int, default=None,
