@@ -286,9 +286,10 @@ def compare_reask(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
     done = both.groupby("config").size().reindex(asked.index, fill_value=0)
     n_cells = len(old[["dataset", "seed"]].drop_duplicates())
     complete = both[both["config"].isin(done.index[done == asked])]
-    if complete.empty and both["config"].nunique() > 1:
-        # still running everywhere: compare on the (stand-in, seed) cells every configuration
-        # asked again holds (e.g. all but the slowest stand-in), old and new alike
+    if complete["config"].nunique() < 2 and both["config"].nunique() > 1:
+        # fewer than two configurations asked again everywhere: compare on the (stand-in,
+        # seed) cells every configuration asked again holds (e.g. all but the slowest
+        # stand-in), old and new alike
         cells = both.groupby("config")[["dataset", "seed"]].apply(
             lambda g: set(zip(g["dataset"], g["seed"], strict=True)))
         common = set.intersection(*cells)

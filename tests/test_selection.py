@@ -252,6 +252,10 @@ def test_the_reask_report_compares_choices_on_configurations_asked_again_everywh
     partial = sweep.compare_reask("graph", old, new[new["dataset"] == "x"].iloc[[0, 2]])
     assert partial["cells_compared"] == "1 of 2" and partial["configurations_compared"] == 2
     assert (partial["choice_before"], partial["choice_now"]) == ("a", "c")
+    # one configuration complete (c, first asked on x alone) is not a comparison: a and c on x
+    first = old[(old["config"] != "c") | (old["dataset"] == "x")]
+    partial = sweep.compare_reask("graph", first, new[new["dataset"] == "x"].iloc[[0, 2]])
+    assert partial["cells_compared"] == "1 of 2" and partial["configurations_compared"] == 2
     assert out["seeds_now"] == ""
     # asked again over one more seed, where a leads: over both seeds a 0.15, b 0.175
     more = pd.concat([new, rows({("a", "x"): 0.0, ("a", "y"): 0.0, ("b", "x"): 0.2,
