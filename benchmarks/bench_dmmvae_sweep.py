@@ -426,29 +426,33 @@ def fixed(pairs: list[str]) -> dict[str, list]:
     return out
 
 
+def split_params(params: dict) -> tuple[dict, dict]:
+    """A configuration's model parameters and its training-loop settings (``training.`` keys,
+    prefix dropped)."""
+    model = {k: v for k, v in params.items() if not k.startswith(TRAINING)}
+    training = {k[len(TRAINING):]: v for k, v in params.items() if k.startswith(TRAINING)}
+    return model, training
+
+
 def same_model(a: str, b: str) -> bool:
     """Whether two configurations (JSON) fit the same model: the model's parameters with its
     defaults filled in, and the same ``training.`` keys."""
     from dmmvae.methods import MODELS
 
     defaults = MODELS["dmmvae"].DEFAULTS
-    pa, pb = json.loads(a), json.loads(b)
-    train_a = {k: v for k, v in pa.items() if k.startswith(TRAINING)}
-    train_b = {k: v for k, v in pb.items() if k.startswith(TRAINING)}
-    model_a = {**defaults, **{k: v for k, v in pa.items() if k not in train_a}}
-    model_b = {**defaults, **{k: v for k, v in pb.items() if k not in train_b}}
-    return train_a == train_b and model_a == model_b
+    (model_a, train_a), (model_b, train_b) = split_params(json.loads(a)), split_params(json.loads(b))
+    return train_a == train_b and {**defaults, **model_a} == {**defaults, **model_b}
 
 
 def copied_rows(paths: list[Path], todo: list[dict], datasets, seed: int, done: set) -> list[dict]:
     """Rows of other grids' files (``--copy-from``) whose configuration fits the same model as
     one of ``todo``'s, on these stand-ins and seed: renamed to this grid's configuration and
     marked in ``source``, so that a question's unchanged configuration is not fitted twice."""
+    keys = [json.dumps(params, sort_keys=True) for params in todo]
     out = []
     for path in paths:
         for r in pd.read_csv(path).to_dict("records"):
-            for params in todo:
-                key = json.dumps(params, sort_keys=True)
+            for key in keys:
                 cell = (key, r["dataset"], int(r["seed"]))
                 if (r["dataset"] in datasets and int(r["seed"]) == seed and cell not in done
                         and same_model(key, r["config"])):
@@ -484,7 +488,8 @@ def main() -> None:
                          "encoder input (GLUE's PCA); noanchor_atac_likelihood: its ATAC likelihood "
                          "(GLUE's NB on peak counts); noanchor_glue_parts: GLUE's variational feature "
                          "embeddings and minimax adversary; noanchor_stages: GLUE's two training "
-                         "stages; noanchor_glue_all: all of GLUE's parts at once; default_atac_input, default_graph_imputation: the "
+                         "stages; noanchor_glue_all: all of GLUE's parts at once; "
+                         "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
     ap.add_argument("--only", type=int, default=None,
@@ -529,15 +534,18 @@ def main() -> None:
         todo = configurations(grid)
         if args.only is not None:
             todo = [todo[args.only]]
+
+        def save() -> None:
+            with atomic_path(args.out) as tmp:
+                pd.DataFrame(rows).to_csv(tmp, index=False)
+
         copied = copied_rows(args.copy_from, todo, data, args.seed, done)
         if copied:
             rows += copied
-            with atomic_path(args.out) as tmp:
-                pd.DataFrame(rows).to_csv(tmp, index=False)
+            save()
         for params in todo:
-            run_training = {**training, **{k[len(TRAINING):]: v for k, v in params.items()
-                                           if k.startswith(TRAINING)}}
-            model_params = {k: v for k, v in params.items() if not k.startswith(TRAINING)}
+            model_params, run_training = split_params(params)
+            run_training = {**training, **run_training}
             for name, sc in data.items():
                 if (json.dumps(params, sort_keys=True), name, args.seed) in done:
                     print(f"{name}: {params} already in {args.out}, skipped", flush=True)
@@ -561,8 +569,7 @@ def main() -> None:
                     rows[-1]["validation_imputation"] = sum(imputation.values()) / len(imputation)
                     rows[-1].update({f"validation_imputation/{k}": v for k, v in imputation.items()})
                 print(rows[-1], flush=True)
-                with atomic_path(args.out) as tmp:
-                    pd.DataFrame(rows).to_csv(tmp, index=False)
+                save()
     rows = pd.read_csv(args.out)
     rule = RULE_OF_GRID.get(args.grid, "anchors")
     table = rank(rows, rule)
