@@ -187,6 +187,30 @@ def test_bench_diagonal_ablation_tables_keep_ladders_that_share_step_labels_apar
     assert "0.228 n=5" in old and "0.293" not in old
 
 
+def test_readme_what_aligns_table_is_the_committed_ablation():
+    """README's "What aligns" table is ``ablation_steps_markdown`` of the committed
+    ``ablation.csv`` (what ``--report-only`` writes to ``ablation_steps.md``), so the README
+    cannot keep numbers the ablation rows no longer hold; a step held by fewer than 5 splits
+    says how many."""
+    import pandas as pd
+
+    bench = _load_bench_diagonal()
+    abl = pd.read_csv(BENCH / "results" / "ablation.csv")
+    table = bench.ablation_steps_markdown(abl)
+
+    def cells(text: str) -> list[str]:
+        return [" | ".join(c.strip() for c in ln.split("|")) for ln in text.splitlines()
+                if ln.startswith("|") and not ln.startswith("|:")]
+
+    readme = (BENCH.parent / "README.md").read_text()
+    assert cells(table)[0] in cells(readme)  # the header
+    start = cells(readme).index(cells(table)[0])
+    assert cells(readme)[start:start + len(cells(table))] == cells(table)
+    few = abl.assign(n_splits=abl["n_splits"].where(abl["model"] != "abl_cycle", 3))
+    cycle = next(ln for ln in bench.ablation_steps_markdown(few).splitlines() if "+ cycle" in ln)
+    assert cycle.count("(n=3)") == cycle.count("[") >= 4
+
+
 def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
     """SCOT reads no link: two datasets that differ only in their links give it the same inputs
     (one fingerprint), so the bench fits it once; any other change of the inputs is seen."""
