@@ -737,6 +737,37 @@ def test_dmmvae_atac_lsi_all_input_reads_each_cells_stored_lsi_over_all_peaks(tm
         build_model("dmmvae", {"atac_input": "lsi_all", "cycle_weight": 1.0})
 
 
+@pytest.mark.parametrize("atac_input", ["lsi+peaks", "lsi_all", "lsi_all+peaks"])
+def test_dmmvae_lsi_encoders_read_negative_coordinates_when_the_peaks_are_counts(atac_input):
+    """With ATAC peak counts (``likelihoods: {atac: nb}``) the LSI encoders still read the LSI
+    coordinates as they are: a coordinate's sign reaches the network (a ``log1p`` of counts
+    would clip every negative coordinate to 0), while the appended peaks are read as counts
+    are (``log1p``); the model trains (loss falls)."""
+    sc = scenario(kind="paired", n_cells=300)
+    model = build_model("dmmvae", {**FAST, "atac_input": atac_input, "likelihoods": {"atac": "nb"}})
+    hist = model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 8})
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    enc = model.module.encoders["atac"]
+    inner = getattr(enc, "encoder", enc)
+    assert inner.log1p_input is False
+    inner.eval()
+    width = inner.net.body[0].in_features
+    u = torch.zeros(4, width)
+    u[:, 0] = torch.tensor([-2.0, -1.0, 1.0, 2.0])  # one coordinate, of either sign
+    mu = inner(u)[0].detach()
+    assert not torch.allclose(mu[0], mu[1]) and not torch.allclose(mu[2], mu[3])
+    if atac_input == "lsi+peaks":
+        assert enc.log1p_peaks is True
+        x = torch.zeros(2, sc.mod["atac"].n_vars)
+        x[1, 0] = np.e - 1.0  # a peak count of e - 1 reaches the network as 1
+        seen = []
+        hook = inner.register_forward_pre_hook(lambda _m, a: seen.append(a[0]))
+        enc(x)
+        hook.remove()
+        n_lsi = width - sc.mod["atac"].n_vars
+        np.testing.assert_allclose(seen[0][1, n_lsi].item(), 1.0, rtol=1e-5)
+
+
 def _aligns_gene_split(model, sc, labels, what: str) -> None:
     """The fitted ``model`` aligns the diagonal gene split ``sc``: its test cells' FOSCTTM is
     far below the random control's (label transfer printed beside it)."""

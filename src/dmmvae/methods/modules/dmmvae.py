@@ -128,11 +128,14 @@ class LSIInput(nn.Module):
     ``tfidf(x) = log1p(scale * x / n_open(cell)) * idf`` (the train IDF), projected on the
     train-fitted LSI loadings (what :func:`dmmvae.data.preprocess._atac._process_atac` stores in
     ``obsm["X_lsi"]``) and standardised per cell (GLUE's ATAC input); ``keep_peaks`` appends
-    the peaks themselves. The IDF and loadings are buffers, saved with the weights."""
+    the peaks themselves (``log1p`` of them when they are counts, ``log1p_peaks``: the inner
+    encoder reads coordinates, which a ``log1p`` would clip at 0). The IDF and loadings are
+    buffers, saved with the weights."""
 
-    def __init__(self, encoder: nn.Module, n_peaks: int, n_lsi: int, keep_peaks: bool) -> None:
+    def __init__(self, encoder: nn.Module, n_peaks: int, n_lsi: int, keep_peaks: bool,
+                 log1p_peaks: bool = False) -> None:
         super().__init__()
-        self.encoder, self.keep_peaks = encoder, keep_peaks
+        self.encoder, self.keep_peaks, self.log1p_peaks = encoder, keep_peaks, log1p_peaks
         self.n_latent = encoder.n_latent
         self.register_buffer("idf", torch.zeros(n_peaks))
         self.register_buffer("loadings", torch.zeros(n_peaks, n_lsi))
@@ -152,7 +155,11 @@ class LSIInput(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         u = self.lsi(x)
         u = (u - u.mean(-1, keepdim=True)) / u.std(-1, keepdim=True).clamp_min(1e-6)
-        return self.encoder(torch.cat([u, x.to(u.dtype)], -1) if self.keep_peaks else u)
+        if not self.keep_peaks:
+            return self.encoder(u)
+        peaks = x.to(u.dtype)
+        return self.encoder(torch.cat([u, peaks.clamp_min(0.0).log1p() if self.log1p_peaks
+                                       else peaks], -1))
 
 
 class PCAInput(nn.Module):
@@ -565,7 +572,13 @@ class DMMVAE(GuidanceGraph, MMVAE):
         for m, table in self._lsi_all.items():
             if m in x:
                 u = table[rows].to(x[m].device)
-                x[m] = torch.cat([u, x[m].to(u.dtype)], -1) if self.params["atac_input"] == "lsi_all+peaks" else u
+                if self.params["atac_input"] != "lsi_all+peaks":
+                    x[m] = u
+                    continue
+                peaks = x[m].to(u.dtype)
+                if self.spec is not None and self.spec.modalities[m].target == "counts":
+                    peaks = peaks.clamp_min(0.0).log1p()  # as an encoder of counts reads them
+                x[m] = torch.cat([u, peaks], -1)
         return super().encode({**batch, BATCH_KEYS.X: x}, encoders)
 
     def checkpoint_extra(self) -> dict[str, Any]:
@@ -587,16 +600,19 @@ class DMMVAE(GuidanceGraph, MMVAE):
             if ms.name in self._pca:
                 enc.set_pca(*self._pca[ms.name])
             return enc
+        # the LSI encoders read coordinates (and the peaks, log1p'd by :meth:`encode` /
+        # LSIInput when they are counts), never LSI coordinates to log1p
         if ms.name in self._lsi_widths and self.params["atac_input"] in LSI_ALL_INPUTS:
             keep = self.params["atac_input"] == "lsi_all+peaks"
             n_in = self._lsi_widths[ms.name] + (ms.n_features if keep else 0)
-            return self._make_encoder(dataclasses.replace(ms, n_features=n_in), n_out)
+            return self._make_encoder(
+                dataclasses.replace(ms, n_features=n_in, target="gaussian"), n_out)
         if ms.name in self._lsi_widths and self.params["atac_input"] != "peaks":
             n_lsi = self._lsi_widths[ms.name]
             keep = self.params["atac_input"] == "lsi+peaks"
-            inner = self._make_encoder(
-                dataclasses.replace(ms, n_features=n_lsi + (ms.n_features if keep else 0)), n_out)
-            enc = LSIInput(inner, ms.n_features, n_lsi, keep)
+            inner = self._make_encoder(dataclasses.replace(
+                ms, n_features=n_lsi + (ms.n_features if keep else 0), target="gaussian"), n_out)
+            enc = LSIInput(inner, ms.n_features, n_lsi, keep, ms.target == "counts")
             if ms.name in self._lsi:
                 enc.set_lsi(*self._lsi[ms.name])
             return enc
