@@ -216,3 +216,41 @@ def test_training_failure_carries_history():
     with pytest.raises(TrainingFailure) as err:
         build_model("mvae", FAST).fit(sc, seed=0, training={**QUIET, "lr": 1e12, "grad_clip": 0})
     assert err.value.reason == "nan_loss" and len(err.value.history) == err.value.epoch + 1
+
+
+def test_lr_plateau_divides_the_rate_and_keeps_weights_only_after_it():
+    """``lr_plateau_patience`` (GLUE's ReduceLROnPlateau + ``wait_n_lrs=1``): after more than
+    that many epochs without a validation improvement every optimiser's learning rate is
+    divided by 10 (the history's ``lr``); the weights kept and the early-stopping patience
+    count only from the first reduction on, so the run trains at the reduced rate and the
+    best epoch restored is one after the reduction, even where an earlier one was lower."""
+    sc = scenario()
+    cfg = {**QUIET, "max_epochs": 300, "kl_warmup_epochs": 2, "early_stopping_patience": 3,
+           "lr": 1e-2, "lr_plateau_patience": 4}
+    model = build_model("mmvae", FAST)
+    hist = model.fit(sc, seed=0, training=cfg)
+    lr = hist["lr"].to_numpy()
+    drops = np.flatnonzero(lr[1:] < lr[:-1]) + 1  # the first epoch at each reduced rate
+    assert len(drops) >= 1 and model.train_info["lr_reductions"] == len(drops)
+    np.testing.assert_allclose(lr[drops], lr[drops - 1] / 10)
+    val = hist["validation_loss"].to_numpy()
+    first = drops[0]  # reduced after epoch first - 1, the 5th without improving on an earlier one
+    assert val[first - 6] < val[first - 5 : first].min()
+    best = model.train_info["best_epoch"]
+    assert best >= first - 1 and val[best] == val[first - 1 :].min()
+    assert len(hist) < 300 and len(hist) - 1 - best >= 3
+
+
+def test_rmsprop_optimiser_trains_every_player():
+    """``optimizer: rmsprop`` (GLUE's): the VAE and its discriminators are updated by RMSprop
+    and the loss falls; an unknown optimiser is refused with the valid ones."""
+    sc = scenario("diagonal")
+    cfg = resolve_training({**QUIET, "optimizer": "rmsprop", "max_epochs": 15})
+    model = build_model("dmmvae", {**FAST, "latent_adversarial_weight": 0.01, "anchor_weight": 0.0,
+                                   "guidance_graph": False})
+    hist = model.fit(sc, seed=0, training=cfg)
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    opts = model.module.configure_optimizers(cfg)
+    assert {type(o).__name__ for o in opts.values()} == {"RMSprop"} and len(opts) == 2
+    with pytest.raises(ValueError, match="rmsprop"):
+        resolve_training({"optimizer": "sgd"})

@@ -95,6 +95,8 @@ ANCHOR_SCOPES = ("batch", "global")
 ATAC_INPUTS = ("peaks", "lsi", "lsi+peaks", "lsi_all", "lsi_all+peaks")
 LIKELIHOOD_SCALES = ("sum", "per_feature")
 ADVERSARY_LOSSES = ("confusion", "minimax")
+#: the ``burnin_noise_scale`` values: the burn-in noise's scale per latent dimension
+BURNIN_NOISE_SCALES = ("unit", "batch_std")
 RNA_INPUTS = ("counts", "pca", "pca+counts")
 #: GLUE's weights (scglue 0.4.1: ``lam_align`` 0.05, ``lam_graph`` 0.02) in this model's
 #: ``likelihood_scale: per_feature`` units. GLUE sums its M modalities' per-feature likelihoods
@@ -256,6 +258,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         "latent_adversary_loss": "confusion",  # what the encoders minimise against the latent
         # discriminator: "confusion" (KL(uniform || D(z))) | "minimax" (minus its cross-entropy
         # with the true modality, GLUE's)
+        "burnin_noise_scale": "unit",  # the burn-in noise on the discriminator's input:
+        # "unit" (N(0, 1) per dimension) | "batch_std" (GLUE's: N(0, the batch's standard
+        # deviation of that dimension of the codes))
         "disc_steps": 3,  # discriminator updates per training step
         "disc_hidden": 64,  # hidden width of the discriminators
         "disc_depth": 1,  # hidden layers of the discriminators (GLUE's: 2 of 256, dropout 0.2)
@@ -328,6 +333,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         if p["latent_adversary_loss"] not in ADVERSARY_LOSSES:
             raise ValueError(f"dmmvae: unknown latent_adversary_loss '{p['latent_adversary_loss']}'; "
                              f"valid: {list(ADVERSARY_LOSSES)}")
+        if p["burnin_noise_scale"] not in BURNIN_NOISE_SCALES:
+            raise ValueError(f"dmmvae: unknown burnin_noise_scale '{p['burnin_noise_scale']}'; "
+                             f"valid: {list(BURNIN_NOISE_SCALES)}")
         if p["rna_input"] not in RNA_INPUTS:
             raise ValueError(f"dmmvae: unknown rna_input '{p['rna_input']}'; "
                              f"valid: {list(RNA_INPUTS)}")
@@ -691,7 +699,8 @@ class DMMVAE(GuidanceGraph, MMVAE):
     pretraining = False
 
     def burnin_noise(self, state) -> float:
-        """Scale of the N(0, 1) noise added to the latent discriminator's input at
+        """Scale of the noise (N(0, 1), or N(0, the batch's sd per dimension) with
+        ``burnin_noise_scale: batch_std``) added to the latent discriminator's input at
         ``state.epoch``: 1.5 at the first adversarial epoch, falling linearly to 0 over
         ``align_burnin`` epochs (GLUE's ``BURNIN_NOISE_EXAG`` and ``align_burnin``); 1.5 at every
         epoch of the pretraining stage (``glue_stages``)."""
@@ -814,7 +823,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         if self.latent_disc is not None:
             z, y = labelled_codes({m: qz[m].mu for m in mods}, masks)
             if noise > 0:  # the burn-in: the discriminator sees noisy codes, the encoders too
-                z = z + noise * torch.randn_like(z)
+                sd = (z.std(0).detach() if self.params["burnin_noise_scale"] == "batch_std"
+                      and len(z) > 1 else 1.0)
+                z = z + noise * sd * torch.randn_like(z)
             if len(z):
                 logits = self.latent_disc(z)
                 confusion = (-F.cross_entropy(logits, y)

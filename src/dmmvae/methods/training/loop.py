@@ -25,6 +25,14 @@ semi_supervised_fraction     0.0         fraction of train cells whose labels fe
                                          classifier head on z (0 = unsupervised)
 num_threads                  "auto"      torch CPU threads; "auto" = cores - 1 (at least 1,
                                          at most 8), null = torch's default (all cores)
+optimizer                    "adamw"     "adamw" | "rmsprop" (GLUE's), for every optimiser
+lr_plateau_patience          0           GLUE's schedule: every optimiser's learning rate is
+                                         divided by 10 after more than this many epochs
+                                         without a validation improvement (torch's
+                                         ReduceLROnPlateau, from the end of the burn-in), and
+                                         the weights kept and the early-stopping patience
+                                         count only from the first reduction on (GLUE's
+                                         ``wait_n_lrs=1``); 0 = off
 ===========================  ==========  ======================================================
 
 The loop: seeded (python, numpy, torch; deterministic algorithms with ``warn_only`` on CUDA),
@@ -86,6 +94,9 @@ def resolve_training(training: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg["amp"] = {False: "none", None: "none", True: "bf16"}.get(amp, amp)
     if cfg["amp"] not in AMP_MODES:
         raise ValueError(f"training.amp={amp!r}; valid values are {list(AMP_MODES)}")
+    if cfg["optimizer"] not in ("adamw", "rmsprop"):
+        raise ValueError(f"training.optimizer={cfg['optimizer']!r}; valid values are "
+                         "['adamw', 'rmsprop']")
     if not 0.0 <= float(cfg["validation_fraction"]) < 1.0:
         raise ValueError("training.validation_fraction must be in [0, 1)")
     if not 0.0 <= float(cfg["semi_supervised_fraction"]) <= 1.0:
@@ -239,6 +250,9 @@ def fit_model(
     min_last = 2 if model.params.get("norm") == "batch" else 1
     rows: list[dict[str, Any]] = []
     best, best_epoch, best_state, wait = math.inf, -1, None, 0
+    plateau, n_reduced = int(cfg["lr_plateau_patience"]), 0
+    schedulers = [torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=plateau)
+                  for opt in optimizers.values()] if plateau else []
     bar = _progress(int(cfg["max_epochs"]), cfg["progress_bar"])
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -267,6 +281,8 @@ def fit_model(
                         pd.DataFrame(rows),
                     )
             row: dict[str, Any] = {"epoch": epoch, "kl_weight": kl_weight}
+            if plateau:  # the rate this epoch was trained at
+                row["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
             row.update(_mean_terms(sums, n, "train"))
             if not math.isfinite(row.get("train_loss", 0.0)):
                 rows.append(row)
@@ -300,6 +316,13 @@ def fit_model(
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{monitored:.4g}")
             if epoch < first_kept:
                 continue  # still warming up: not yet the objective the model is trained for
+            if schedulers:  # GLUE's LRScheduler: torch's ReduceLROnPlateau on every optimiser
+                before = schedulers[0].optimizer.param_groups[0]["lr"]
+                for sched in schedulers:
+                    sched.step(monitored)
+                n_reduced += schedulers[0].optimizer.param_groups[0]["lr"] < before
+                if not n_reduced:
+                    continue  # GLUE's wait_n_lrs=1: weights kept and patience from then on
             if math.isfinite(monitored) and monitored < best - 1e-4 * abs(
                 best if math.isfinite(best) else 0
             ):
@@ -328,6 +351,7 @@ def fit_model(
         "seed": int(seed),
         "epochs_run": len(rows),
         "best_epoch": int(best_epoch),
+        "lr_reductions": n_reduced,
         "train_seconds": time.perf_counter() - t0,
         "n_train_cells": len(train_cells),
         "n_validation_cells": len(val_cells),
