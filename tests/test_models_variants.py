@@ -316,6 +316,33 @@ def test_dmmvae_align_burnin_noises_the_latent_discriminator_and_delays_kept_wei
     assert noisy > clean + 0.04, (noisy, clean)  # cross-entropy: log 2 = 0.69 at confusion
 
 
+def test_dmmvae_burnin_noise_scale_batch_std_scales_the_noise_to_each_code_dimension():
+    """``burnin_noise_scale: batch_std`` (GLUE's: N(0, the batch's sd of each code dimension)):
+    a dimension the codes do not spread gets no noise and a wide one proportionally more,
+    where ``unit`` (N(0, 1)) noises every dimension alike; an unknown value is refused."""
+    from dmmvae.constants import BATCH_KEYS
+    from dmmvae.methods.modules.objectives import Gaussian
+
+    spread = torch.tensor([0.0, 0.1, 10.0, 3.0, 1.0, 1.0, 1.0, 1.0])  # FAST: 8 dimensions
+    got = {}
+    for how in ("unit", "batch_std"):
+        module, _, batch = built_module("dmmvae", {**FAST, "anchor_weight": 0,
+                                                   "burnin_noise_scale": how}, kind="diagonal")
+        torch.manual_seed(0)
+        n = len(batch[BATCH_KEYS.INDEX])
+        d = module.latent_dim
+        qz = {m: Gaussian(torch.randn(n, d) * spread, torch.zeros(n, d)) for m in module.modalities}
+        z0 = torch.cat([qz[m].mu[batch[BATCH_KEYS.MASK][m]] for m in module.modalities])
+        _, _, inputs = module._generator_terms(batch, qz, 1.0, noise=1.5)
+        z, _ = inputs["latent"]
+        got[how] = (z - z0).std(0) / 1.5
+    np.testing.assert_allclose(got["unit"], 1.0, atol=0.25)
+    assert got["batch_std"][0] == 0 and got["batch_std"][1] < 0.2
+    np.testing.assert_allclose(got["batch_std"][2:], spread[2:], rtol=0.35)
+    with pytest.raises(ValueError, match="burnin_noise_scale"):
+        build_model("dmmvae", {"burnin_noise_scale": "huge"})
+
+
 def test_dmmvae_aligns_unpaired_modalities_through_anchors_and_beats_no_anchors():
     """Issue 12's setting on the synthetic gene split: no train cell paired, 100 genes linked
     by name. The anchor term (linked features) aligns the modalities; without it D-MMVAE
