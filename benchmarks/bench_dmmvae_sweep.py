@@ -242,7 +242,16 @@ GRIDS["noanchor_glue_all"] = {
     "graph_decoder,latent_adversary_loss,glue_stages,norm": [
         GLUE_ALL_PARTS, ("counts", "lsi+peaks", {}, "sum", 0.01, 0.1, "embedding", "confusion",
                          False, "layer")]}
-RULE_OF_GRID = {"noanchor_stages": "anchors+labels", "noanchor_glue_all": "anchors+labels",
+# a twenty-ninth, GLUE's training dynamics on the chosen anchor-free model (each was left untried
+# by the grids above): RMSprop for every player, its learning-rate schedule (divided by 10 on a
+# plateau of half the patience, weights kept from the first reduction on: 2 / lr / batches vs
+# 4 / lr / batches in scglue) and its burn-in noise scaled to each code dimension's spread
+GRIDS["noanchor_glue_dynamics"] = {
+    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "training.optimizer,training.lr_plateau_patience,burnin_noise_scale": [
+        ("adamw", 0, "unit"), ("rmsprop", 50, "batch_std")]}
+RULE_OF_GRID = {"noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels", "noanchor_glue_all": "anchors+labels",
                 "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
                 "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
@@ -436,12 +445,14 @@ def split_params(params: dict) -> tuple[dict, dict]:
 
 def same_model(a: str, b: str) -> bool:
     """Whether two configurations (JSON) fit the same model: the model's parameters with its
-    defaults filled in, and the same ``training.`` keys."""
+    defaults filled in, and the same ``training.`` keys with the training defaults filled in."""
     from dmmvae.methods import MODELS
+    from dmmvae.schema import schema_defaults
 
-    defaults = MODELS["dmmvae"].DEFAULTS
+    defaults, loop = MODELS["dmmvae"].DEFAULTS, schema_defaults("training")
     (model_a, train_a), (model_b, train_b) = split_params(json.loads(a)), split_params(json.loads(b))
-    return train_a == train_b and {**defaults, **model_a} == {**defaults, **model_b}
+    return ({**loop, **train_a} == {**loop, **train_b}
+            and {**defaults, **model_a} == {**defaults, **model_b})
 
 
 def copied_rows(paths: list[Path], todo: list[dict], datasets, seed: int, done: set) -> list[dict]:
@@ -489,6 +500,8 @@ def main() -> None:
                          "(GLUE's NB on peak counts); noanchor_glue_parts: GLUE's variational feature "
                          "embeddings and minimax adversary; noanchor_stages: GLUE's two training "
                          "stages; noanchor_glue_all: all of GLUE's parts at once; "
+                         "noanchor_glue_dynamics: GLUE's optimiser, learning-rate schedule and "
+                         "burn-in noise; "
                          "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
