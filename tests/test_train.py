@@ -239,6 +239,13 @@ def test_lr_plateau_divides_the_rate_and_keeps_weights_only_after_it():
     best = model.train_info["best_epoch"]
     assert best >= first - 1 and val[best] == val[first - 1 :].min()
     assert len(hist) < 300 and len(hist) - 1 - best >= 3
+    # no plateau long enough within the budget: no reduction, no early stop, the best epoch kept
+    cfg = {**cfg, "max_epochs": 25, "lr_plateau_patience": 40}
+    model = build_model("mmvae", FAST)
+    hist = model.fit(sc, seed=0, training=cfg)
+    assert len(hist) == 25 and model.train_info["lr_reductions"] == 0
+    assert (hist["lr"] == 1e-2).all()
+    assert model.train_info["best_epoch"] == hist["validation_loss"].iloc[2:].idxmin()
 
 
 def test_rmsprop_optimiser_trains_every_player():

@@ -32,7 +32,8 @@ lr_plateau_patience          0           GLUE's schedule: every optimiser's lear
                                          ReduceLROnPlateau, from the end of the burn-in), and
                                          the weights kept and the early-stopping patience
                                          count only from the first reduction on (GLUE's
-                                         ``wait_n_lrs=1``); 0 = off
+                                         ``wait_n_lrs=1``; with no reduction in
+                                         ``max_epochs``, the best epoch as without it); 0 = off
 ===========================  ==========  ======================================================
 
 The loop: seeded (python, numpy, torch; deterministic algorithms with ``warn_only`` on CUDA),
@@ -320,9 +321,10 @@ def fit_model(
                 before = schedulers[0].optimizer.param_groups[0]["lr"]
                 for sched in schedulers:
                     sched.step(monitored)
-                n_reduced += schedulers[0].optimizer.param_groups[0]["lr"] < before
-                if not n_reduced:
-                    continue  # GLUE's wait_n_lrs=1: weights kept and patience from then on
+                if schedulers[0].optimizer.param_groups[0]["lr"] < before:
+                    n_reduced += 1
+                    if n_reduced == 1:  # GLUE's wait_n_lrs=1: weights kept, patience from here
+                        best, wait = math.inf, 0
             if math.isfinite(monitored) and monitored < best - 1e-4 * abs(
                 best if math.isfinite(best) else 0
             ):
@@ -330,7 +332,7 @@ def fit_model(
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 wait += 1
-                if patience and wait >= patience:
+                if patience and wait >= patience and (n_reduced or not schedulers):
                     break
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
         if dev.type == "cuda":
