@@ -490,6 +490,47 @@ def test_feature_graph_shares_embeddings_of_linked_features_only():
     assert g.loss(1).item() > 0
 
 
+def test_feature_graph_glue_sampling_draws_scglues_pairs_and_pulls_links_together():
+    """``graph_sampling: glue`` (scglue's graph loader): positives are every link both ways and
+    every self-loop; each positive's negatives keep its source and draw the target by link
+    degree (unlinked features never, linked pairs never); ``uniform`` keeps the links once with
+    uniform node pairs. Minimising the term pulls linked embeddings together far more than
+    unlinked ones."""
+    from dmmvae.methods.modules.graph import FeatureGraph
+
+    sc = _gene_split()
+    spec = build_spec(sc, {})
+    torch.manual_seed(0)
+    g = FeatureGraph(spec, 8)
+    (i, j), (ni, nj) = g.pairs(10, "glue")
+    n, links = g.n_nodes, g.n_links
+    assert i.numel() == 2 * links + n and int((i == j).sum()) == n
+    pos = set(zip(g.pos[0].tolist(), g.pos[1].tolist(), strict=True))
+    pos |= {(b, a) for a, b in pos}
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == pos | {(k, k) for k in range(n)}
+    degree = np.bincount(g.pos.flatten().numpy(), minlength=n)
+    assert (degree[nj.numpy()] > 0).all()  # only linked features are drawn as targets
+    assert not (set(zip(ni.tolist(), nj.tolist(), strict=True)) & pos)
+    assert ni.numel() > 0.8 * 10 * i.numel()  # rejections are few
+    assert set(ni.unique().tolist()) <= set(i.unique().tolist())
+    (_, _), (ui, uj) = g.pairs(1, "uniform")
+    assert ui.numel() == links
+    with pytest.raises(ValueError, match="graph_sampling"):
+        build_model("dmmvae", {"graph_sampling": "degree"})
+
+    opt = torch.optim.Adam(g.parameters(), lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        g.loss(10, "glue").backward()
+        opt.step()
+    v = g.embeddings().detach()
+    la, lb, _ = spec.link("genes_a", "genes_b")
+    a, b = g.of("genes_a", v), g.of("genes_b", v)
+    linked = (a[la] * b[lb]).sum(-1).mean()
+    other = (a[la] * b[np.roll(lb, 7)]).sum(-1).mean()
+    assert linked > other + 1.0, (linked, other)
+
+
 def test_dmmvae_global_anchors_are_train_only_mutual_pairs_and_align_the_gene_split():
     """``anchor_scope: global``: Seurat's anchors among ALL train cells in the linked-gene CCA
     space (found once), the partners' codes from a memory of the latest codes. The pairs join

@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...constants import BATCH_KEYS
-from .graph import GRAPH_DECODERS, GRAPH_DEFAULTS, GuidanceGraph
+from .graph import GRAPH_DEFAULTS, GuidanceGraph
 from .likelihoods import get_likelihood
 from .mmvae import MMVAE
 from .nn import LOGVAR_MAX, LOGVAR_MIN, MLP
@@ -351,9 +351,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError("dmmvae: likelihood_scale 'per_feature' scales the terms of the "
                              f"ELBO; set estimator: elbo (got '{p['estimator']}') or "
                              "likelihood_scale: sum")
-        if p["graph_decoder"] not in GRAPH_DECODERS:
-            raise ValueError(f"dmmvae: unknown graph_decoder '{p['graph_decoder']}'; "
-                             f"valid: {list(GRAPH_DECODERS)}")
+        cls.check_graph_params(p)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -12,7 +12,10 @@ peaks, so cells of two modalities seen apart must take the same codes to explain
 features. The graph term (``graph_weight`` x the mean logistic loss of ``v_i . v_j``, linked
 pairs as positives and ``graph_negatives`` random pairs per positive as negatives, x the number
 of features, so that it is on the scale of a cell's summed reconstruction) keeps linked
-embeddings close. Without links the graph has self-loops only (plain embedding decoders).
+embeddings close; ``graph_sampling: glue`` draws its pairs as scglue does (each link both ways
+and every self-loop as positives; per positive ``graph_negatives`` negatives with the same
+source and a target drawn by its link degree, never a linked pair). Without links the graph has
+self-loops only (plain embedding decoders).
 
 ``graph_decoder: glue`` follows scglue 0.4.1 (``GraphEncoder``, ``NBDataDecoder`` and
 ``SCGLUEModel.compute_losses``): the graph encoder is variational, ``V ~ N(loc(H), softplus(
@@ -41,10 +44,15 @@ GRAPH_DEFAULTS: dict[str, Any] = {
     "guidance_graph": False,  # feature graph of linked features + hybrid decoders
     "graph_weight": 0.1,  # weight of the graph term (x number of features, see module doc)
     "graph_negatives": 1,  # random pairs per linked pair in the graph term
+    "graph_sampling": "uniform",  # the graph term's pairs: "uniform" (each link once, negatives
+    # uniform node pairs) | "glue" (scglue's: each link both ways and every self-loop as
+    # positives, negatives keep the positive's source and draw the target by its link degree,
+    # never a linked pair)
     "graph_decoder": "hybrid",  # hybrid: MLP + z.V; embedding: z.V only (GLUE's decoder);
     # glue: z.V only with GLUE's variational feature embeddings and per-feature scales
 }
 GRAPH_DECODERS = ("hybrid", "embedding", "glue")
+GRAPH_SAMPLINGS = ("uniform", "glue")
 
 
 def links_per_pair(spec) -> dict[str, int]:
@@ -93,6 +101,14 @@ class FeatureGraph(nn.Module):
         self.register_buffer("cols", torch.as_tensor(cols, dtype=torch.long), persistent=False)
         self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32), persistent=False)
         self.register_buffer("pos", torch.as_tensor(pos, dtype=torch.long), persistent=False)
+        # graph_sampling glue: scglue's positives (links both ways, self-loops), the link degree
+        # its negatives' targets are drawn by, and the linked pairs (i * n + j) they must avoid
+        linked = np.concatenate([pos[0] * n + pos[1], pos[1] * n + pos[0]])
+        self.register_buffer("glue_pos", torch.as_tensor(np.stack([rows, cols]), dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("link_degree", torch.as_tensor(deg - 1.0), persistent=False)
+        self.register_buffer("linked", torch.as_tensor(np.sort(linked), dtype=torch.long),
+                             persistent=False)
         self.nodes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim))
         if variational:  # GLUE's GraphEncoder heads (scglue.models.sc.GraphEncoder)
             self.loc = nn.Linear(dim, dim)
@@ -124,16 +140,26 @@ class FeatureGraph(nn.Module):
         v = self.embeddings() if v is None else v
         return v[self.offsets[m]:self.offsets[m] + self.sizes[m]]
 
-    def loss(self, negatives: int, generator: torch.Generator | None = None) -> Tensor:
-        """Mean logistic loss: linked pairs close (``v_i . v_j`` high), random pairs apart."""
+    def pairs(self, negatives: int, sampling: str = "uniform") -> tuple[Tensor, Tensor]:
+        """The graph term's positive pairs ``(2, P)`` and a fresh draw of its negative pairs
+        ``(2, N)`` (node numbers; ``sampling`` as the module doc's ``graph_sampling``)."""
+        k = max(int(negatives), 1)
+        if sampling == "glue":
+            ni = self.glue_pos[0].repeat(k)
+            nj = torch.multinomial(self.link_degree, len(ni), replacement=True)
+            keep = ~torch.isin(ni * self.n_nodes + nj, self.linked)
+            return self.glue_pos, torch.stack([ni[keep], nj[keep]])
+        n = self.n_links * k
+        return self.pos, torch.randint(self.n_nodes, (2, n), device=self.pos.device)
+
+    def loss(self, negatives: int, sampling: str = "uniform") -> Tensor:
+        """Mean logistic loss: linked pairs close (``v_i . v_j`` high), random pairs apart
+        (``sampling``: the module doc's ``graph_sampling``)."""
         if self.n_links == 0:
             return self.nodes.new_zeros(())
         v, loc, std = self.draw() if self.variational else (self.convolved(), None, None)
-        i, j = self.pos
+        (i, j), (ni, nj) = self.pairs(negatives, sampling)
         pos = F.logsigmoid((v[i] * v[j]).sum(-1))
-        k = self.n_links * max(int(negatives), 1)
-        ni = torch.randint(self.n_nodes, (k,), device=v.device)
-        nj = torch.randint(self.n_nodes, (k,), device=v.device)
         neg = F.logsigmoid(-(v[ni] * v[nj]).sum(-1))
         out = -(pos.mean() + neg.mean())
         if self.variational:  # GLUE's g_kl: KL to N(0, I), per node, over the node count
@@ -174,10 +200,13 @@ class HybridDecoder(nn.Module):
 class GuidanceGraph:
     """Mixin giving a :class:`~.vae.MultimodalVAE` subclass the guidance graph (module doc)."""
 
-    def check_graph_params(self) -> None:
-        if self.params["graph_decoder"] not in GRAPH_DECODERS:
-            raise ValueError(f"{type(self).__name__.lower()}: unknown graph_decoder "
-                             f"'{self.params['graph_decoder']}'; valid: {list(GRAPH_DECODERS)}")
+    @classmethod
+    def check_graph_params(cls, params: dict[str, Any]) -> None:
+        """Refuse an unknown ``graph_decoder`` / ``graph_sampling``, naming the valid ones."""
+        for key, valid in (("graph_decoder", GRAPH_DECODERS), ("graph_sampling", GRAPH_SAMPLINGS)):
+            if params[key] not in valid:
+                raise ValueError(f"{cls.__name__.lower()}: unknown {key} '{params[key]}'; "
+                                 f"valid: {list(valid)}")
 
     def build(self, spec) -> None:
         glue = self.params["graph_decoder"] == "glue"
@@ -200,7 +229,7 @@ class GuidanceGraph:
     def add_graph_term(self, out) -> None:
         """Add the graph term to a :class:`~.vae.LossOutput` (training only)."""
         if getattr(self, "graph", None) is not None and self.training and self.graph.n_links:
-            g = self.graph.loss(int(self.params["graph_negatives"]))
+            g = self.graph.loss(int(self.params["graph_negatives"]), self.params["graph_sampling"])
             out.loss = out.loss + float(self.params["graph_weight"]) * self.graph_term_scale() * g
             out.terms["graph"] = g.detach()
 

@@ -125,7 +125,7 @@ class MMAAVI(GuidanceGraph, MultimodalVAE):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.check_graph_params()
+        self.check_graph_params(self.params)
         if self.params["discriminate"] not in DISCRIMINATE:
             raise ValueError(
                 f"mmaavi: unknown discriminate '{self.params['discriminate']}'; valid: {list(DISCRIMINATE)}"
