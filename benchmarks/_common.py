@@ -129,7 +129,17 @@ def diagonal_scenario(config: dict, dataset: str, split: int, kind: str = "diago
 
 def configurations(grid: dict) -> list[dict]:
     """Every configuration of ``grid`` (the product of its values); a key ``"a,b"`` with tuples
-    ``(va, vb)`` sets both; keys that start with ``training.`` set the training loop."""
+    ``(va, vb)`` sets both; keys that start with ``training.`` set the training loop. A
+    parameter set by two keys that both vary is refused (the product would repeat
+    configurations under one name); with one value a later key overrides an earlier one."""
+    varying: dict[str, str] = {}
+    for key, values in grid.items():
+        for name in key.split(","):
+            if len(values) > 1 and name in varying:
+                raise ValueError(f"grid: '{name}' varies in both '{varying[name]}' and '{key}'; "
+                                 "drop one of them")
+            if len(values) > 1:
+                varying[name] = key
     out = []
     for values in itertools.product(*grid.values()):
         params = {}

@@ -251,7 +251,21 @@ GRIDS["noanchor_glue_dynamics"] = {
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
     "training.optimizer,training.lr_plateau_patience,burnin_noise_scale": [
         ("adamw", 0, "unit"), ("rmsprop", 50, "batch_std")]}
-RULE_OF_GRID = {"noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels", "noanchor_glue_all": "anchors+labels",
+# a thirtieth: everything of GLUE's this package has built at once: noanchor_glue_all's parts
+# (its ATAC input read right since 2026-11-26: the LSI coordinates were log1p'd with NB peaks),
+# noanchor_glue_dynamics's optimiser, schedule and noise, and scglue's graph pairs (both ways,
+# self-loops, 10 degree-drawn negatives per positive)
+GLUE_ALL_KEY = next(k for k in GRIDS["noanchor_glue_all"] if k.startswith("rna_input,"))
+GRIDS["noanchor_glue_everything"] = {
+    **{k: v for k, v in GRIDS["noanchor_glue_all"].items() if k != GLUE_ALL_KEY},
+    "rna_input,atac_input,likelihoods,likelihood_scale,latent_adversarial_weight,graph_weight,"
+    "graph_decoder,latent_adversary_loss,glue_stages,norm,training.optimizer,"
+    "training.lr_plateau_patience,burnin_noise_scale,graph_sampling,graph_negatives": [
+        (*GLUE_ALL_PARTS, "rmsprop", 50, "batch_std", "glue", 10),
+        ("counts", "lsi+peaks", {}, "sum", 0.01, 0.1, "embedding", "confusion", False, "layer",
+         "adamw", 0, "unit", "uniform", 1)]}
+RULE_OF_GRID = {"noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels",
+                "noanchor_glue_everything": "anchors+labels", "noanchor_glue_all": "anchors+labels",
                 "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
                 "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
@@ -501,7 +515,8 @@ def main() -> None:
                          "embeddings and minimax adversary; noanchor_stages: GLUE's two training "
                          "stages; noanchor_glue_all: all of GLUE's parts at once; "
                          "noanchor_glue_dynamics: GLUE's optimiser, learning-rate schedule and "
-                         "burn-in noise; "
+                         "burn-in noise; noanchor_glue_everything: all of those at once with "
+                         "scglue's graph pairs; "
                          "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")

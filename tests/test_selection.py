@@ -128,18 +128,27 @@ def test_rule_weighs_each_dataset_equally_over_its_seeds():
 
 def test_every_sweep_configuration_is_one_dmmvae_accepts():
     """Each configuration of each grid builds: its model keys are parameters ``dmmvae`` accepts
-    in that combination (e.g. GLUE's LSI over all peaks is never asked with the cycle term)."""
+    in that combination (e.g. GLUE's LSI over all peaks is never asked with the cycle term) and
+    its ``training.`` keys settings the loop accepts; no grid repeats a configuration, and a
+    grid that varies one parameter under two keys is refused."""
     sys.path.insert(0, str(BENCH))
     import bench_dmmvae_sweep as sweep
 
     from dmmvae.methods.modules.dmmvae import DMMVAE
+    from dmmvae.methods.training.loop import resolve_training
 
     for name, grid in sweep.GRIDS.items():
-        for c in sweep.configurations(grid):
+        configs = sweep.configurations(grid)
+        assert len({json.dumps(c, sort_keys=True) for c in configs}) == len(configs), name
+        for c in configs:
+            model, training = sweep.split_params(c)
             try:
-                DMMVAE.check_params({k: v for k, v in c.items() if not k.startswith(sweep.TRAINING)})
+                DMMVAE.check_params(model)
+                resolve_training(training)
             except ValueError as err:
                 raise AssertionError(f"grid {name}: {c}: {err}") from err
+    with pytest.raises(ValueError, match="varies in both"):
+        sweep.configurations({"n_latent": [8, 16], "n_hidden,n_latent": [(64, 8), (128, 16)]})
     atac = {c["atac_input"] for c in sweep.configurations(sweep.GRIDS["noanchor_atac_input"])}
     assert atac == {"lsi_all", "lsi_all+peaks", "lsi+peaks"}
 
