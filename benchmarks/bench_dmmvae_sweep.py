@@ -300,6 +300,16 @@ def old_rows(grid: str) -> pd.DataFrame:
     return rows.assign(seed=rows["seed"] if "seed" in rows else 0)
 
 
+def common_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` on the (stand-in, seed) cells every configuration holds: a grid still running
+    (or one whose slowest stand-in was not run for every configuration) is compared there, not
+    on means over different stand-ins."""
+    cells = rows.groupby("config")[["dataset", "seed"]].apply(
+        lambda g: set(zip(g["dataset"], g["seed"], strict=True)))
+    common = set.intersection(*cells)
+    return rows[[cell in common for cell in zip(rows["dataset"], rows["seed"], strict=True)]]
+
+
 def compare_reask(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
     """The rule's choice on ``old`` and on ``new`` over the configurations ``new`` holds on every
     (stand-in, seed) ``old`` asked them on."""
@@ -313,11 +323,7 @@ def compare_reask(grid: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
         # fewer than two configurations asked again everywhere: compare on the (stand-in,
         # seed) cells every configuration asked again holds (e.g. all but the slowest
         # stand-in), old and new alike
-        cells = both.groupby("config")[["dataset", "seed"]].apply(
-            lambda g: set(zip(g["dataset"], g["seed"], strict=True)))
-        common = set.intersection(*cells)
-        in_common = [cell in common for cell in zip(both["dataset"], both["seed"], strict=True)]
-        complete = both[in_common]
+        complete = common_cells(both)
     both = complete
     n_cfg = old["config"].nunique()
     if both.empty:
@@ -599,9 +605,15 @@ def main() -> None:
                 print(rows[-1], flush=True)
                 save()
     rows = pd.read_csv(args.out)
+    rows = rows.assign(seed=rows["seed"] if "seed" in rows else 0)  # the first grid's: seed 0
     rule = RULE_OF_GRID.get(args.grid, "anchors")
-    table = rank(rows, rule)
+    common = common_cells(rows)
+    n_cells, n_common = (len(r[["dataset", "seed"]].drop_duplicates()) for r in (rows, common))
+    table = rank(common, rule)
     print(table.round(4).to_string())
+    if n_common < n_cells:
+        print(f"\nincomplete: ranked on the {n_common} of {n_cells} (stand-in, seed) cells every "
+              "configuration holds")
     print(f"\nchosen by the rule '{rule}' (lowest mean): {table.index[0]}")
 
 

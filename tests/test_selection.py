@@ -344,3 +344,20 @@ def test_a_configuration_another_grid_fitted_is_copied_not_fitted_again(tmp_path
     assert "copied from dmmvae_reask_other.csv" in rows[0]["source"]
     assert done == {(json.dumps(grid[0], sort_keys=True), "x", 0)}
     assert sweep.copied_rows([source], grid, ["x", "y"], 0, done) == []   # already there
+
+
+def test_sweep_report_of_an_unfinished_grid_ranks_on_the_cells_every_configuration_holds():
+    """A configuration not yet fitted on the slowest stand-in is not ranked on a mean over
+    fewer (easier) stand-ins: the report keeps the (stand-in, seed) cells both hold."""
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    def row(config, dataset, anchors):
+        return {"config": config, "dataset": dataset, "seed": 0,
+                "validation_anchor_foscttm": anchors, "train_label_transfer": 0.5}
+
+    rows = pd.DataFrame([row("a", "easy", 0.20), row("a", "hard", 0.45), row("b", "easy", 0.30)])
+    assert selection.rank(rows, "anchors").index[0] == "b"  # 0.30 against a's 0.325
+    common = sweep.common_cells(rows)
+    assert set(common["dataset"]) == {"easy"}
+    assert selection.rank(common, "anchors").index[0] == "a"
