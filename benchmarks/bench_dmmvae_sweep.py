@@ -231,17 +231,19 @@ GRIDS["noanchor_stages"] = {
 # encoder inputs (PCA of the scaled genes, the LSI over all peaks), NB on peak counts, per-feature
 # likelihood with its weights, variational feature embeddings, minimax adversary, two stages and
 # batch-normalised encoders, at this model's budget, against the chosen model
+GLUE_ALL_KEY = ("rna_input,atac_input,likelihoods,likelihood_scale,latent_adversarial_weight,"
+                "graph_weight,graph_decoder,latent_adversary_loss,glue_stages,norm")
 GLUE_ALL_PARTS = ("pca", "lsi_all", {"atac": "nb"}, "per_feature", 0.025, 0.01, "glue", "minimax",
                   True, "batch")
+#: the chosen anchor-free model's values of GLUE_ALL_KEY
+CHOSEN_PARTS = ("counts", "lsi+peaks", {}, "sum", 0.01, 0.1, "embedding", "confusion", False,
+                "layer")
 GRIDS["noanchor_glue_all"] = {
     **{k: v for k, v in NOANCHOR_ADVERSARY.items()
        if k not in ("atac_input", "graph_decoder", "latent_adversarial_weight")},
     "anchor_weight": [0.0],
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
-    "rna_input,atac_input,likelihoods,likelihood_scale,latent_adversarial_weight,graph_weight,"
-    "graph_decoder,latent_adversary_loss,glue_stages,norm": [
-        GLUE_ALL_PARTS, ("counts", "lsi+peaks", {}, "sum", 0.01, 0.1, "embedding", "confusion",
-                         False, "layer")]}
+    GLUE_ALL_KEY: [GLUE_ALL_PARTS, CHOSEN_PARTS]}
 # a twenty-ninth, GLUE's training dynamics on the chosen anchor-free model (each was left untried
 # by the grids above): RMSprop for every player, its learning-rate schedule (divided by 10 on a
 # plateau of half the patience, weights kept from the first reduction on: 2 / lr / batches vs
@@ -255,15 +257,12 @@ GRIDS["noanchor_glue_dynamics"] = {
 # (its ATAC input read right since 2026-11-26: the LSI coordinates were log1p'd with NB peaks),
 # noanchor_glue_dynamics's optimiser, schedule and noise, and scglue's graph pairs (both ways,
 # self-loops, 10 degree-drawn negatives per positive)
-GLUE_ALL_KEY = next(k for k in GRIDS["noanchor_glue_all"] if k.startswith("rna_input,"))
 GRIDS["noanchor_glue_everything"] = {
     **{k: v for k, v in GRIDS["noanchor_glue_all"].items() if k != GLUE_ALL_KEY},
-    "rna_input,atac_input,likelihoods,likelihood_scale,latent_adversarial_weight,graph_weight,"
-    "graph_decoder,latent_adversary_loss,glue_stages,norm,training.optimizer,"
-    "training.lr_plateau_patience,burnin_noise_scale,graph_sampling,graph_negatives": [
+    GLUE_ALL_KEY + ",training.optimizer,training.lr_plateau_patience,burnin_noise_scale,"
+    "graph_sampling,graph_negatives": [
         (*GLUE_ALL_PARTS, "rmsprop", 50, "batch_std", "glue", 10),
-        ("counts", "lsi+peaks", {}, "sum", 0.01, 0.1, "embedding", "confusion", False, "layer",
-         "adamw", 0, "unit", "uniform", 1)]}
+        (*CHOSEN_PARTS, "adamw", 0, "unit", "uniform", 1)]}
 RULE_OF_GRID = {"noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels",
                 "noanchor_glue_everything": "anchors+labels", "noanchor_glue_all": "anchors+labels",
                 "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",

@@ -97,7 +97,7 @@ class LossOutput:
         return out
 
 
-def adamw(params, cfg: dict[str, Any], lr: float | None = None) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: dict[str, Any], lr: float | None = None) -> torch.optim.Optimizer:
     """The training config's optimiser (``cfg["optimizer"]``, default AdamW) with ``cfg["lr"]``
     / ``cfg["weight_decay"]``: AdamW fused where torch has the kernel, or RMSprop (GLUE's
     optimiser, ``scglue``'s ``compile(optim="RMSprop")``; ``weight_decay`` as its L2 term).
@@ -307,7 +307,7 @@ class MultimodalVAE(nn.Module):
         return out
 
     def configure_optimizers(self, cfg: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
-        return {"main": adamw(self.parameters(), cfg)}
+        return {"main": make_optimizer(self.parameters(), cfg)}
 
 
     def adversarial_optimizers(
@@ -318,11 +318,11 @@ class MultimodalVAE(nn.Module):
         decay 0.01, with RMSprop ``cfg``'s, as GLUE)."""
         disc_ids = {id(p) for p in disc_params}
         main = [p for p in self.parameters() if id(p) not in disc_ids]
+        adam = cfg.get("optimizer", "adamw") == "adamw"
+        disc_cfg = {**cfg, "weight_decay": 0.01} if adam else cfg
         return {
-            "main": adamw(main, cfg),
-            "disc": adamw(disc_params, {**cfg, "weight_decay": 0.01
-                                        if cfg.get("optimizer", "adamw") == "adamw"
-                                        else cfg["weight_decay"]}, lr=disc_lr),
+            "main": make_optimizer(main, cfg),
+            "disc": make_optimizer(disc_params, disc_cfg, lr=disc_lr),
         }
     def main_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> LossOutput:
         """One step of ``optimizers["main"]`` on ``training_loss``, then the step's ``updates``
@@ -394,4 +394,4 @@ class MultimodalVAE(nn.Module):
         """Hook: set what :meth:`checkpoint_extra` saved, before the modules are rebuilt."""
 
 
-__all__ = ["SCORING_SAMPLES", "LossOutput", "MultimodalVAE", "adamw"]
+__all__ = ["SCORING_SAMPLES", "LossOutput", "MultimodalVAE", "make_optimizer"]

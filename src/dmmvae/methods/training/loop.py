@@ -68,6 +68,7 @@ from .batches import MultimodalData, build_spec
 from .state import TrainingState
 
 AMP_MODES = ("none", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "rmsprop")
 
 
 class TrainingFailure(RuntimeError):
@@ -95,9 +96,9 @@ def resolve_training(training: Mapping[str, Any] | None) -> dict[str, Any]:
     cfg["amp"] = {False: "none", None: "none", True: "bf16"}.get(amp, amp)
     if cfg["amp"] not in AMP_MODES:
         raise ValueError(f"training.amp={amp!r}; valid values are {list(AMP_MODES)}")
-    if cfg["optimizer"] not in ("adamw", "rmsprop"):
+    if cfg["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"training.optimizer={cfg['optimizer']!r}; valid values are "
-                         "['adamw', 'rmsprop']")
+                         f"{list(OPTIMIZERS)}")
     if not 0.0 <= float(cfg["validation_fraction"]) < 1.0:
         raise ValueError("training.validation_fraction must be in [0, 1)")
     if not 0.0 <= float(cfg["semi_supervised_fraction"]) <= 1.0:
