@@ -235,7 +235,8 @@ GLUE_ALL_KEY = ("rna_input,atac_input,likelihoods,likelihood_scale,latent_advers
                 "graph_weight,graph_decoder,latent_adversary_loss,glue_stages,norm")
 GLUE_ALL_PARTS = ("pca", "lsi_all", {"atac": "nb"}, "per_feature", 0.025, 0.01, "glue", "minimax",
                   True, "batch")
-#: the chosen anchor-free model's values of GLUE_ALL_KEY
+#: the chosen anchor-free model's values of GLUE_ALL_KEY when these grids were asked (one stage:
+#: ``glue_stages`` was chosen after them, by noanchor_stages, and ships since 2026-11-26)
 CHOSEN_PARTS = ("counts", "lsi+peaks", {}, "sum", 0.01, 0.1, "embedding", "confusion", False,
                 "layer")
 GRIDS["noanchor_glue_all"] = {

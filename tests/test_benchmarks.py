@@ -211,6 +211,21 @@ def test_readme_what_aligns_table_is_the_committed_ablation():
     assert cycle.count("(n=3)") == cycle.count("[") >= 4
 
 
+def test_readme_results_table_is_the_committed_diagonal_verdicts():
+    """README's results table (between its ``results`` markers) is ``verdicts_markdown`` of the
+    committed ``diagonal.csv`` (what ``--report-only`` writes to ``diagonal_verdicts.md``), so
+    the README cannot keep a verdict the benchmark rows no longer give."""
+    import pandas as pd
+
+    bench = _load_bench_diagonal()
+    rows = pd.read_csv(BENCH / "results" / "diagonal.csv")
+    table = bench.verdicts_markdown(bench.headline_claims(rows)).strip()
+    readme = (BENCH.parent / "README.md").read_text()
+    block = readme.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0].strip()
+    assert block == table
+    assert (BENCH / "results" / "diagonal_verdicts.md").read_text().strip() == table
+
+
 def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
     """SCOT reads no link: two datasets that differ only in their links give it the same inputs
     (one fingerprint), so the bench fits it once; any other change of the inputs is seen."""
