@@ -1118,3 +1118,44 @@ def test_the_weights_kept_are_trained_on_the_full_objective_not_the_warm_up(monk
                                        "early_stopping_patience": 0})
     assert list(hist["validation_loss"].round(2)) == losses
     assert m.train_info["best_epoch"] == 6
+
+
+def test_dmmvae_atac_features_linked_decodes_only_the_peaks_with_a_link():
+    """``atac_features: linked`` (GLUE's decoded peaks): the model trains on the peaks that a
+    stored link ties to a gene, with the links re-indexed to them (the same gene-peak pairs),
+    its loss falls, and its predictions keep the data's width: finite on the linked peaks, NaN
+    on the others; an LSI input that projects every kept peak is refused with the fix."""
+    from dmmvae.data.links import link_matrix, linked_features, linked_view
+    from dmmvae.data.preprocess import preprocess
+    from dmmvae.data.synthetic import simulate_shared_private
+
+    mods = {"rna": {"kind": "rna", "n_features": 120, "n_private": 2},
+            "atac": {"kind": "atac", "n_features": 200, "n_private": 2}}
+    raw = simulate_shared_private(n_cells=400, modalities=mods, n_linked=20, seed=3)
+    sc = make_scenario(preprocess(raw, seed=3), "diagonal", seed=3)
+    linked = linked_features(sc, ["rna", "atac"])["atac"]
+    assert 0 < linked.sum() < sc.mod["atac"].n_vars
+    view, cols = linked_view(sc, "atac")
+    np.testing.assert_array_equal(cols["atac"], np.flatnonzero(linked))
+    assert view.mod["rna"].n_vars == sc.mod["rna"].n_vars
+    full = link_matrix(sc, "rna", "atac")[:, cols["atac"]].toarray()
+    np.testing.assert_array_equal(link_matrix(view, "rna", "atac").toarray(), full)
+    assert (view.obs[visible_key("atac")] == sc.obs[visible_key("atac")]).all()
+
+    params = {**FAST, "anchor_weight": 0, "guidance_graph": True, "graph_decoder": "embedding",
+              "atac_input": "lsi_all", "atac_features": "linked"}
+    m = build_model("dmmvae", params)
+    hist = m.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 8})
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    assert m.spec.modalities["atac"].n_features == int(linked.sum())
+    p = m.predict(sc)
+    assert p.info["decoded_features"] == {"atac": int(linked.sum())}
+    for arr in (p.imputations[("rna", "atac")], p.generated["atac"],
+                p.cross_generated[("rna", "atac")]):
+        assert arr.shape[1] == sc.mod["atac"].n_vars
+        assert np.isfinite(arr[:, linked]).all() and np.isnan(arr[:, ~linked]).all()
+    assert np.isfinite(p.imputations[("atac", "rna")]).all()
+    with pytest.raises(ValueError, match="atac_input: lsi_all"):
+        build_model("dmmvae", {"atac_input": "lsi+peaks", "atac_features": "linked"})
+    with pytest.raises(ValueError, match="atac_features"):
+        build_model("dmmvae", {"atac_features": "some"})

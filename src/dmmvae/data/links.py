@@ -27,6 +27,7 @@ Rules
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Mapping
@@ -397,6 +398,51 @@ def link_matrix(mdata: md.MuData, a: str, b: str) -> sp.csr_matrix:
     return sp.csr_matrix((np.asarray(entry["w"], np.float32), (i, j)), shape=shape)
 
 
+def linked_features(mdata: md.MuData, mods: list[str]) -> dict[str, np.ndarray]:
+    """Per modality, a boolean mask of the features with at least one link to another one."""
+    out = {m: np.zeros(mdata.mod[m].n_vars, dtype=bool) for m in mods}
+    for a, b in itertools.combinations(mods, 2):
+        L = sp.csr_matrix(link_matrix(mdata, a, b))
+        L.data = (L.data > 0).astype(np.float32)
+        out[a] |= np.asarray(L.sum(axis=1)).ravel() > 0
+        out[b] |= np.asarray(L.sum(axis=0)).ravel() > 0
+    return out
+
+
+def linked_view(mdata: md.MuData, kind: str) -> tuple[md.MuData, dict[str, np.ndarray]]:
+    """A copy of ``mdata`` in which every modality of ``kind`` keeps only its features with at
+    least one stored link (GLUE's decoded peaks: those the guidance graph links to a gene), the
+    links re-indexed to the kept features; cell annotations, ``obsm`` and ``uns`` are carried
+    over. Returns ``(view, {modality: kept column indices})`` for the modalities of ``kind``."""
+    mods = list(mdata.mod)
+    linked = linked_features(mdata, mods)
+    cols = {m: np.flatnonzero(linked[m]) for m in mods
+            if str(mdata.mod[m].uns.get(MODALITY_KIND, "")) == kind}
+    for m, c in cols.items():
+        if not len(c):
+            raise InputError(
+                f"{getattr(mdata, 'filename', None) or 'scenario MuData'}: modality '{m}' has no "
+                "feature with a stored link, so keeping its linked features leaves none. Fix: "
+                "give gene coordinates (10x 'interval' or gene_annotation) at preprocessing, or "
+                "keep every feature (atac_features: all)")
+    out = md.MuData({m: (mdata.mod[m][:, cols[m]] if m in cols else mdata.mod[m]).copy()
+                     for m in mods})
+    out.obs = mdata.obs.copy()
+    for k, v in mdata.obsm.items():
+        out.obsm[k] = v
+    out.uns.update(dict(mdata.uns))
+    new_index = {m: np.cumsum(linked[m]) - 1 for m in cols}
+    links = {}
+    for pair, entry in dict(mdata.uns.get(LINKS) or {}).items():
+        i, j = np.asarray(entry["i"], np.int64), np.asarray(entry["j"], np.int64)
+        src, tgt = str(entry["src"]), str(entry["tgt"])
+        # both ends of a stored link are linked features, so every link is kept
+        links[pair] = {**entry, "i": new_index[src][i] if src in cols else i,
+                       "j": new_index[tgt][j] if tgt in cols else j}
+    out.uns[LINKS] = links
+    return out, cols
+
+
 def link_counts(mdata: md.MuData) -> dict[str, Any]:
     """The link report of ``mdata`` (counts per modality pair), for run info and logs."""
     rep = mdata.uns.get(LINKS_REPORT) or {}
@@ -439,6 +485,8 @@ __all__ = [
     "is_isotype_control",
     "link_counts",
     "link_matrix",
+    "linked_features",
+    "linked_view",
     "normalise_protein",
     "parse_intervals",
     "protein_gene_links",

@@ -86,7 +86,7 @@ from ...constants import (
     TRAIN,
     visible_key,
 )
-from ...data.links import link_matrix
+from ...data.links import link_matrix, linked_features
 from ...io import InputError, Predictions
 from .._base import Method, MissingDependencyError, MissingLinksError
 
@@ -145,17 +145,6 @@ def guidance_graph(mdata: md.MuData, prefix: dict[str, str]):
         )
         n_links[f"{a}-{b}"] = int(keep.sum())
     return g, n_links
-
-
-def linked_features(mdata: md.MuData, mods: list[str]) -> dict[str, np.ndarray]:
-    """Per modality, a boolean mask of the features with at least one link to another one."""
-    out = {m: np.zeros(mdata.mod[m].n_vars, dtype=bool) for m in mods}
-    for a, b in itertools.combinations(mods, 2):
-        L = sp.csr_matrix(link_matrix(mdata, a, b))
-        L.data = (L.data > 0).astype(np.float32)
-        out[a] |= np.asarray(L.sum(axis=1)).ravel() > 0
-        out[b] |= np.asarray(L.sum(axis=0)).ravel() > 0
-    return out
 
 
 def automatic_budget(scglue, n_cells: int, lr: float, batch_size: int) -> dict[str, int]:

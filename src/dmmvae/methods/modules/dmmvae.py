@@ -109,6 +109,8 @@ GLUE_PER_FEATURE = {"likelihood_scale": "per_feature", "latent_adversarial_weigh
                     "graph_weight": 0.02 / 2}
 #: the ``atac_input`` values that read the per-cell LSI over ALL peaks (``obsm["X_lsi_all"]``)
 LSI_ALL_INPUTS = ("lsi_all", "lsi_all+peaks")
+#: the ``atac_features`` values: which peaks an ATAC decoder reconstructs
+ATAC_FEATURES = ("all", "linked")
 
 
 class ExpertEncoder(nn.Module):
@@ -250,6 +252,10 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # (the LSI of the kept peaks, obsm["X_lsi"]'s projection, standardised per cell) |
         # "lsi+peaks" (both, concatenated) | "lsi_all" (GLUE's encoder input: the LSI over ALL
         # peaks, obsm["X_lsi_all"], fitted on train cells by preprocessing) | "lsi_all+peaks"
+        "atac_features": "all",  # what an ATAC decoder reconstructs: "all" (every kept peak) |
+        # "linked" (GLUE's decoded peaks: only those with a stored link to a gene; the model
+        # trains on and imputes them, the other peaks' imputations are NaN); with atac_input
+        # lsi_all or lsi_all+peaks (the LSI of "lsi" projects every kept peak) or peaks
         "rna_input": "counts",  # what an RNA encoder reads: "counts" (log1p of the counts) |
         # "pca" (GLUE's: PCA of the scaled log-normalised genes, train-fitted; PCAInput) |
         # "pca+counts" (both, concatenated)
@@ -330,6 +336,14 @@ class DMMVAE(GuidanceGraph, MMVAE):
             raise ValueError(f"dmmvae: atac_input '{p['atac_input']}' reads a cell's stored LSI "
                              "over all peaks, which a cross-generated cell (the cycle term) "
                              "lacks; set cycle_weight: 0 or atac_input: lsi / lsi+peaks")
+        if p["atac_features"] not in ATAC_FEATURES:
+            raise ValueError(f"dmmvae: unknown atac_features '{p['atac_features']}'; "
+                             f"valid: {list(ATAC_FEATURES)}")
+        if p["atac_features"] == "linked" and p["atac_input"] in ("lsi", "lsi+peaks"):
+            raise ValueError(f"dmmvae: atac_features 'linked' keeps only the linked peaks, but "
+                             f"atac_input '{p['atac_input']}' projects every kept peak on the "
+                             "stored LSI; set atac_input: lsi_all (GLUE's), lsi_all+peaks or "
+                             "peaks (or atac_features: all)")
         if p["latent_adversary_loss"] not in ADVERSARY_LOSSES:
             raise ValueError(f"dmmvae: unknown latent_adversary_loss '{p['latent_adversary_loss']}'; "
                              f"valid: {list(ADVERSARY_LOSSES)}")

@@ -47,6 +47,7 @@ from ...constants import (
     TRAIN,
     visible_key,
 )
+from ...data.links import linked_view
 from ...io import InputError, Predictions
 from .._base import Method, MissingLinksError
 from ..anchors import (
@@ -426,6 +427,25 @@ class ScMODALModel(VAEModel):
         return "anchors: none"
 
 
+def widen_predictions(pred: Predictions, cols: dict[str, np.ndarray],
+                      widths: dict[str, int]) -> Predictions:
+    """``pred`` of a model that decodes only the columns ``cols[m]`` of modality ``m``, with
+    every output of ``m`` (imputations, generated and cross-generated cells) put back at the
+    data's full width ``widths[m]``; the columns it does not decode are NaN (not predicted)."""
+    def widen(m: str, arr: np.ndarray) -> np.ndarray:
+        if m not in cols:
+            return arr
+        out = np.full((arr.shape[0], widths[m]), np.nan, dtype=arr.dtype)
+        out[:, cols[m]] = arr
+        return out
+
+    pred.imputations = {(s, t): widen(t, a) for (s, t), a in pred.imputations.items()}
+    pred.cross_generated = {(s, t): widen(t, a) for (s, t), a in (pred.cross_generated or {}).items()}
+    pred.generated = {m: widen(m, a) for m, a in pred.generated.items()}
+    pred.info["decoded_features"] = {m: int(len(c)) for m, c in cols.items()}
+    return pred
+
+
 class DMMVAEModel(VAEModel):
     """D-MMVAE's model: finds the anchor space (and, with ``anchor_scope: global``, the anchors)
     from the data (train cells) before training."""
@@ -479,6 +499,8 @@ class DMMVAEModel(VAEModel):
             self.module.set_lsi_input(lsi_inputs(mdata))
         if self.params["rna_input"] != "counts":
             self.module.set_pca_input(pca_inputs(mdata, int(self.params["rna_pcs"]), seed))
+        if self.params["atac_features"] == "linked":  # after every input read all peaks
+            mdata, _ = linked_view(mdata, "atac")
         if not self.params["glue_stages"]:
             return super().fit(mdata, training=training, seed=seed, device=device)
         return self._fit_glue_stages(mdata, training, seed, device)
@@ -513,7 +535,11 @@ class DMMVAEModel(VAEModel):
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
         if self.params["atac_input"] in LSI_ALL_INPUTS:  # the rows of THIS data's cells
             self.module.set_lsi_all_input(lsi_all_inputs(mdata))
-        return super().predict(mdata, batch_size=batch_size, seed=seed)
+        if self.params["atac_features"] != "linked":
+            return super().predict(mdata, batch_size=batch_size, seed=seed)
+        view, cols = linked_view(mdata, "atac")
+        pred = super().predict(view, batch_size=batch_size, seed=seed)
+        return widen_predictions(pred, cols, {m: mdata.mod[m].n_vars for m in cols})
 
 
 __all__ = [
