@@ -1143,7 +1143,7 @@ def test_dmmvae_atac_features_linked_decodes_only_the_peaks_with_a_link():
     assert (view.obs[visible_key("atac")] == sc.obs[visible_key("atac")]).all()
 
     params = {**FAST, "anchor_weight": 0, "guidance_graph": True, "graph_decoder": "embedding",
-              "atac_input": "lsi_all", "atac_features": "linked"}
+              "atac_input": "lsi_all+peaks", "atac_features": "linked"}
     m = build_model("dmmvae", params)
     hist = m.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 8})
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
@@ -1155,6 +1155,12 @@ def test_dmmvae_atac_features_linked_decodes_only_the_peaks_with_a_link():
         assert arr.shape[1] == sc.mod["atac"].n_vars
         assert np.isfinite(arr[:, linked]).all() and np.isnan(arr[:, ~linked]).all()
     assert np.isfinite(p.imputations[("atac", "rna")]).all()
+    # the selection signals read the module through the same view (the peaks it was built on)
+    from dmmvae.selection import train_label_transfer, train_only, validation_anchor_foscttm
+
+    train = train_only(sc)
+    fos = validation_anchor_foscttm(m, train, {**TRAIN_CFG, "max_epochs": 8}, seed=0)
+    assert 0 <= fos <= 1 and 0 <= train_label_transfer(m, train) <= 1
     with pytest.raises(ValueError, match="atac_input: lsi_all"):
         build_model("dmmvae", {"atac_input": "lsi+peaks", "atac_features": "linked"})
     with pytest.raises(ValueError, match="atac_features"):

@@ -103,8 +103,8 @@ def _codes(model, mdata, cells, targets: bool = True):
 
     module.eval()
     with torch.no_grad():
-        return _gather(MultimodalData(mdata, module.spec, module.device), cells, encode,
-                       targets=targets)
+        return _gather(MultimodalData(model.module_data(mdata), module.spec, module.device),
+                       cells, encode, targets=targets)
 
 
 def _anchor_foscttm(spec, codes, k: int) -> float:

@@ -164,6 +164,13 @@ class VAEModel(Method):
         """The settings that turn every part of :meth:`linked_parts` off (named in the error)."""
         return "guidance_graph: false"
 
+    def module_data(self, mdata: md.MuData) -> md.MuData:
+        """The data as the module reads it (its features and links): ``mdata`` itself, except
+        for a model that trains on some of the features (``DMMVAEModel`` with
+        ``atac_features: linked``); what reads the module directly (``dmmvae.selection``)
+        batches this, not ``mdata``."""
+        return mdata
+
     @torch.no_grad()
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
         """Embeddings, imputations and prior samples of the TEST cells, in minibatches.
@@ -499,8 +506,7 @@ class DMMVAEModel(VAEModel):
             self.module.set_lsi_input(lsi_inputs(mdata))
         if self.params["rna_input"] != "counts":
             self.module.set_pca_input(pca_inputs(mdata, int(self.params["rna_pcs"]), seed))
-        if self.params["atac_features"] == "linked":  # after every input read all peaks
-            mdata, _ = linked_view(mdata, "atac")
+        mdata = self.module_data(mdata)  # after every input above read all peaks
         if not self.params["glue_stages"]:
             return super().fit(mdata, training=training, seed=seed, device=device)
         return self._fit_glue_stages(mdata, training, seed, device)
@@ -531,6 +537,13 @@ class DMMVAEModel(VAEModel):
         })
         return pd.concat([first.assign(stage="pretrain"), second.assign(stage="finetune")],
                          ignore_index=True)
+
+    def module_data(self, mdata: md.MuData) -> md.MuData:
+        """With ``atac_features: linked``, ``mdata`` with only the linked peaks (links
+        re-indexed, :func:`dmmvae.data.links.linked_view`)."""
+        if self.params["atac_features"] != "linked":
+            return mdata
+        return linked_view(mdata, "atac")[0]
 
     def predict(self, mdata: md.MuData, *, batch_size: int = 512, seed: int = 0) -> Predictions:
         if self.params["atac_input"] in LSI_ALL_INPUTS:  # the rows of THIS data's cells
