@@ -265,7 +265,7 @@ GRIDS["noanchor_glue_everything"] = {
         (*GLUE_ALL_PARTS, "rmsprop", 50, "batch_std", "glue", 10),
         (*CHOSEN_PARTS, "adamw", 0, "unit", "uniform", 1)]}
 # a thirty-first, after a reading of scglue beside this model: GLUE decodes only the peaks its
-# guidance graph links to a gene (816 of SNARE-seq's ~2,400 kept peaks), where the shipped
+# guidance graph links to a gene (on SNARE-seq 2,262 of the 2,397 kept peaks), where the shipped
 # anchor-free model decodes every kept peak, the unlinked ones through free feature embeddings;
 # from the shipped model (two stages), GLUE's ATAC recipe (LSI over all peaks in, linked peaks
 # out) and the same with the linked peaks beside the LSI, on the RNA+ATAC stand-ins
@@ -276,7 +276,8 @@ GRIDS["noanchor_linked_peaks"] = {
     "glue_stages": [True],
     "atac_input,atac_features": [("lsi+peaks", "all"), ("lsi_all", "linked"),
                                  ("lsi_all+peaks", "linked")]}
-RULE_OF_GRID = {"noanchor_linked_peaks": "anchors+labels", "noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels",
+RULE_OF_GRID = {"noanchor_linked_peaks": "anchors+labels", "noanchor_stages": "anchors+labels",
+                "noanchor_glue_dynamics": "anchors+labels",
                 "noanchor_glue_everything": "anchors+labels", "noanchor_glue_all": "anchors+labels",
                 "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
                 "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",
