@@ -276,7 +276,15 @@ GRIDS["noanchor_linked_peaks"] = {
     "glue_stages": [True],
     "atac_input,atac_features": [("lsi+peaks", "all"), ("lsi_all", "linked"),
                                  ("lsi_all+peaks", "linked")]}
-RULE_OF_GRID = {"noanchor_linked_peaks": "anchors+labels", "noanchor_stages": "anchors+labels",
+# a thirty-second, the same reading's second difference: scglue's graph convolution weighs an edge
+# by 1 / sqrt of its target's degree only ("keepvar") and starts the node vectors at zero, where
+# the shipped model uses both ends' degrees and random starts; from the shipped model (two stages)
+GRIDS["noanchor_glue_graph"] = {
+    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
+    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
+    "glue_stages": [True],
+    "graph_norm,graph_init": [("symmetric", "random"), ("target", "zero")]}
+RULE_OF_GRID = {"noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels", "noanchor_stages": "anchors+labels",
                 "noanchor_glue_dynamics": "anchors+labels",
                 "noanchor_glue_everything": "anchors+labels", "noanchor_glue_all": "anchors+labels",
                 "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
@@ -536,7 +544,9 @@ def main() -> None:
                          "stages; noanchor_glue_all: all of GLUE's parts at once; "
                          "noanchor_glue_dynamics: GLUE's optimiser, learning-rate schedule and "
                          "burn-in noise; noanchor_glue_everything: all of those at once with "
-                         "scglue's graph pairs; noanchor_linked_peaks: GLUE's decoded peaks "
+                         "scglue's graph pairs; noanchor_glue_graph: scglue's graph "
+                         "convolution (target-degree weights, zero start); "
+                         "noanchor_linked_peaks: GLUE's decoded peaks "
                          "(linked only) with its ATAC input; "
                          "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "

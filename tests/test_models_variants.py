@@ -531,6 +531,36 @@ def test_feature_graph_glue_sampling_draws_scglues_pairs_and_pulls_links_togethe
     assert linked > other + 1.0, (linked, other)
 
 
+def test_feature_graph_scglue_normalisation_and_zero_start_still_align_the_gene_split():
+    """``graph_norm: target`` weighs an edge by 1 / sqrt of its target's degree only (scglue's
+    ``keepvar``: the squared weights into each node sum to 1, where ``symmetric``'s do not on
+    nodes with neighbours of another degree); ``graph_init: zero`` starts every node vector at
+    zero, so the embeddings are learnt from the decoders alone at first. Built that way, the
+    guidance graph still aligns the never-paired gene split (mmAAVI, as the test above)."""
+    from dmmvae.methods.modules.graph import FeatureGraph
+
+    spec = build_spec(_gene_split(), {})
+    sums = {}
+    for norm in ("symmetric", "target"):
+        g = FeatureGraph(spec, 8, norm=norm, init="zero")
+        assert not g.nodes.detach().any() and not g.embeddings().detach().any()
+        sums[norm] = torch.zeros(g.n_nodes).index_add_(0, g.rows, g.w.pow(2))
+    torch.testing.assert_close(sums["target"], torch.ones_like(sums["target"]))
+    assert (sums["symmetric"] - 1).abs().max() > 0.05
+    with pytest.raises(ValueError, match="graph_norm"):
+        build_model("mmaavi", {"guidance_graph": True, "graph_norm": "in"})
+
+    sc = make_scenario(_gene_split(), "diagonal", seed=0)
+    model = build_model("mmaavi", {"n_hidden": 64, "guidance_graph": True,
+                                   "graph_norm": "target", "graph_init": "zero"})
+    hist = model.fit(sc, seed=0, training={**TRAIN_CFG, "max_epochs": 30})
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    assert model.module.graph.nodes.detach().abs().sum() > 0  # learnt from zero
+    p = model.predict(sc)
+    score = foscttm(p.embeddings["genes_a"], p.embeddings["genes_b"])
+    assert score < 0.3, score
+
+
 def test_dmmvae_global_anchors_are_train_only_mutual_pairs_and_align_the_gene_split():
     """``anchor_scope: global``: Seurat's anchors among ALL train cells in the linked-gene CCA
     space (found once), the partners' codes from a memory of the latest codes. The pairs join

@@ -4,7 +4,9 @@ One node per feature of every modality, an edge per linked feature pair of the p
 file (:mod:`dmmvae.data.links`: a gene and the peaks over its promoter/body, a protein and its
 gene) plus self-loops. A one-layer graph encoder turns free node vectors ``E`` into feature
 embeddings ``V = D^-1/2 (A + I) D^-1/2 E`` (``n_latent`` dims), so linked features share their
-embedding. Each decoder becomes hybrid: its MLP's location head plus ``s_m z V_m^T + b_m`` (the
+embedding (``graph_norm: target`` weighs an edge by ``1/sqrt`` of its target's degree only, as
+scglue's ``normalize_edges(method="keepvar")``; ``graph_init: zero`` starts ``E`` at zero, as
+scglue's ``GraphEncoder``). Each decoder becomes hybrid: its MLP's location head plus ``s_m z V_m^T + b_m`` (the
 cell's code dotted with the modality's feature embeddings; ``graph_decoder: embedding`` drops
 the MLP part; ``graph_decoder: glue`` is GLUE's decoder and graph encoder in full, below). A
 latent direction that raises a gene then raises its linked
@@ -50,9 +52,15 @@ GRAPH_DEFAULTS: dict[str, Any] = {
     # never a linked pair)
     "graph_decoder": "hybrid",  # hybrid: MLP + z.V; embedding: z.V only (GLUE's decoder);
     # glue: z.V only with GLUE's variational feature embeddings and per-feature scales
+    "graph_norm": "symmetric",  # an edge's weight in the convolution: symmetric (1 / sqrt of
+    # both ends' degrees) | target (scglue's "keepvar": 1 / sqrt of the target's in-degree)
+    "graph_init": "random",  # the free node vectors at the start: random (N(0, 1 / dim)) |
+    # zero (scglue's GraphEncoder: the feature embeddings are learnt from nothing)
 }
 GRAPH_DECODERS = ("hybrid", "embedding", "glue")
 GRAPH_SAMPLINGS = ("uniform", "glue")
+GRAPH_NORMS = ("symmetric", "target")
+GRAPH_INITS = ("random", "zero")
 
 
 def links_per_pair(spec) -> dict[str, int]:
@@ -73,8 +81,12 @@ def unlinked_modalities(spec) -> list[str]:
 class FeatureGraph(nn.Module):
     """The guidance graph over the features of every modality and its one-layer encoder."""
 
-    def __init__(self, spec, dim: int, variational: bool = False) -> None:
+    def __init__(self, spec, dim: int, variational: bool = False, norm: str = "symmetric",
+                 init: str = "random") -> None:
         super().__init__()
+        if norm not in GRAPH_NORMS or init not in GRAPH_INITS:
+            raise ValueError(f"FeatureGraph: norm must be one of {list(GRAPH_NORMS)} (got '{norm}'), "
+                             f"init one of {list(GRAPH_INITS)} (got '{init}')")
         self.variational = variational
         self.offsets: dict[str, int] = {}
         n = 0
@@ -96,7 +108,9 @@ class FeatureGraph(nn.Module):
         rows = np.concatenate([pos[0], pos[1], loops])
         cols = np.concatenate([pos[1], pos[0], loops])
         deg = np.bincount(rows, minlength=n).astype(np.float32)
-        w = 1.0 / np.sqrt(deg[rows] * deg[cols])
+        # rows are the targets a message is added to, cols its sources (the graph is symmetric,
+        # so a node's in-degree is its degree); self-loops count
+        w = 1.0 / np.sqrt(deg[rows] * deg[cols] if norm == "symmetric" else deg[rows])
         self.register_buffer("rows", torch.as_tensor(rows, dtype=torch.long), persistent=False)
         self.register_buffer("cols", torch.as_tensor(cols, dtype=torch.long), persistent=False)
         self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32), persistent=False)
@@ -109,7 +123,8 @@ class FeatureGraph(nn.Module):
         self.register_buffer("link_degree", torch.as_tensor(deg - 1.0), persistent=False)
         self.register_buffer("linked", torch.as_tensor(np.sort(linked), dtype=torch.long),
                              persistent=False)
-        self.nodes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim))
+        self.nodes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim) if init == "random"
+                                  else torch.zeros(n, dim))
         if variational:  # GLUE's GraphEncoder heads (scglue.models.sc.GraphEncoder)
             self.loc = nn.Linear(dim, dim)
             self.std_lin = nn.Linear(dim, dim)
@@ -203,14 +218,16 @@ class GuidanceGraph:
     @classmethod
     def check_graph_params(cls, params: dict[str, Any]) -> None:
         """Refuse an unknown ``graph_decoder`` / ``graph_sampling``, naming the valid ones."""
-        for key, valid in (("graph_decoder", GRAPH_DECODERS), ("graph_sampling", GRAPH_SAMPLINGS)):
+        for key, valid in (("graph_decoder", GRAPH_DECODERS), ("graph_sampling", GRAPH_SAMPLINGS),
+                           ("graph_norm", GRAPH_NORMS), ("graph_init", GRAPH_INITS)):
             if params[key] not in valid:
                 raise ValueError(f"{cls.__name__.lower()}: unknown {key} '{params[key]}'; "
                                  f"valid: {list(valid)}")
 
     def build(self, spec) -> None:
         glue = self.params["graph_decoder"] == "glue"
-        self.graph = (FeatureGraph(spec, self.latent_dim, variational=glue)
+        self.graph = (FeatureGraph(spec, self.latent_dim, variational=glue,
+                                   norm=self.params["graph_norm"], init=self.params["graph_init"])
                       if self.params["guidance_graph"] else None)
         super().build(spec)
 
