@@ -261,3 +261,38 @@ def test_rmsprop_optimiser_trains_every_player():
     assert {type(o).__name__ for o in opts.values()} == {"RMSprop"} and len(opts) == 2
     with pytest.raises(ValueError, match="rmsprop"):
         resolve_training({"optimizer": "sgd"})
+
+
+def test_glue_budget_counts_scglues_optimiser_steps_whatever_the_data_size():
+    """``budget: glue`` (scglue's automatic budget): the epoch budget, the patience and the
+    adversary's burn-in are set from the learning rate and this run's batches per epoch so that
+    they are fixed numbers of optimiser steps (48 / 4 / 8 over the rate); the run keeps to them,
+    keeps no weights inside the burn-in and records them. Twice the cells: half the epochs."""
+    from dmmvae.methods.training.loop import glue_budget
+
+    small = glue_budget(0.05, 200, 64)
+    assert small == {"max_epochs": 308, "early_stopping_patience": 26, "lr_plateau_patience": 13,
+                     "align_burnin": 52}
+    assert glue_budget(0.05, 400, 64)["max_epochs"] == 154  # 960 steps either way
+    assert glue_budget(2e-3, 3767, 256) == {"max_epochs": 1632, "early_stopping_patience": 136,
+                                            "lr_plateau_patience": 68, "align_burnin": 272}
+    assert glue_budget(1.0, 10**6, 256)["max_epochs"] == 48  # never under the progress itself
+
+    sc = scenario("diagonal")
+    cfg = {**QUIET, "budget": "glue", "lr": 0.05, "max_epochs": 5, "early_stopping_patience": 1,
+           "kl_warmup_epochs": 2}
+    model = build_model("dmmvae", {**FAST, "latent_adversarial_weight": 0.01, "anchor_weight": 0.0,
+                                   "guidance_graph": False, "align_burnin": 1})
+    hist = model.fit(sc, seed=0, training=cfg)
+    info = model.train_info
+    auto = glue_budget(0.05, info["n_train_cells"], 64)
+    assert info["auto_budget"] == auto
+    assert info["training"]["max_epochs"] == auto["max_epochs"]
+    assert info["training"]["early_stopping_patience"] == auto["early_stopping_patience"]
+    assert info["training"]["lr_plateau_patience"] == 0  # off stays off
+    assert model.module.params["align_burnin"] == auto["align_burnin"]
+    assert 2 + auto["align_burnin"] + auto["early_stopping_patience"] <= len(hist) <= auto["max_epochs"]
+    assert info["best_epoch"] >= 2 + auto["align_burnin"]
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    with pytest.raises(ValueError, match="budget"):
+        resolve_training({"budget": "steps"})

@@ -34,6 +34,12 @@ lr_plateau_patience          0           GLUE's schedule: every optimiser's lear
                                          count only from the first reduction on (GLUE's
                                          ``wait_n_lrs=1``; with no reduction in
                                          ``max_epochs``, the best epoch as without it); 0 = off
+budget                       "epochs"    "epochs": the budget is the epoch counts above;
+                                         "glue": scglue's automatic budget in optimiser steps
+                                         (:func:`glue_budget`), which replaces ``max_epochs``,
+                                         ``early_stopping_patience``, a non-zero
+                                         ``lr_plateau_patience`` and a module's non-zero
+                                         ``align_burnin``; recorded in ``train_info``
 ===========================  ==========  ======================================================
 
 The loop: seeded (python, numpy, torch; deterministic algorithms with ``warn_only`` on CUDA),
@@ -69,6 +75,9 @@ from .state import TrainingState
 
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "rmsprop")
+#: scglue's automatic budget (``SCGLUEModel``'s ``*_PRG``): learning rate x optimiser steps
+GLUE_PROGRESS = {"max_epochs": 48.0, "early_stopping_patience": 4.0, "lr_plateau_patience": 2.0,
+                 "align_burnin": 8.0}
 
 
 class TrainingFailure(RuntimeError):
@@ -99,6 +108,8 @@ def resolve_training(training: Mapping[str, Any] | None) -> dict[str, Any]:
     if cfg["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"training.optimizer={cfg['optimizer']!r}; valid values are "
                          f"{list(OPTIMIZERS)}")
+    if cfg["budget"] not in ("epochs", "glue"):
+        raise ValueError(f"training.budget={cfg['budget']!r}; valid values are ['epochs', 'glue']")
     if not 0.0 <= float(cfg["validation_fraction"]) < 1.0:
         raise ValueError("training.validation_fraction must be in [0, 1)")
     if not 0.0 <= float(cfg["semi_supervised_fraction"]) <= 1.0:
@@ -199,6 +210,16 @@ def train_and_validation_cells(
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def glue_budget(lr: float, n_train_cells: int, batch_size: int) -> dict[str, int]:
+    """scglue's automatic budget (``SCGLUEModel.fit``): each of :data:`GLUE_PROGRESS` becomes
+    ``max(ceil(progress / lr / batches per epoch), ceil(progress))`` epochs, so that a budget
+    is a number of optimiser steps whatever the data's size (48 / lr steps at most, a patience
+    of 4 / lr steps, a burn-in of 8 / lr steps)."""
+    per_epoch = max(n_train_cells, 1) / int(batch_size)
+    return {k: max(math.ceil(p / float(lr) / per_epoch), math.ceil(p))
+            for k, p in GLUE_PROGRESS.items()}
+
+
 def fit_model(
     model,
     mdata,
@@ -237,6 +258,14 @@ def fit_model(
         labelled = labelled[data.all_labels[labelled] >= 0]
         n_lab = int(round(semi * len(labelled)))
         data.set_given_labels(rng.choice(labelled, size=n_lab, replace=False))
+    auto = None
+    if cfg["budget"] == "glue":  # the counts in epochs of these cells' batches (glue_budget)
+        auto = glue_budget(float(cfg["lr"]), len(train_cells), int(cfg["batch_size"]))
+        cfg = {**cfg, "max_epochs": auto["max_epochs"],
+               "early_stopping_patience": auto["early_stopping_patience"],
+               "lr_plateau_patience": auto["lr_plateau_patience"] if cfg["lr_plateau_patience"] else 0}
+        if int(model.params.get("align_burnin", 0) or 0) > 0:
+            model.params = {**model.params, "align_burnin": auto["align_burnin"]}
     optimizers = model.configure_optimizers(cfg)
     ctx = StepContext(dev, cfg["amp"], cfg["grad_clip"])
     warm = int(cfg["kl_warmup_epochs"])
@@ -360,6 +389,8 @@ def fit_model(
         "n_validation_cells": len(val_cells),
         "training": cfg,
     }
+    if auto is not None:
+        model.train_info["auto_budget"] = auto
     return history
 
 
@@ -367,6 +398,8 @@ def fit_model(
 
 __all__ = [
     "AMP_MODES",
+    "GLUE_PROGRESS",
+    "glue_budget",
     "StepContext",
     "TrainingFailure",
     "eval_batch_size",
