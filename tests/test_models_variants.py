@@ -286,6 +286,51 @@ def test_dmmvae_latent_adversary_makes_modalities_harder_to_tell_apart():
     assert losses[2.0] > 0.5  # log 2 = 0.69 at perfect confusion
 
 
+def test_dmmvae_adversary_order_before_updates_the_discriminator_first_and_still_confuses_it():
+    """``adversary_order: before`` (scglue's order): the discriminator steps on a fresh forward
+    pass of the batch before the VAE step, so the VAE step plays against the discriminator
+    already updated (``after``: against the one of the previous step, updated after it); a
+    strong adversary still drives the discriminator towards confusion, a weak one does not."""
+    from dmmvae.methods.training.loop import StepContext
+    from dmmvae.methods.training.state import TrainingState
+
+    seen = {}
+    for order in ("after", "before"):
+        module, _, batch = built_module("dmmvae", {**FAST, "anchor_weight": 0, "disc_steps": 1,
+                                                   "latent_adversarial_weight": 0.01,
+                                                   "adversary_order": order}, kind="diagonal")
+        module.train()
+        start = {k: v.clone() for k, v in module.latent_disc.state_dict().items()}
+        main_step = module.main_step
+
+        def spy(*args, _m=module, _start=start, _order=order, _main=main_step, **kw):
+            now = _m.latent_disc.state_dict()
+            seen[_order] = any(not torch.equal(now[k], _start[k]) for k in _start)
+            return _main(*args, **kw)
+
+        module.main_step = spy
+        optimizers = module.configure_optimizers({**TRAIN_CFG, "lr": 1e-2, "weight_decay": 0.0})
+        terms = module.train_step(batch, 1.0, optimizers, StepContext(torch.device("cpu")),
+                                  TrainingState(10_000))
+        assert "disc_loss" in terms
+        after = module.latent_disc.state_dict()
+        assert any(not torch.equal(after[k], start[k]) for k in start)  # updated either way
+    assert seen == {"after": False, "before": True}
+    with pytest.raises(ValueError, match="adversary_order"):
+        build_model("dmmvae", {"adversary_order": "first"})
+
+    sc = scenario(kind="diagonal", n_cells=400)
+    cfg = {**TRAIN_CFG, "max_epochs": 15, "early_stopping_patience": 0}
+    losses = {}
+    for w in (1e-4, 2.0):
+        m = build_model("dmmvae", {**FAST, "latent_adversarial_weight": w, "disc_steps": 1,
+                                   "anchor_weight": 0, "adversary_order": "before"})
+        h = m.fit(sc, seed=0, training=cfg)
+        assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+        losses[w] = h["train_disc_loss"].iloc[-5:].mean()
+    assert losses[2.0] > losses[1e-4] + 0.04, losses
+
+
 def test_dmmvae_align_burnin_noises_the_latent_discriminator_and_delays_kept_weights():
     """GLUE's burn-in (``align_burnin``): the latent discriminator's input carries noise 1.5 at
     the first adversarial epoch, fading linearly to 0; while it does, the discriminator tells

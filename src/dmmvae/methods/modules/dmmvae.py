@@ -268,6 +268,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         # "unit" (N(0, 1) per dimension) | "batch_std" (GLUE's: N(0, the batch's standard
         # deviation of that dimension of the codes))
         "disc_steps": 3,  # discriminator updates per training step
+        "adversary_order": "after",  # when the discriminators step: "after" the VAE step, on
+        # its detached inputs | "before" it, on a fresh forward pass of the batch (scglue's
+        # order: the encoders then play against the discriminator just updated)
         "disc_hidden": 64,  # hidden width of the discriminators
         "disc_depth": 1,  # hidden layers of the discriminators (GLUE's: 2 of 256, dropout 0.2)
         "disc_dropout": 0.0,  # dropout of the discriminators' hidden layers
@@ -347,6 +350,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         if p["latent_adversary_loss"] not in ADVERSARY_LOSSES:
             raise ValueError(f"dmmvae: unknown latent_adversary_loss '{p['latent_adversary_loss']}'; "
                              f"valid: {list(ADVERSARY_LOSSES)}")
+        if p["adversary_order"] not in ("after", "before"):
+            raise ValueError(f"dmmvae: unknown adversary_order '{p['adversary_order']}'; "
+                             "valid: ['after', 'before']")
         if p["burnin_noise_scale"] not in BURNIN_NOISE_SCALES:
             raise ValueError(f"dmmvae: unknown burnin_noise_scale '{p['burnin_noise_scale']}'; "
                              f"valid: {list(BURNIN_NOISE_SCALES)}")
@@ -891,19 +897,36 @@ class DMMVAE(GuidanceGraph, MMVAE):
     def train_step(self, batch, kl_weight: float, optimizers, ctx, state=None) -> dict[str, Tensor]:
         """One VAE step, then what the loss returned for the training state (reconstruction
         scale, codes to remember) goes to ``state``, then ``disc_steps`` discriminator steps on
-        the loss's detached discriminator inputs."""
+        the loss's detached discriminator inputs; with ``adversary_order: before`` the
+        discriminator steps come first, on the inputs of a fresh forward pass without gradients
+        (scglue's order), and the VAE step plays against the discriminators so updated."""
+        before = self.params["adversary_order"] == "before"
+        d_loss = None
+        if (before and "disc" in optimizers and kl_weight >= 1.0 and self.has_adversaries):
+            with torch.no_grad(), ctx.autocast():
+                qz = self.encode(batch)
+                _, _, inputs = self._generator_terms(batch, qz, None, self.burnin_noise(state))
+            d_loss = self._discriminator_steps(inputs, optimizers["disc"], ctx)
         out = self.main_step(batch, kl_weight, optimizers, ctx, state)
         terms = out.detached_terms()
         inputs = out.updates.get("disc_inputs") or {}
-        if inputs and "disc" in optimizers:
-            dopt = optimizers["disc"]
-            for _ in range(int(self.params["disc_steps"])):
-                dopt.zero_grad(set_to_none=True)
-                with ctx.autocast():
-                    d_loss = self.discriminator_loss(inputs)
-                ctx.step(d_loss, dopt)
+        if not before and inputs and "disc" in optimizers:
+            d_loss = self._discriminator_steps(inputs, optimizers["disc"], ctx)
+        if d_loss is not None:
             terms["disc_loss"] = d_loss.detach()
         return terms
+
+    def _discriminator_steps(self, inputs, dopt, ctx) -> Tensor | None:
+        """``disc_steps`` updates of the discriminators on ``inputs``; the last loss."""
+        d_loss = None
+        for _ in range(int(self.params["disc_steps"])):
+            dopt.zero_grad(set_to_none=True)
+            with ctx.autocast():
+                d_loss = self.discriminator_loss(inputs)
+            if d_loss is None:
+                return None
+            ctx.step(d_loss, dopt)
+        return d_loss
 
     # ------------------------------------------------------------------ prediction
     def prediction_info(self) -> dict[str, Any]:
