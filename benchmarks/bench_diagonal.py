@@ -102,6 +102,13 @@ ABLATIONS = {
     # the same ladder at dmmvae_global's settings before they were asked again on 2026-11-26
     # (5 components, 20 neighbours, the old discriminator: dmmvae_global_c5k20)
     "dmmvae_global_c5k20": (2, ladder_at(GLOBAL_LADDER, "_c5k20")),
+    # what aligns the anchor-free model: its graph decoders or its latent adversary, each added
+    # to the same VAE at dmmvae_noanchor's settings (network, budget) in one stage, then GLUE's
+    # two stages (they pretrain against the adversary, so come last)
+    "dmmvae_noanchor": (1, (("VAE, no aligning part", "abl_noanchor_vae"),
+                            ("+ graph decoders", "abl_noanchor_graph"),
+                            ("+ latent adversary", "dmmvae_noanchor_onestage"),
+                            ("+ GLUE's two stages (= dmmvae_noanchor)", "dmmvae_noanchor"))),
     "dmmvae_gw": (1, (("GW coupling alone, no VAE", "abl_gw_coupling_only"),
                       ("+ VAE (= dmmvae_gw)", "dmmvae_gw"))),
 }
