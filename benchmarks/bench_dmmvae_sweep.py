@@ -279,27 +279,25 @@ GRIDS["noanchor_linked_peaks"] = {
 # a thirty-second, the same reading's second difference: scglue's graph convolution weighs an edge
 # by 1 / sqrt of its target's degree only ("keepvar") and starts the node vectors at zero, where
 # the shipped model uses both ends' degrees and random starts; from the shipped model (two stages)
-GRIDS["noanchor_glue_graph"] = {
+#: the shipped anchor-free model (two stages), the base of the grids that ask scglue's differences
+SHIPPED_NOANCHOR = {
     **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
     "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
-    "glue_stages": [True],
+    "glue_stages": [True]}
+GRIDS["noanchor_glue_graph"] = {
+    **SHIPPED_NOANCHOR,
     "graph_norm,graph_init": [("symmetric", "random"), ("target", "zero")]}
 # a thirty-third, the reading's third difference: scglue counts its budget in optimiser steps
 # (48 / 4 / 8 over the learning rate for the epochs, the patience and the burn-in; on SNARE-seq's
 # 3,767 train cells 1,632 / 136 / 272 of this model's epochs, where the shipped 400 / 100 / 67 give
 # its burn-in a quarter of scglue's steps); from the shipped model (two stages)
-GRIDS["noanchor_glue_steps"] = {
-    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
-    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
-    "glue_stages": [True], "training.budget": ["epochs", "glue"]}
+GRIDS["noanchor_glue_steps"] = {**SHIPPED_NOANCHOR, "training.budget": ["epochs", "glue"]}
 # a thirty-fourth, the reading's fourth difference: scglue steps the discriminator first, on a
 # fresh forward pass, then the encoders against it; the shipped model the reverse on one pass
-GRIDS["noanchor_glue_order"] = {
-    **NOANCHOR_ADVERSARY, "anchor_weight": [0.0],
-    "n_hidden,n_layers,dropout,n_latent,training.lr": [(256, 2, 0.2, 50, 2e-3)],
-    "glue_stages": [True], "adversary_order": ["after", "before"]}
-RULE_OF_GRID = {"noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels", "noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels", "noanchor_stages": "anchors+labels",
-                "noanchor_glue_dynamics": "anchors+labels",
+GRIDS["noanchor_glue_order"] = {**SHIPPED_NOANCHOR, "adversary_order": ["after", "before"]}
+RULE_OF_GRID = {"noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels",
+                "noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels",
+                "noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels",
                 "noanchor_glue_everything": "anchors+labels", "noanchor_glue_all": "anchors+labels",
                 "noanchor_capacity": "anchors+labels", "noanchor_rna_input": "anchors+labels",
                 "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",

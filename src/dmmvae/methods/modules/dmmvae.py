@@ -95,6 +95,8 @@ ANCHOR_SCOPES = ("batch", "global")
 ATAC_INPUTS = ("peaks", "lsi", "lsi+peaks", "lsi_all", "lsi_all+peaks")
 LIKELIHOOD_SCALES = ("sum", "per_feature")
 ADVERSARY_LOSSES = ("confusion", "minimax")
+#: the ``adversary_order`` values: when the discriminators step, after or before the VAE step
+ADVERSARY_ORDERS = ("after", "before")
 #: the ``burnin_noise_scale`` values: the burn-in noise's scale per latent dimension
 BURNIN_NOISE_SCALES = ("unit", "batch_std")
 RNA_INPUTS = ("counts", "pca", "pca+counts")
@@ -350,9 +352,9 @@ class DMMVAE(GuidanceGraph, MMVAE):
         if p["latent_adversary_loss"] not in ADVERSARY_LOSSES:
             raise ValueError(f"dmmvae: unknown latent_adversary_loss '{p['latent_adversary_loss']}'; "
                              f"valid: {list(ADVERSARY_LOSSES)}")
-        if p["adversary_order"] not in ("after", "before"):
+        if p["adversary_order"] not in ADVERSARY_ORDERS:
             raise ValueError(f"dmmvae: unknown adversary_order '{p['adversary_order']}'; "
-                             "valid: ['after', 'before']")
+                             f"valid: {list(ADVERSARY_ORDERS)}")
         if p["burnin_noise_scale"] not in BURNIN_NOISE_SCALES:
             raise ValueError(f"dmmvae: unknown burnin_noise_scale '{p['burnin_noise_scale']}'; "
                              f"valid: {list(BURNIN_NOISE_SCALES)}")
@@ -902,7 +904,7 @@ class DMMVAE(GuidanceGraph, MMVAE):
         (scglue's order), and the VAE step plays against the discriminators so updated."""
         before = self.params["adversary_order"] == "before"
         d_loss = None
-        if (before and "disc" in optimizers and kl_weight >= 1.0 and self.has_adversaries):
+        if before and "disc" in optimizers and kl_weight >= 1.0 and self.has_adversaries:
             with torch.no_grad(), ctx.autocast():
                 qz = self.encode(batch)
                 _, _, inputs = self._generator_terms(batch, qz, None, self.burnin_noise(state))

@@ -75,6 +75,7 @@ from .state import TrainingState
 
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "rmsprop")
+BUDGETS = ("epochs", "glue")
 #: scglue's automatic budget (``SCGLUEModel``'s ``*_PRG``): learning rate x optimiser steps
 GLUE_PROGRESS = {"max_epochs": 48.0, "early_stopping_patience": 4.0, "lr_plateau_patience": 2.0,
                  "align_burnin": 8.0}
@@ -108,8 +109,8 @@ def resolve_training(training: Mapping[str, Any] | None) -> dict[str, Any]:
     if cfg["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"training.optimizer={cfg['optimizer']!r}; valid values are "
                          f"{list(OPTIMIZERS)}")
-    if cfg["budget"] not in ("epochs", "glue"):
-        raise ValueError(f"training.budget={cfg['budget']!r}; valid values are ['epochs', 'glue']")
+    if cfg["budget"] not in BUDGETS:
+        raise ValueError(f"training.budget={cfg['budget']!r}; valid values are {list(BUDGETS)}")
     if not 0.0 <= float(cfg["validation_fraction"]) < 1.0:
         raise ValueError("training.validation_fraction must be in [0, 1)")
     if not 0.0 <= float(cfg["semi_supervised_fraction"]) <= 1.0:
@@ -398,6 +399,7 @@ def fit_model(
 
 __all__ = [
     "AMP_MODES",
+    "BUDGETS",
     "GLUE_PROGRESS",
     "glue_budget",
     "StepContext",
