@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/bench_reference_sweep.py --method seurat_v3            # seed 0
     python benchmarks/bench_reference_sweep.py --method maxfuse --seed 1
+    python benchmarks/bench_reference_sweep.py --method glue --only 2 --device cuda
     python benchmarks/bench_reference_sweep.py --method seurat_v3 --report-only
 """
 
@@ -76,6 +77,9 @@ def main() -> None:
                     help="default: benchmarks/results/reference_sweep_<method>.csv")
     ap.add_argument("--only", type=int, default=None,
                     help="run only the grid's configuration of this number (0-based)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default) or cuda, for the methods that train on a device (GLUE); "
+                         "the row's device column says which")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--report-seeds", nargs="+", type=int, default=None,
                     help="rank on these seeds' rows only (default: every seed in --out; a "
@@ -101,9 +105,10 @@ def main() -> None:
                     continue
                 t0 = time.perf_counter()
                 signals = heldback_signals(build_model(args.method, params), sc,
-                                           config["training"], args.seed)
+                                           config["training"], args.seed, device=args.device)
                 rows.append({"config": key, "dataset": name, "seed": args.seed, **signals,
-                             "train_seconds": time.perf_counter() - t0})
+                             "train_seconds": time.perf_counter() - t0,
+                             "device": args.device})
                 print(rows[-1], flush=True)
                 with atomic_path(out) as tmp:
                     pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -183,6 +183,26 @@ def test_heldback_signals_score_a_reference_through_its_public_api_on_train_cell
         selection.heldback_signals(build_model("seurat_v3"), sc, TRAINING, 0)
 
 
+def test_heldback_signals_hand_the_device_to_a_method_that_trains_on_one_only():
+    """``device`` reaches ``fit`` of a method with ``uses_device`` (GLUE on a GPU), and a CPU
+    method is called as before, without one."""
+    blind = selection.train_only(_linked_gene_split())
+    seen = []
+
+    class Spy(SeuratV3):
+        def fit(self, mdata, **kw):
+            seen.append((type(self).uses_device, kw.pop("device", None)))
+            return super().fit(mdata, **kw)
+
+    class DeviceSpy(Spy):
+        uses_device = True
+
+    selection.heldback_signals(Spy(), blind, TRAINING, 0, device="cuda")
+    selection.heldback_signals(DeviceSpy(), blind, TRAINING, 0, device="cuda")
+    selection.heldback_signals(DeviceSpy(), blind, TRAINING, 0)
+    assert seen == [(False, None), (True, "cuda"), (True, "cpu")]
+
+
 def test_the_reference_grids_start_at_the_recipe_and_every_configuration_builds():
     sys.path.insert(0, str(BENCH))
     import bench_reference_sweep as sweep

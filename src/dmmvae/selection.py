@@ -192,7 +192,8 @@ def _as_test(mdata: md.MuData, cells: np.ndarray) -> md.MuData:
     return inner
 
 
-def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5) -> dict[str, float]:
+def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5,
+                     device: str = "cpu") -> dict[str, float]:
     """The two signals of :func:`validation_anchor_foscttm` and :func:`train_label_transfer` for
     any method of the registry, through its public ``fit`` / ``predict`` only (the reference
     tools have no training loop of their own to hold cells back).
@@ -202,7 +203,9 @@ def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5) -> di
     predicted (the held-back ones, then the rest, each as the test cells of a copy), encoded
     from the one modality it shows. Anchor FOSCTTM is scored among the held-back cells on the
     same linked-feature anchors as :func:`validation_anchor_foscttm` (the data's default
-    likelihood targets), label transfer among all train cells, as for ``dmmvae``."""
+    likelihood targets), label transfer among all train cells, as for ``dmmvae``. ``device``
+    reaches ``fit`` of a method that trains on one (``uses_device``), as in the workflow's
+    ``train_model``; the others fit on the CPU."""
     import torch
 
     from .methods.training.batches import MultimodalData, build_spec
@@ -210,7 +213,8 @@ def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5) -> di
     assert_train_only(mdata)
     val = _validation_cells(mdata, training, seed)
     rest = np.setdiff1d(np.arange(mdata.n_obs), val)
-    method.fit(_as_test(mdata, val), training=training, seed=seed)
+    fit = {"device": device} if method.uses_device else {}
+    method.fit(_as_test(mdata, val), training=training, seed=seed, **fit)
     pos = {name: i for i, name in enumerate(mdata.obs_names)}
     shown = {m: mdata.obs[visible_key(m)].to_numpy(bool) for m in mdata.mod}
     z: dict[str, np.ndarray] = {}
