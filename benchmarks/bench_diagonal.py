@@ -73,6 +73,10 @@ METRICS = ("foscttm/mean", "label_transfer_acc/mean", "label_transfer_bacc/mean"
 OURS = ("dmmvae", "dmmvae_global", "dmmvae_gw", "dmmvae_noanchor")
 REFERENCES = ("seurat_v3", "gw_ot", "glue", "maxfuse", "seurat_v3_tuned", "maxfuse_tuned")
 CLAIM_METRICS = ("foscttm/mean", "label_transfer_acc/mean")
+#: the ablations' metrics: the claims', and modality mixing (PROTOCOL: scib-metrics' batch
+#: correction on the stacked single-modality test embeddings, batch = modality), which says
+#: whether a step that does not align at least mixes the modalities
+ABLATION_METRICS = (*CLAIM_METRICS, "mixing/batch_correction")
 #: the mission's other designs (this package's implementations, not their authors' code): a
 #: table of their own, and D-MMVAE's variants against the best of them
 DESIGNS = ("scmodal", "mmaavi", "mmaavi_graph", "mvae", "mmvae", "mopoe", "mmvae_plus",
@@ -109,6 +113,10 @@ ABLATIONS = {
                             ("+ graph decoders", "abl_noanchor_graph"),
                             ("+ latent adversary", "dmmvae_noanchor_onestage"),
                             ("+ GLUE's two stages (= dmmvae_noanchor)", "dmmvae_noanchor"))),
+    # GLUE's own ladder, to set beside the anchor-free one: its first stage (graph-tied
+    # decoders, no adversary), then its adversarial fine-tuning with balancing weights
+    "glue": (1, (("GLUE's first stage: graph decoders, no adversary", "abl_glue_pretrain"),
+                 ("+ its adversary, balanced, second stage (= glue)", "glue"))),
     "dmmvae_gw": (1, (("GW coupling alone, no VAE", "abl_gw_coupling_only"),
                       ("+ VAE (= dmmvae_gw)", "dmmvae_gw"))),
 }
@@ -254,7 +262,7 @@ def curve_figure(curve: pd.DataFrame, path: Path, metric: str = "foscttm/mean") 
     plt.close(fig)
 
 
-def ablation_table(rows: pd.DataFrame, metrics=CLAIM_METRICS) -> pd.DataFrame:
+def ablation_table(rows: pd.DataFrame, metrics=ABLATION_METRICS) -> pd.DataFrame:
     """Per ablated model, dataset and metric: each step's mean and its per-split difference to
     the step before (interval and verdict)."""
     out = []
@@ -360,6 +368,8 @@ def ablation_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean") -> str:
 
 #: the README's "What aligns" table: these ladders, these stand-ins under these names
 README_LADDERS = ("dmmvae_global", "dmmvae_gw", "dmmvae_noanchor")
+#: docs/diagonal.md's mixing table: the anchor-free ladder
+MIXING_LADDERS = ("dmmvae_noanchor",)
 README_DATASETS = {"cite_bmmc600": "CITE", "teaseq_pbmc1262": "TEA-seq",
                    "snare_mop5232": "SNARE-seq", "genesplit_link0.1": "gene split 0.1",
                    "genesplit_link0": "gene split, no links"}
@@ -369,13 +379,17 @@ def ablation_steps_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean",
                             ladders=README_LADDERS, datasets=README_DATASETS) -> str:
     """One table of ``ladders``' steps x ``datasets`` (the README's "What aligns"): a ladder's
     first steps their mean, every later step its change against the step above, [95 %
-    interval] and verdict; ``(n=k)`` where fewer than 5 splits hold both steps."""
+    interval] and verdict; ``(n=k)`` where fewer than 5 splits hold both steps; "—" where a
+    later step has no step above it on that stand-in."""
     sub = abl[(abl["metric"] == metric) & abl["ablation"].isin(ladders)]
     rows = []
     for ablated in ladders:
         lad = sub[sub["ablation"] == ablated]
-        steps = list(dict.fromkeys(lad["step"]))
-        for k, step in enumerate(steps):
+        n_baselines, ladder = ABLATIONS[ablated]
+        labels = [label for label, _ in ladder]
+        for k, step in enumerate(labels):
+            if step not in set(lad["step"]):
+                continue
             label = step.replace(" (graph decoders off: exclusive)", "")
             row = {"step": label.replace(f"(= {ablated})", f"(= `{ablated}`)")}
             for ds, name in datasets.items():
@@ -384,8 +398,11 @@ def ablation_steps_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean",
                     row[name] = "—"
                     continue
                 r = cell.iloc[0]
+                if k >= n_baselines and pd.isna(r.get("added")):
+                    row[name] = "—"
+                    continue
                 n = int(r["n_splits"])
-                above = lad[(lad["step"] == steps[k - 1]) & (lad["dataset"] == ds)] if k else cell
+                above = lad[(lad["step"] == labels[k - 1]) & (lad["dataset"] == ds)] if k else cell
                 n = min(n, int(above.iloc[0]["n_splits"])) if not above.empty else n
                 tag = "" if n >= 5 else f" (n={n})"
                 verdict = r["verdict"] if isinstance(r.get("verdict"), str) else "n/a"
@@ -394,6 +411,13 @@ def ablation_steps_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean",
                              f"{verdict}{tag}")
             rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def mixing_steps_markdown(abl: pd.DataFrame) -> str:
+    """docs/diagonal.md's mixing table: :func:`ablation_steps_markdown` of ``MIXING_LADDERS`` in
+    modality mixing (higher: the modalities' codes more mixed), the stand-ins with links."""
+    datasets = {k: v for k, v in README_DATASETS.items() if k != "genesplit_link0"}
+    return ablation_steps_markdown(abl, "mixing/batch_correction", MIXING_LADDERS, datasets)
 
 
 def headline_claims(rows: pd.DataFrame) -> pd.DataFrame:
@@ -428,6 +452,7 @@ def report(rows: pd.DataFrame, out: Path) -> None:
         out.with_name(f"{stem}.md").write_text(ablation_markdown(abl) + "\n")
         if out.stem == "diagonal":  # the README's "What aligns" table
             out.with_name("ablation_steps.md").write_text(ablation_steps_markdown(abl) + "\n")
+            out.with_name("ablation_mixing.md").write_text(mixing_steps_markdown(abl) + "\n")
         md += ["## Ablations: what each part adds", "", abl.to_markdown(index=False, floatfmt=".3f"), ""]
     designs = claims(ok, list(OURS), list(DESIGNS), list(CLAIM_METRICS))
     if not designs.empty:  # the mission's designs beside D-MMVAE, the references for scale

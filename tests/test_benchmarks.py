@@ -187,6 +187,20 @@ def test_bench_diagonal_ablation_tables_keep_ladders_that_share_step_labels_apar
     assert "0.228 n=5" in old and "0.293" not in old
 
 
+def _table_cells(text: str) -> list[str]:
+    return [" | ".join(c.strip() for c in ln.split("|")) for ln in text.splitlines()
+            if ln.startswith("|") and not ln.startswith("|:")]
+
+
+def _assert_readme_holds(table: str, doc: str = "README.md") -> None:
+    """``doc`` (the README) holds ``table`` row for row (cells compared without padding)."""
+    readme = _table_cells((BENCH.parent / doc).read_text())
+    rows = _table_cells(table)
+    assert rows[0] in readme  # the header
+    start = readme.index(rows[0])
+    assert readme[start:start + len(rows)] == rows
+
+
 def test_readme_what_aligns_table_is_the_committed_ablation():
     """README's "What aligns" table is ``ablation_steps_markdown`` of the committed
     ``ablation.csv`` (what ``--report-only`` writes to ``ablation_steps.md``), so the README
@@ -197,18 +211,25 @@ def test_readme_what_aligns_table_is_the_committed_ablation():
     bench = _load_bench_diagonal()
     abl = pd.read_csv(BENCH / "results" / "ablation.csv")
     table = bench.ablation_steps_markdown(abl)
-
-    def cells(text: str) -> list[str]:
-        return [" | ".join(c.strip() for c in ln.split("|")) for ln in text.splitlines()
-                if ln.startswith("|") and not ln.startswith("|:")]
-
-    readme = (BENCH.parent / "README.md").read_text()
-    assert cells(table)[0] in cells(readme)  # the header
-    start = cells(readme).index(cells(table)[0])
-    assert cells(readme)[start:start + len(cells(table))] == cells(table)
+    _assert_readme_holds(table)
     few = abl.assign(n_splits=abl["n_splits"].where(abl["model"] != "abl_cycle", 3))
     cycle = next(ln for ln in bench.ablation_steps_markdown(few).splitlines() if "+ cycle" in ln)
     assert cycle.count("(n=3)") == cycle.count("[") >= 4
+
+
+def test_docs_mixing_table_is_the_committed_ablation():
+    """docs/diagonal.md's modality-mixing table of the anchor-free ladder is
+    ``mixing_steps_markdown`` of the committed ``ablation.csv``, which holds that metric for
+    every step of the ladder."""
+    import pandas as pd
+
+    bench = _load_bench_diagonal()
+    abl = pd.read_csv(BENCH / "results" / "ablation.csv")
+    mixing = abl[abl["metric"] == "mixing/batch_correction"]
+    for ladder in bench.MIXING_LADDERS:
+        held = set(mixing.loc[mixing["ablation"] == ladder, "model"])
+        assert held == {m for _, m in bench.ABLATIONS[ladder][1]}, ladder
+    _assert_readme_holds(bench.mixing_steps_markdown(abl), "docs/diagonal.md")
 
 
 def test_readme_results_table_is_the_committed_diagonal_verdicts():
@@ -306,6 +327,7 @@ ABLATION_PARTS = {
     "shared core": {"shared_core", "guidance_graph"},
     "cycle": {"cycle_weight"},
     "GLUE's two stages": {"glue_stages"},
+    "GLUE's adversarial fine-tuning": {"finetune"},
 }
 
 
@@ -339,4 +361,4 @@ def test_every_ablation_step_adds_one_part_to_the_step_before():
             assert changed and parts, f"{before} -> {after} changes {sorted(changed)}: not one part"
             assert training_a == training_b, f"{before} -> {after} changes the training budget"
             checked += 1
-    assert checked >= 16
+    assert checked >= 17

@@ -277,6 +277,24 @@ def test_glue_default_is_the_automatic_budget_of_scglue(monkeypatch, caplog):
     assert "notes" not in info or not any("set by the user" in n for n in info["notes"])
 
 
+def test_glue_without_finetuning_is_its_pretrained_model(monkeypatch):
+    """``finetune: False`` (the ablation of GLUE's adversary): one stage, scglue's pretraining
+    with the alignment never switched on, and its model is the result; on the gene split the
+    graph-tied decoders alone still align, less than at random."""
+    scglue = pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
+    m = GLUE(**FAST_GLUE, finetune=False)
+    fos = _foscttm(m, gene_split(0.1))
+    info = m.train_info
+    assert list(info["stages"]) == ["pretrain"] and info["epochs_per_stage"]["finetune"] == 0
+    assert info["stages"]["pretrain"]["align_burnin"] is None  # inf: no adversarial step
+    assert fos < 0.45, fos  # random: ~0.49
+    seen = []
+    monkeypatch.setattr(scglue.models.scglue.SCGLUETrainer, "fit",
+                        lambda self, *a, **kw: seen.append(kw))
+    GLUE(h_dim=16, latent_dim=8, n_pcs=10, finetune=False).fit(gene_split(0.1), seed=0)
+    assert len(seen) == 1 and seen[0]["align_burnin"] == np.inf
+
+
 def test_glue_rejects_unknown_likelihoods_and_peak_sets():
     pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
     assert GLUE().params["adt_likelihood"] == "NBMixture"  # scglue 0.4.0's CITE-seq support

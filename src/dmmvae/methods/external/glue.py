@@ -217,6 +217,9 @@ class GLUE(Method):
         "max_epochs": None,  # None: GLUE's automatic budget per stage (a value is a user's cap)
         "patience": None,  # None: GLUE's automatic early-stopping patience
         "balance": True,  # estimate balancing weights between pretraining and fine-tuning
+        # False: the pretrained model is the result (graph-tied VAE, no adversary ever trained):
+        # an ablation of GLUE that says what its adversarial fine-tuning adds, not its recipe
+        "finetune": True,
     }
     is_neural: ClassVar[bool] = True
     uses_device: ClassVar[bool] = True
@@ -442,9 +445,12 @@ class GLUE(Method):
         with _scglue_settings(scglue):
             pre, hit, stages["pretrain"] = self._stage(
                 scglue, adatas, graph, stage="pretrain", seed=int(seed), device=device,
-                rows=history, deadline=t0 + limit_s / 2 if limit_s else None)
+                rows=history,
+                deadline=t0 + limit_s / (2 if self.params["finetune"] else 1) if limit_s else None)
             reached.append(hit)
-            if self.params["balance"]:
+            if not self.params["finetune"]:
+                self._model = pre
+            elif self.params["balance"]:
                 for m, a in adatas.items():
                     a.obsm["X_glue_pretrain"] = pre.encode_data(m, a)
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -462,10 +468,12 @@ class GLUE(Method):
                     f"glue: balancing weights undefined for {balance_fallback} (no cluster of "
                     "the pretrained embeddings matched across modalities at cosine >= 0.5); "
                     "uniform weights used")
-            self._model, hit, stages["finetune"] = self._stage(
-                scglue, adatas, graph, stage="finetune", seed=int(seed) + 1, device=device,
-                rows=history, pretrained=pre, deadline=t0 + limit_s if limit_s else None)
-            reached.append(hit)
+            if self.params["finetune"]:
+                self._model, hit, stages["finetune"] = self._stage(
+                    scglue, adatas, graph, stage="finetune", seed=int(seed) + 1,
+                    device=device, rows=history, pretrained=pre,
+                    deadline=t0 + limit_s if limit_s else None)
+                reached.append(hit)
         hist = pd.DataFrame(history)
         epochs = hist.groupby("stage")["epoch"].max().astype(int).to_dict() if len(hist) else {}
         self.train_info = {
