@@ -367,9 +367,9 @@ def ablation_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean") -> str:
 
 
 #: the README's "What aligns" table: these ladders, these stand-ins under these names
-README_LADDERS = ("dmmvae_global", "dmmvae_gw", "dmmvae_noanchor")
-#: docs/diagonal.md's mixing table: the anchor-free ladder
-MIXING_LADDERS = ("dmmvae_noanchor",)
+README_LADDERS = ("dmmvae_global", "dmmvae_gw", "dmmvae_noanchor", "glue")
+#: docs/diagonal.md's mixing table: the anchor-free ladder beside GLUE's
+MIXING_LADDERS = ("dmmvae_noanchor", "glue")
 README_DATASETS = {"cite_bmmc600": "CITE", "teaseq_pbmc1262": "TEA-seq",
                    "snare_mop5232": "SNARE-seq", "genesplit_link0.1": "gene split 0.1",
                    "genesplit_link0": "gene split, no links"}

@@ -218,9 +218,9 @@ def test_readme_what_aligns_table_is_the_committed_ablation():
 
 
 def test_docs_mixing_table_is_the_committed_ablation():
-    """docs/diagonal.md's modality-mixing table of the anchor-free ladder is
+    """docs/diagonal.md's modality-mixing table of the anchor-free ladder and GLUE's is
     ``mixing_steps_markdown`` of the committed ``ablation.csv``, which holds that metric for
-    every step of the ladder."""
+    every step of both ladders."""
     import pandas as pd
 
     bench = _load_bench_diagonal()
