@@ -387,8 +387,9 @@ def ablation_steps_markdown(abl: pd.DataFrame, metric: str = "foscttm/mean",
         lad = sub[sub["ablation"] == ablated]
         n_baselines, ladder = ABLATIONS[ablated]
         labels = [label for label, _ in ladder]
+        held = set(lad["step"])
         for k, step in enumerate(labels):
-            if step not in set(lad["step"]):
+            if step not in held:
                 continue
             label = step.replace(" (graph decoders off: exclusive)", "")
             row = {"step": label.replace(f"(= {ablated})", f"(= `{ablated}`)")}

@@ -192,13 +192,14 @@ def _table_cells(text: str) -> list[str]:
             if ln.startswith("|") and not ln.startswith("|:")]
 
 
-def _assert_readme_holds(table: str, doc: str = "README.md") -> None:
-    """``doc`` (the README) holds ``table`` row for row (cells compared without padding)."""
-    readme = _table_cells((BENCH.parent / doc).read_text())
+def _assert_doc_holds(table: str, doc: str = "README.md") -> None:
+    """``doc`` (a path from the project root) holds ``table`` row for row (cells compared
+    without their padding)."""
+    text = _table_cells((BENCH.parent / doc).read_text())
     rows = _table_cells(table)
-    assert rows[0] in readme  # the header
-    start = readme.index(rows[0])
-    assert readme[start:start + len(rows)] == rows
+    assert rows[0] in text  # the header
+    start = text.index(rows[0])
+    assert text[start:start + len(rows)] == rows
 
 
 def test_readme_what_aligns_table_is_the_committed_ablation():
@@ -211,7 +212,7 @@ def test_readme_what_aligns_table_is_the_committed_ablation():
     bench = _load_bench_diagonal()
     abl = pd.read_csv(BENCH / "results" / "ablation.csv")
     table = bench.ablation_steps_markdown(abl)
-    _assert_readme_holds(table)
+    _assert_doc_holds(table)
     few = abl.assign(n_splits=abl["n_splits"].where(abl["model"] != "abl_cycle", 3))
     cycle = next(ln for ln in bench.ablation_steps_markdown(few).splitlines() if "+ cycle" in ln)
     assert cycle.count("(n=3)") == cycle.count("[") >= 4
@@ -229,7 +230,7 @@ def test_docs_mixing_table_is_the_committed_ablation():
     for ladder in bench.MIXING_LADDERS:
         held = set(mixing.loc[mixing["ablation"] == ladder, "model"])
         assert held == {m for _, m in bench.ABLATIONS[ladder][1]}, ladder
-    _assert_readme_holds(bench.mixing_steps_markdown(abl), "docs/diagonal.md")
+    _assert_doc_holds(bench.mixing_steps_markdown(abl), "docs/diagonal.md")
 
 
 def test_readme_results_table_is_the_committed_diagonal_verdicts():
