@@ -250,6 +250,23 @@ def test_glue_falls_back_to_the_kept_peak_lsi_with_a_note(multiome500):
     assert any(f"used obsm['{LSI}']" in n for n in m.predict(sc).info["notes"])
 
 
+@pytest.mark.shared_data
+def test_glue_reads_the_kept_peak_lsi_when_asked_without_a_fallback_note(multiome500):
+    """``atac_input: lsi`` (the ablation on dmmvae's ATAC input) reads ``obsm["X_lsi"]`` although
+    the all-peak LSI is there, and says so without the fallback note."""
+    pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
+    m = GLUE(**TINY_GLUE, atac_input="lsi")
+    m.fit(multiome500, seed=0)
+    atac = multiome500.mod["atac"]
+    assert LSI_ALL in atac.obsm
+    assert m.train_info["encoder_input"]["atac"] == (
+        f"obsm['{LSI}']: {atac.obsm[LSI].shape[1]} components over {atac.n_vars} peaks")
+    assert m.train_info["atac_lsi_peaks"] == {"atac": atac.n_vars}
+    assert not any("used obsm" in n for n in m.predict(multiome500).info["notes"])
+    with pytest.raises(ValueError, match="atac_input must be one of"):
+        GLUE.validate_params({"atac_input": "peaks"})
+
+
 def test_glue_default_is_the_automatic_budget_of_scglue(monkeypatch, caplog):
     """max_epochs None: scglue resolves its AUTO budget (no cap, no warning), and
     ``automatic_budget`` computes the same values. Training itself is stubbed out."""
@@ -278,15 +295,15 @@ def test_glue_default_is_the_automatic_budget_of_scglue(monkeypatch, caplog):
 
 
 def test_glue_without_finetuning_is_its_pretrained_model(monkeypatch):
-    """``finetune: False`` (the ablation of GLUE's adversary): one stage, scglue's pretraining
-    with the alignment never switched on, and its model is the result; on the gene split the
-    graph-tied decoders alone still align, less than at random."""
+    """``finetune: False`` (the ablation of GLUE's second stage): one stage, scglue's
+    pretraining (its adversary plays on codes noised at full strength throughout, align_burnin
+    inf), and its model is the result; on the gene split it still aligns, less than at random."""
     scglue = pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
     m = GLUE(**FAST_GLUE, finetune=False)
     fos = _foscttm(m, gene_split(0.1))
     info = m.train_info
     assert list(info["stages"]) == ["pretrain"] and info["epochs_per_stage"]["finetune"] == 0
-    assert info["stages"]["pretrain"]["align_burnin"] is None  # inf: no adversarial step
+    assert info["stages"]["pretrain"]["align_burnin"] is None  # inf: the noise never fades
     assert fos < 0.45, fos  # random: ~0.49
     seen = []
     monkeypatch.setattr(scglue.models.scglue.SCGLUETrainer, "fit",

@@ -19,7 +19,8 @@ What GLUE sees (train cells only, scenario masks respected)
   input = PCA (``n_pcs`` 100) of the scoring normalisation, scaled per gene (clipped at 10),
   both fitted on the RNA train cells. ATAC: negative binomial on counts; encoder input = GLUE's
   LSI over ALL peaks (``obsm["X_lsi_all"]``, 100 components, fitted on train cells by
-  preprocessing), falling back to ``obsm["X_lsi"]`` (the kept peaks) with a note; decoder
+  preprocessing), falling back to ``obsm["X_lsi"]`` (the kept peaks) with a note
+  (``atac_input: lsi`` reads that one by choice, an ablation); decoder
   features (``atac_features``): ``"linked"`` (default, GLUE's ``use_highly_variable``: the peaks
   the guidance graph connects to a gene, here among the peaks the scenario file keeps) or
   ``"all"`` kept peaks. ADT: ``adt_likelihood`` ``"NBMixture"`` on counts (default: scglue
@@ -36,7 +37,8 @@ What GLUE sees (train cells only, scenario masks respected)
   the run with :class:`MissingLinksError`.
 
 Training (``scglue.models.fit_SCGLUE``'s recipe, run stage by stage so that the device, the
-time limit and the per-epoch history are ours): pretraining without alignment, balancing weights
+time limit and the per-epoch history are ours): pretraining (its adversary plays on codes noised
+at 1.5x their spread throughout: ``align_burnin`` inf), balancing weights
 estimated from the pretrained embeddings (``scglue.data.estimate_balancing_weight``), then
 fine-tuning from the pretrained weights (seed + 1, as scglue does). ``max_epochs`` / ``patience``
 ``None`` (default) keep GLUE's automatic budget per stage: ``max(ceil(48 / lr / batches per
@@ -103,6 +105,7 @@ _REP = "X_glue_input"
 _VAL_SPLIT = 0.1
 ADT_LIKELIHOODS = ("NBMixture", "NB", "Normal")
 ATAC_FEATURES = ("linked", "all")
+ATAC_INPUTS = ("lsi_all", "lsi")
 STAGES = ("pretrain", "finetune")
 
 
@@ -210,6 +213,9 @@ class GLUE(Method):
         # ATAC decoder features: "linked" (GLUE: peaks the guidance graph links to a gene) or
         # "all" kept peaks
         "atac_features": "linked",
+        # ATAC encoder input: "lsi_all" (GLUE: the LSI over all peaks) or "lsi" (the LSI of the
+        # peaks kept for scoring, obsm["X_lsi"]: the input dmmvae reads; an ablation)
+        "atac_input": "lsi_all",
         "lr": 2e-3,
         "lam_graph": 0.02,
         "lam_align": 0.05,
@@ -217,8 +223,9 @@ class GLUE(Method):
         "max_epochs": None,  # None: GLUE's automatic budget per stage (a value is a user's cap)
         "patience": None,  # None: GLUE's automatic early-stopping patience
         "balance": True,  # estimate balancing weights between pretraining and fine-tuning
-        # False: the pretrained model is the result (graph-tied VAE, no adversary ever trained):
-        # an ablation of GLUE that says what its adversarial fine-tuning adds, not its recipe
+        # False: the pretrained model is the result (scglue's first stage: the adversary plays
+        # at lam_align on codes noised at 1.5x their spread throughout, align_burnin = inf; with
+        # lam_align 0 the graph-tied VAE alone): ablations of GLUE, not its recipe
         "finetune": True,
     }
     is_neural: ClassVar[bool] = True
@@ -233,6 +240,9 @@ class GLUE(Method):
         if str(p["adt_likelihood"]) not in ADT_LIKELIHOODS:
             raise ValueError(f"glue: adt_likelihood must be one of {list(ADT_LIKELIHOODS)}, "
                              f"got {p['adt_likelihood']!r}")
+        if str(p["atac_input"]) not in ATAC_INPUTS:
+            raise ValueError(f"glue: atac_input must be one of {list(ATAC_INPUTS)}, "
+                             f"got {p['atac_input']!r}")
         if str(p["atac_features"]) not in ATAC_FEATURES:
             raise ValueError(f"glue: atac_features must be one of {list(ATAC_FEATURES)}, "
                              f"got {p['atac_features']!r}")
@@ -274,7 +284,9 @@ class GLUE(Method):
             a = mdata.mod[m]
             kind = a.uns.get(MODALITY_KIND, "gaussian")
             if kind == "atac":
-                key = LSI_ALL if LSI_ALL in a.obsm else LSI if LSI in a.obsm else None
+                want_all = self.params["atac_input"] == "lsi_all"
+                key = (LSI_ALL if want_all and LSI_ALL in a.obsm else LSI if LSI in a.obsm
+                       else None)
                 if key is None:
                     self._inputs[m] = f"none: {len(self._features[m])} peak counts"
                     self._notes.append(f"glue: '{m}' has no stored LSI; its encoder read the "
@@ -287,7 +299,7 @@ class GLUE(Method):
                 self._inputs[m] = (f"obsm['{key}']: {a.obsm[key].shape[1]} components over "
                                    f"{n_peaks if n_peaks is not None else 'all'} peaks")
                 self._lsi_peaks[m] = n_peaks
-                if key == LSI:
+                if key == LSI and want_all:
                     self._notes.append(
                         f"glue: no obsm['{LSI_ALL}'] for '{m}'; its encoder used obsm['{LSI}'] "
                         f"(LSI of the {a.n_vars} peaks kept for scoring), not GLUE's all-peak LSI")
