@@ -11,6 +11,7 @@ import tempfile
 
 import numpy as np
 import pytest
+import torch
 
 from dmmvae.constants import LSI, LSI_ALL
 from dmmvae.data.demo import HALF_A, HALF_B
@@ -262,6 +263,10 @@ def test_glue_reads_the_kept_peak_lsi_when_asked_without_a_fallback_note(multiom
     assert m.train_info["encoder_input"]["atac"] == (
         f"obsm['{LSI}']: {atac.obsm[LSI].shape[1]} components over {atac.n_vars} peaks")
     assert m.train_info["atac_lsi_peaks"] == {"atac": atac.n_vars}
+    # what the network reads, not only what train_info says: its first layer's width
+    first = next(x for x in m._model.net.x2u["atac"].modules() if isinstance(x, torch.nn.Linear))
+    assert atac.obsm[LSI].shape[1] != atac.obsm[LSI_ALL].shape[1]
+    assert first.in_features == atac.obsm[LSI].shape[1]
     assert not any("used obsm" in n for n in m.predict(multiome500).info["notes"])
     with pytest.raises(ValueError, match="atac_input must be one of"):
         GLUE.validate_params({"atac_input": "peaks"})

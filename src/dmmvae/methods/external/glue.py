@@ -280,6 +280,7 @@ class GLUE(Method):
         ADT. Describes each in ``self._inputs``."""
         self._pca: dict[str, tuple[np.ndarray, np.ndarray, PCA]] = {}
         self._inputs: dict[str, str] = {}
+        self._atac_keys: dict[str, str] = {}
         for m in self._mods:
             a = mdata.mod[m]
             kind = a.uns.get(MODALITY_KIND, "gaussian")
@@ -292,6 +293,7 @@ class GLUE(Method):
                     self._notes.append(f"glue: '{m}' has no stored LSI; its encoder read the "
                                        "peak counts (GLUE's recipe reads an all-peak LSI)")
                     continue
+                self._atac_keys[m] = key
                 if key == LSI_ALL:  # preprocessing records the peaks its LSI read
                     n_peaks = int((a.uns.get("lsi_all") or {}).get("n_peaks", 0)) or None
                 else:
@@ -321,10 +323,8 @@ class GLUE(Method):
             mu, sd, pca = self._pca[m]
             return pca.transform(np.clip((_dense(a.X[rows]) - mu) / sd, -10, 10)).astype(
                 np.float32)
-        if a.uns.get(MODALITY_KIND) == "atac":
-            for key in (LSI_ALL, LSI):
-                if key in a.obsm:
-                    return np.asarray(a.obsm[key][rows], dtype=np.float32)
+        if m in self._atac_keys:  # the stored LSI _fit_reps chose
+            return np.asarray(a.obsm[self._atac_keys[m]][rows], dtype=np.float32)
         return None
 
     def _adata(self, mdata: md.MuData, m: str, rows: np.ndarray) -> ad.AnnData:
