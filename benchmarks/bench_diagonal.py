@@ -115,8 +115,13 @@ ABLATIONS = {
                             ("+ GLUE's two stages (= dmmvae_noanchor)", "dmmvae_noanchor"))),
     # GLUE's own ladder, to set beside the anchor-free one: its first stage (graph-tied
     # decoders, no adversary), then its adversarial fine-tuning with balancing weights
-    "glue": (1, (("GLUE's first stage: graph decoders, no adversary", "abl_glue_pretrain"),
-                 ("+ its adversary, balanced, second stage (= glue)", "glue"))),
+    "glue": (1, (("GLUE's VAE: graph decoders, no adversary", "abl_glue_vae"),
+                 ("+ its adversary on noised codes (first stage)", "abl_glue_pretrain"),
+                 ("+ balanced, noise fading, second stage (= glue)", "glue"))),
+    # GLUE's graph-tied VAE on the ATAC input dmmvae reads, then on its own (the LSI over all peaks)
+    "abl_glue_vae": (1, (("GLUE's VAE on the kept peaks' LSI (dmmvae's ATAC input)",
+                          "abl_glue_vae_keptlsi"),
+                         ("+ the LSI over all peaks (GLUE's input)", "abl_glue_vae"))),
     "dmmvae_gw": (1, (("GW coupling alone, no VAE", "abl_gw_coupling_only"),
                       ("+ VAE (= dmmvae_gw)", "dmmvae_gw"))),
 }

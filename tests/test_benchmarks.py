@@ -328,7 +328,9 @@ ABLATION_PARTS = {
     "shared core": {"shared_core", "guidance_graph"},
     "cycle": {"cycle_weight"},
     "GLUE's two stages": {"glue_stages"},
-    "GLUE's adversarial fine-tuning": {"finetune"},
+    "GLUE's adversary (first stage, on noised codes)": {"lam_align"},
+    "GLUE's second stage (balanced, noise fading)": {"finetune"},
+    "GLUE's ATAC encoder input": {"atac_input"},
 }
 
 
@@ -362,4 +364,4 @@ def test_every_ablation_step_adds_one_part_to_the_step_before():
             assert changed and parts, f"{before} -> {after} changes {sorted(changed)}: not one part"
             assert training_a == training_b, f"{before} -> {after} changes the training budget"
             checked += 1
-    assert checked >= 17
+    assert checked >= 19
