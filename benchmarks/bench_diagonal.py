@@ -113,8 +113,8 @@ ABLATIONS = {
                             ("+ graph decoders", "abl_noanchor_graph"),
                             ("+ latent adversary", "dmmvae_noanchor_onestage"),
                             ("+ GLUE's two stages (= dmmvae_noanchor)", "dmmvae_noanchor"))),
-    # GLUE's own ladder, to set beside the anchor-free one: its first stage (graph-tied
-    # decoders, no adversary), then its adversarial fine-tuning with balancing weights
+    # GLUE's own ladder, to set beside the anchor-free one: its graph-tied VAE (lam_align 0),
+    # then its first stage (the adversary on noised codes), then its balanced second stage
     "glue": (1, (("GLUE's VAE: graph decoders, no adversary", "abl_glue_vae"),
                  ("+ its adversary on noised codes (first stage)", "abl_glue_pretrain"),
                  ("+ balanced, noise fading, second stage (= glue)", "glue"))),
