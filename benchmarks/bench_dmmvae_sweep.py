@@ -295,7 +295,32 @@ GRIDS["noanchor_glue_steps"] = {**SHIPPED_NOANCHOR, "training.budget": ["epochs"
 # a thirty-fourth, the reading's fourth difference: scglue steps the discriminator first, on a
 # fresh forward pass, then the encoders against it; the shipped model the reverse on one pass
 GRIDS["noanchor_glue_order"] = {**SHIPPED_NOANCHOR, "adversary_order": ["after", "before"]}
-RULE_OF_GRID = {"noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels",
+# a thirty-fifth: the graph-tied VAE alone (no adversary, one stage: abl_noanchor_graph's settings),
+# where GLUE's VAE sets up a better correspondence on SNARE-seq's test cells (ablation ladders,
+# 2026-11-27): GLUE's VAE parts one at a time, then all at once, asked of the train cells only:
+# its ATAC input (LSI over all peaks), with its decoded peaks (the linked ones), its RNA input
+# (PCA), its variational feature embeddings, its batch-normalised encoders, all of those with its
+# NB on peak counts and its per-feature likelihood, then those two alone
+VAE_PARTS_KEY = ("rna_input,atac_input,atac_features,likelihoods,likelihood_scale,graph_weight,"
+                 "graph_decoder,norm")
+VAE_BASE_PARTS = ("counts", "lsi+peaks", "all", {}, "sum", 0.1, "embedding", "layer")
+GRIDS["noanchor_vae_parts"] = {
+    **{k: v for k, v in SHIPPED_NOANCHOR.items()
+       if k not in ("atac_input", "graph_decoder", "glue_stages", "disc_hidden,disc_depth,"
+                    "disc_dropout,disc_steps", "align_burnin")},
+    "latent_adversarial_weight": [0.0], "glue_stages": [False],
+    VAE_PARTS_KEY: [VAE_BASE_PARTS,
+                    ("counts", "lsi_all", "all", {}, "sum", 0.1, "embedding", "layer"),
+                    ("counts", "lsi_all", "linked", {}, "sum", 0.1, "embedding", "layer"),
+                    ("pca", "lsi+peaks", "all", {}, "sum", 0.1, "embedding", "layer"),
+                    ("counts", "lsi+peaks", "all", {}, "sum", 0.1, "glue", "layer"),
+                    ("counts", "lsi+peaks", "all", {}, "sum", 0.1, "embedding", "batch"),
+                    ("pca", "lsi_all", "linked", {"atac": "nb"}, "per_feature", 0.01, "glue",
+                     "batch"),
+                    ("counts", "lsi+peaks", "all", {"atac": "nb"}, "sum", 0.1, "embedding", "layer"),
+                    ("counts", "lsi+peaks", "all", {}, "per_feature", 0.01, "embedding", "layer")]}
+RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels",
+                "noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels",
                 "noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels",
                 "noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels",
                 "noanchor_glue_everything": "anchors+labels", "noanchor_glue_all": "anchors+labels",
@@ -314,7 +339,7 @@ RULE_OF_GRID = {"noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": 
 SCENARIO_OF_GRID = {"default_atac_input": "paired", "default_graph_imputation": "paired"}
 DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
                     for g in [*SCENARIO_OF_GRID, "noanchor_atac_input", "noanchor_atac_likelihood",
-                              "noanchor_linked_peaks"]}
+                              "noanchor_linked_peaks", "noanchor_vae_parts"]}
 
 
 
@@ -561,7 +586,9 @@ def main() -> None:
                          "scglue's budget in optimiser steps; noanchor_glue_order: scglue's "
                          "update order (discriminator first); "
                          "noanchor_linked_peaks: GLUE's decoded peaks "
-                         "(linked only) with its ATAC input; "
+                         "(linked only) with its ATAC input; noanchor_vae_parts: the graph-tied "
+                         "VAE alone (no adversary) with GLUE's VAE parts one at a time and all "
+                         "at once; "
                          "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
