@@ -303,22 +303,30 @@ GRIDS["noanchor_glue_order"] = {**SHIPPED_NOANCHOR, "adversary_order": ["after",
 # NB on peak counts and its per-feature likelihood, then those two alone
 VAE_PARTS_KEY = ("rna_input,atac_input,atac_features,likelihoods,likelihood_scale,graph_weight,"
                  "graph_decoder,norm")
-VAE_BASE_PARTS = ("counts", "lsi+peaks", "all", {}, "sum", 0.1, "embedding", "layer")
+#: this model's values of VAE_PARTS_KEY, and what each of GLUE's VAE parts sets instead
+VAE_BASE_PARTS = {"rna_input": "counts", "atac_input": "lsi+peaks", "atac_features": "all",
+                  "likelihoods": {}, "likelihood_scale": "sum", "graph_weight": 0.1,
+                  "graph_decoder": "embedding", "norm": "layer"}
+GLUE_VAE_PARTS = [{"atac_input": "lsi_all"}, {"atac_input": "lsi_all", "atac_features": "linked"},
+                  {"rna_input": "pca"}, {"graph_decoder": "glue"}, {"norm": "batch"},
+                  {"likelihoods": {"atac": "nb"}},
+                  {"likelihood_scale": "per_feature", "graph_weight": 0.01}]
+
+
+def vae_parts(*parts: dict) -> tuple:
+    """VAE_PARTS_KEY's values with ``parts`` of GLUE's VAE put into this model's."""
+    values = {k: v for part in (VAE_BASE_PARTS, *parts) for k, v in part.items()}
+    return tuple(values[k] for k in VAE_PARTS_KEY.split(","))
+
+
 GRIDS["noanchor_vae_parts"] = {
     **{k: v for k, v in SHIPPED_NOANCHOR.items()
        if k not in ("atac_input", "graph_decoder", "glue_stages", "disc_hidden,disc_depth,"
                     "disc_dropout,disc_steps", "align_burnin")},
     "latent_adversarial_weight": [0.0], "glue_stages": [False],
-    VAE_PARTS_KEY: [VAE_BASE_PARTS,
-                    ("counts", "lsi_all", "all", {}, "sum", 0.1, "embedding", "layer"),
-                    ("counts", "lsi_all", "linked", {}, "sum", 0.1, "embedding", "layer"),
-                    ("pca", "lsi+peaks", "all", {}, "sum", 0.1, "embedding", "layer"),
-                    ("counts", "lsi+peaks", "all", {}, "sum", 0.1, "glue", "layer"),
-                    ("counts", "lsi+peaks", "all", {}, "sum", 0.1, "embedding", "batch"),
-                    ("pca", "lsi_all", "linked", {"atac": "nb"}, "per_feature", 0.01, "glue",
-                     "batch"),
-                    ("counts", "lsi+peaks", "all", {"atac": "nb"}, "sum", 0.1, "embedding", "layer"),
-                    ("counts", "lsi+peaks", "all", {}, "per_feature", 0.01, "embedding", "layer")]}
+    # this model's VAE, the first five parts one at a time, all at once, then the last two alone
+    VAE_PARTS_KEY: [vae_parts(), *[vae_parts(p) for p in GLUE_VAE_PARTS[:5]],
+                    vae_parts(*GLUE_VAE_PARTS), *[vae_parts(p) for p in GLUE_VAE_PARTS[5:]]]}
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels",
                 "noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels",
                 "noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels",
