@@ -106,6 +106,23 @@ def test_the_budget_grid_sets_the_training_loop_not_the_model():
     # that every other key is a parameter dmmvae accepts: the test below, for every grid
 
 
+def test_the_leave_one_out_grid_removes_one_of_glues_vae_parts_at_a_time():
+    """``noanchor_vae_parts_loo`` starts at ``noanchor_vae_parts``' all-at-once configuration and
+    each further configuration puts back this model's value of exactly one part."""
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    every = sweep.configurations(sweep.GRIDS["noanchor_vae_parts_loo"])
+    assert every[0] in sweep.configurations(sweep.GRIDS["noanchor_vae_parts"])
+    assert every[0]["graph_decoder"] == "glue" and every[0]["atac_features"] == "linked"
+    changed = [{k for k in c if c[k] != every[0][k]} for c in every[1:]]
+    assert changed == [{"atac_input", "atac_features"}, {"atac_features"}, {"rna_input"},
+                       {"graph_decoder"}, {"norm"}, {"likelihoods"},
+                       {"likelihood_scale", "graph_weight"}]
+    assert all(c[k] == sweep.VAE_BASE_PARTS[k]
+               for c, keys in zip(every[1:], changed, strict=True) for k in keys)
+
+
 def test_rule_weighs_each_dataset_equally_over_its_seeds():
     def row(config, dataset, seed, anchors, labels):
         return {"config": config, "dataset": dataset, "seed": seed,
