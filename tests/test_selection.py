@@ -121,6 +121,11 @@ def test_the_leave_one_out_grid_removes_one_of_glues_vae_parts_at_a_time():
                        {"likelihood_scale", "graph_weight"}]
     assert all(c[k] == sweep.VAE_BASE_PARTS[k]
                for c, keys in zip(every[1:], changed, strict=True) for k in keys)
+    # the three parts whose removal cost most, alone together: the other four at this model's values
+    every_part, core = sweep.configurations(sweep.GRIDS["noanchor_vae_parts_core"])
+    assert every_part == every[0]
+    assert {k for k in core if core[k] != sweep.VAE_BASE_PARTS.get(k, core[k])} == {
+        "graph_decoder", "likelihoods", "likelihood_scale", "graph_weight"}
 
 
 def test_rule_weighs_each_dataset_equally_over_its_seeds():
