@@ -128,6 +128,30 @@ def test_the_leave_one_out_grid_removes_one_of_glues_vae_parts_at_a_time():
         "graph_decoder", "likelihoods", "likelihood_scale", "graph_weight"}
 
 
+def test_the_vae_parts_grid_with_the_adversary_starts_at_the_shipped_anchor_free_model():
+    """``noanchor_vae_parts_adv``: its first configuration is the same model as the shipped
+    ``dmmvae_noanchor`` (config/diagonal.yaml, training keys included); its second is that model
+    with all seven of GLUE's VAE parts (the leave-one-out grid's first configuration) and the
+    adversary's weight in per-feature units, the adversary and the two stages kept."""
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    from dmmvae.config import load_config
+
+    shipped_entry = load_config(BENCH.parent / "config" / "diagonal.yaml")["models"]["dmmvae_noanchor"]
+    shipped = {**shipped_entry["params"],
+               **{f"training.{k}": v for k, v in shipped_entry["training"].items()}}
+    base, every_part = sweep.configurations(sweep.GRIDS["noanchor_vae_parts_adv"])
+    assert sweep.same_model(json.dumps(base, sort_keys=True), json.dumps(shipped, sort_keys=True))
+    no_adversary = sweep.configurations(sweep.GRIDS["noanchor_vae_parts_loo"])[0]
+    vae_keys = sweep.VAE_PARTS_KEY.split(",")
+    assert {k: every_part[k] for k in vae_keys} == {k: no_adversary[k] for k in vae_keys}
+    assert {k for k in every_part if every_part[k] != base[k]} <= {*vae_keys,
+                                                                  "latent_adversarial_weight"}
+    assert every_part["latent_adversarial_weight"] == 0.025 and every_part["glue_stages"]
+    assert every_part["align_burnin"] == base["align_burnin"] == 67
+
+
 def test_rule_weighs_each_dataset_equally_over_its_seeds():
     def row(config, dataset, seed, anchors, labels):
         return {"config": config, "dataset": dataset, "seed": seed,
