@@ -56,6 +56,30 @@ def test_label_signal_is_real():
     assert lt > chance + 0.2
 
 
+def test_the_anchor_signal_scores_a_collapsed_encoder_at_chance_not_best():
+    """Held-back anchor FOSCTTM counts a tie as half a closer cell: codes that all coincide (a
+    collapsed encoder) score 0.5, not PROTOCOL's strict count's 0, which a sweep's rule would
+    rank first; codes that keep each pair nearest score 0 and random codes about 0.5."""
+    import torch
+
+    from dmmvae.metrics import foscttm
+
+    rng = np.random.default_rng(0)
+    n = 200
+    pairs = torch.stack([torch.arange(n), torch.from_numpy(rng.permutation(n))], 1)
+    za = torch.from_numpy(rng.normal(size=(n, 8)))
+    zb = torch.empty_like(za)
+    zb[pairs[:, 1]] = za[pairs[:, 0]] + 0.01 * torch.from_numpy(rng.normal(size=(n, 8)))
+    assert selection._pairs_foscttm(torch.cdist(za, zb), pairs) == 0.0
+    assert abs(selection._pairs_foscttm(torch.cdist(za, torch.randn(n, 8, dtype=za.dtype)),
+                                        pairs) - 0.5) < 0.05
+    collapsed = torch.zeros(n, 8, dtype=za.dtype)
+    assert selection._pairs_foscttm(torch.cdist(collapsed, collapsed), pairs) == pytest.approx(
+        0.5 * (n - 1) / n)
+    # the test metric keeps PROTOCOL's strict count (GLUE's definition): 0 for collapsed codes
+    assert foscttm(collapsed.numpy(), collapsed.numpy()) == 0.0
+
+
 def test_validation_imputation_scores_held_back_train_cells_and_beats_an_untrained_model():
     """Cross-modal imputation of the held-back train cells of a paired scenario: a trained
     model's per-cell Pearson beats the same model after one epoch, in both directions; the

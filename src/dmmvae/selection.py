@@ -130,12 +130,23 @@ def _anchor_foscttm(spec, codes, k: int) -> float:
             pairs = mutual_nearest_neighbours(fa, fb, k).nonzero()
             if len(pairs) == 0:
                 continue
-            d = torch.cdist(za, zb)  # (A, B) latent distances
-            true = d[pairs[:, 0], pairs[:, 1]]
-            fx = (d[pairs[:, 0]] < true[:, None]).float().mean(1)  # b cells closer to i
-            fy = (d[:, pairs[:, 1]].T < true[:, None]).float().mean(1)  # a cells closer to j
-            out.append(float(((fx + fy) / 2).mean()))
+            out.append(_pairs_foscttm(torch.cdist(za, zb), pairs))
     return float(np.mean(out)) if out else float("nan")
+
+
+def _pairs_foscttm(d, pairs) -> float:
+    """FOSCTTM of the ``pairs`` (rows ``(i, j)``) in the latent distances ``d`` (A, B), a tie
+    counted as half a closer cell: a collapsed encoder, whose codes are all equal, scores 0.5
+    (chance) here, where PROTOCOL's strict count (the test metric) would give it 0, the best."""
+    true = d[pairs[:, 0], pairs[:, 1]]
+
+    def fraction(rows):  # rows (P, n): the distances from each pair's cell to the other side
+        closer = (rows < true[:, None]).sum(1)
+        ties = (rows == true[:, None]).sum(1) - 1  # the true match itself is not a tie
+        return (closer + 0.5 * ties) / rows.shape[1]
+
+    fx, fy = fraction(d[pairs[:, 0]]), fraction(d[:, pairs[:, 1]].T)
+    return float(((fx + fy) / 2).mean())
 
 
 def _label_transfer(emb: dict[str, tuple[np.ndarray, np.ndarray]], k: int) -> float:
