@@ -33,6 +33,7 @@ from _common import SELECTION_DATASETS as DATASETS
 
 from dmmvae.config import load_config
 from dmmvae.io import atomic_path, write_text
+from dmmvae.methods.modules.dmmvae import GLUE_PER_FEATURE
 from dmmvae.selection import (
     rank,
     train_label_transfer,
@@ -310,7 +311,7 @@ VAE_BASE_PARTS = {"rna_input": "counts", "atac_input": "lsi+peaks", "atac_featur
 GLUE_VAE_PARTS = [{"atac_input": "lsi_all"}, {"atac_input": "lsi_all", "atac_features": "linked"},
                   {"rna_input": "pca"}, {"graph_decoder": "glue"}, {"norm": "batch"},
                   {"likelihoods": {"atac": "nb"}},
-                  {"likelihood_scale": "per_feature", "graph_weight": 0.01}]
+                  {k: GLUE_PER_FEATURE[k] for k in ("likelihood_scale", "graph_weight")}]
 
 
 def vae_parts(*parts: dict) -> tuple:
@@ -345,14 +346,16 @@ GRIDS["noanchor_vae_parts_core"] = {
 # a thirty-eighth: all seven of GLUE's VAE parts (the configuration the rule ranked first among
 # the graph-tied VAEs without an adversary) put into the shipped anchor-free model, adversary and
 # two stages kept, against the shipped model; with the per-feature likelihood the adversary's
-# weight is GLUE's in those units (0.025, as in noanchor_per_feature), on all four stand-ins
+# weight is GLUE's in those units (GLUE_PER_FEATURE, as in noanchor_per_feature), on all four
+# stand-ins
 GRIDS["noanchor_vae_parts_adv"] = {
     **{k: v for k, v in SHIPPED_NOANCHOR.items()
        if k not in ("atac_input", "graph_decoder", "latent_adversarial_weight")},
-    VAE_PARTS_KEY + ",latent_adversarial_weight": [(*vae_parts(), 0.01),
-                                                   (*vae_parts(*GLUE_VAE_PARTS), 0.025)]}
-RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
-                "noanchor_vae_parts_core": "anchors+labels",
+    VAE_PARTS_KEY + ",latent_adversarial_weight": [
+        (*vae_parts(), *SHIPPED_NOANCHOR["latent_adversarial_weight"]),
+        (*vae_parts(*GLUE_VAE_PARTS), GLUE_PER_FEATURE["latent_adversarial_weight"])]}
+RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
+                "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels",
                 "noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels",
                 "noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels",
