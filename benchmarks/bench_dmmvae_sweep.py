@@ -35,6 +35,8 @@ from dmmvae.config import load_config
 from dmmvae.io import atomic_path, write_text
 from dmmvae.methods.modules.dmmvae import GLUE_PER_FEATURE
 from dmmvae.selection import (
+    collapsed,
+    heldback_code_spread,
     rank,
     train_label_transfer,
     train_only,
@@ -702,6 +704,8 @@ def main() -> None:
                              "validation_anchor_foscttm": validation_anchor_foscttm(
                                  m, sc, run_training, args.seed),
                              "train_label_transfer": train_label_transfer(m, sc),
+                             "heldback_code_spread": heldback_code_spread(
+                                 m, sc, run_training, args.seed),
                              "best_epoch": best, "train_seconds": secs, "device": args.device})
                 imputation = validation_imputation(m, sc, run_training, args.seed)
                 if imputation:  # scenarios whose held-back cells show two modalities
@@ -716,6 +720,7 @@ def main() -> None:
     n_cells, n_common = (len(r[["dataset", "seed"]].drop_duplicates()) for r in (rows, common))
     table = rank(common, rule)
     print(table.round(4).to_string())
+    print(collapsed(rows))
     if n_common < n_cells:
         print(f"\nincomplete: ranked on the {n_common} of {n_cells} (stand-in, seed) cells every "
               "configuration holds")

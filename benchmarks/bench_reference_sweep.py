@@ -32,7 +32,7 @@ from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario
 from dmmvae.config import load_config
 from dmmvae.io import atomic_path
 from dmmvae.methods.baselines.seurat_v3 import SeuratV3
-from dmmvae.selection import heldback_signals, rank, train_only
+from dmmvae.selection import collapsed, heldback_signals, rank, train_only
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
 RULE = "anchors+labels"
@@ -118,6 +118,7 @@ def main() -> None:
     table = rank(scored, RULE)
     table.insert(1, "position", range(1, len(table) + 1))
     print(table.round(4).to_string())
+    print(collapsed(scored))
     recipe = json.dumps({})
     where = (f"the recipe ranks {int(table.loc[recipe, 'position'])} of {len(table)}"
              if recipe in table.index else "")

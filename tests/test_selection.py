@@ -80,6 +80,33 @@ def test_the_anchor_signal_scores_a_collapsed_encoder_at_chance_not_best():
     assert foscttm(collapsed.numpy(), collapsed.numpy()) == 0.0
 
 
+def test_the_code_spread_flags_a_collapsed_encoder_and_not_a_trained_one():
+    """A trained model's held-back codes spread; the same model with its encoders' last layers
+    zeroed (every code its bias: collapsed) spreads 0, and the sweeps' report names that row
+    only; centred random codes spread about 1 whatever their scale."""
+    import torch
+
+    blind = selection.train_only(scenario(kind="diagonal", n_cells=300))
+    model = build_model("dmmvae", {"n_hidden": 32, "n_latent": 8, "anchor_weight": 0})
+    model.fit(blind, seed=0, training=TRAINING)
+    trained = selection.heldback_code_spread(model, blind, TRAINING, 0)
+    with torch.no_grad():
+        for name, p in model.module.named_parameters():
+            if name.startswith("encoders.") and name.endswith(".out.weight"):
+                p.zero_()
+    flat = selection.heldback_code_spread(model, blind, TRAINING, 0)
+    print(f"held-back code spread: trained {trained:.3f}, collapsed {flat:.2g}")
+    assert trained > 0.1 and flat < selection.COLLAPSED_SPREAD
+    z = np.random.default_rng(0).normal(size=(500, 8))
+    assert selection._code_spread({"a": (1e3 * z,), "b": (1e-3 * z,)}) == pytest.approx(1, abs=0.05)
+    rows = pd.DataFrame({"config": ["{}", "{\"x\": 1}", "{\"x\": 2}"], "dataset": "d",
+                         "seed": 0, "heldback_code_spread": [trained, flat, np.nan]})
+    report = selection.collapsed(rows).splitlines()
+    assert report[0].endswith("1 of 2 rows checked") and len(report) == 2
+    assert report[1].startswith('  {"x": 1} on d, seed 0')
+    assert "not checked" in selection.collapsed(rows.drop(columns="heldback_code_spread"))
+
+
 def test_validation_imputation_scores_held_back_train_cells_and_beats_an_untrained_model():
     """Cross-modal imputation of the held-back train cells of a paired scenario: a trained
     model's per-cell Pearson beats the same model after one epoch, in both directions; the
@@ -249,6 +276,7 @@ def test_heldback_signals_score_a_reference_through_its_public_api_on_train_cell
     assert len(seen[0]) == blind.n_obs - len(val) and len(val) > 0
     assert ours["validation_anchor_foscttm"] < 0.25 < 0.4 < control["validation_anchor_foscttm"]
     assert ours["train_label_transfer"] > control["train_label_transfer"] + 0.3
+    assert ours["heldback_code_spread"] > 0.1 and control["heldback_code_spread"] > 0.1
     with pytest.raises(selection.TestCellsError):
         selection.heldback_signals(build_model("seurat_v3"), sc, TRAINING, 0)
 

@@ -18,8 +18,11 @@ train cells:
   cross-modal imputation of the held-back validation cells, scored by the evaluation's own
   per-cell Pearson (``imputation_pearson_cell``), each direction.
 
-- :func:`heldback_signals`: the first two for any method of the registry (the reference tools
-  have no training loop that holds cells back), through its public ``fit`` / ``predict``.
+- :func:`heldback_code_spread`: not a signal a rule ranks by but a check beside them: how far
+  the held-back cells' codes spread, 0 when an encoder has collapsed (every code the same).
+- :func:`heldback_signals`: the first two and the spread for any method of the registry (the
+  reference tools have no training loop that holds cells back), through its public ``fit`` /
+  ``predict``.
 
 :func:`rank` orders configurations by a rule over these signals, each dataset weighing the same
 however many seeds it ran.
@@ -45,6 +48,8 @@ RULES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
 }
 #: "imputation" = the mean over directions of validation_imputation's per-cell Pearson
 SIGNALS = ("validation_anchor_foscttm", "train_label_transfer", "validation_imputation")
+#: a held-back code spread (:func:`heldback_code_spread`) below this is a collapsed encoder
+COLLAPSED_SPREAD = 1e-3
 
 
 class TestCellsError(ValueError):
@@ -149,6 +154,20 @@ def _pairs_foscttm(d, pairs) -> float:
     return float(((fx + fy) / 2).mean())
 
 
+def _code_spread(codes: dict) -> float:
+    """The least, over the modalities of ``codes`` (``{m: (z, ...)}``), of the codes' spread
+    among their cells: sqrt(total variance / mean squared norm), scale-free in [0, 1]; 0 when
+    every code is the same point, 1 when the codes are centred on the origin."""
+    out = []
+    for z, *_ in codes.values():
+        z = np.asarray(z.cpu() if hasattr(z, "cpu") else z, dtype=np.float64)
+        if len(z) < 2:
+            continue
+        power = float((z ** 2).sum(1).mean())
+        out.append(np.sqrt(z.var(0).sum() / power) if power > 0 else 0.0)
+    return float(min(out)) if out else float("nan")
+
+
 def _label_transfer(emb: dict[str, tuple[np.ndarray, np.ndarray]], k: int) -> float:
     """PROTOCOL's ``k``-NN label transfer between every two modalities of ``emb`` (``{m:
     (codes, labels)}`` of the cells that show ``m``), both directions; the mean."""
@@ -182,6 +201,15 @@ def validation_anchor_foscttm(model, mdata, training: dict, seed: int, k: int = 
     return _anchor_foscttm(model.module.spec, _codes(model, mdata, val), k)
 
 
+def heldback_code_spread(model, mdata, training: dict, seed: int) -> float:
+    """How far the codes of the training loop's held-back train cells spread, each encoded from
+    the one modality it shows (:func:`_code_spread`: the least over modalities, 0 for a collapsed
+    encoder; below :data:`COLLAPSED_SPREAD` a sweep flags the row)."""
+    assert_train_only(mdata)
+    val = _validation_cells(mdata, training, seed)
+    return _code_spread(_codes(model, mdata, val, targets=False))
+
+
 def train_label_transfer(model, mdata, k: int = 5) -> float:
     """Label transfer among the train cells, each encoded from the one modality it shows:
     ``k``-NN (PROTOCOL's, Euclidean) from the cells that show ``a`` to those that show ``b``
@@ -205,9 +233,10 @@ def _as_test(mdata: md.MuData, cells: np.ndarray) -> md.MuData:
 
 def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5,
                      device: str = "cpu") -> dict[str, float]:
-    """The two signals of :func:`validation_anchor_foscttm` and :func:`train_label_transfer` for
-    any method of the registry, through its public ``fit`` / ``predict`` only (the reference
-    tools have no training loop of their own to hold cells back).
+    """The two signals of :func:`validation_anchor_foscttm` and :func:`train_label_transfer`, and
+    the check :func:`heldback_code_spread`, for any method of the registry, through its public
+    ``fit`` / ``predict`` only (the reference tools have no training loop of their own to hold
+    cells back).
 
     The training loop's held-back cells (``training``'s validation fraction, ``seed``) are held
     back here: ``method`` is fitted on the other train cells, then every train cell is
@@ -244,7 +273,7 @@ def heldback_signals(method, mdata, training: dict, seed: int, k: int = 5,
 
     codes = _gather(MultimodalData(mdata, spec, "cpu"), val, encode)
     return {"validation_anchor_foscttm": _anchor_foscttm(spec, codes, k),
-            "train_label_transfer": lt}
+            "train_label_transfer": lt, "heldback_code_spread": _code_spread(codes)}
 
 
 def validation_imputation(model, mdata, training: dict, seed: int) -> dict[str, float]:
@@ -279,6 +308,20 @@ def rank(rows: pd.DataFrame, rule: str) -> pd.DataFrame:
     return table.sort_values("rule")
 
 
-__all__ = ["RULES", "SIGNALS", "TestCellsError", "train_only", "assert_train_only",
+def collapsed(rows: pd.DataFrame) -> str:
+    """A line for a sweep's report naming the rows (configuration, stand-in, seed) whose
+    held-back codes collapsed (``heldback_code_spread`` below :data:`COLLAPSED_SPREAD`); rows
+    written before the check have no spread and are not judged."""
+    if "heldback_code_spread" not in rows:
+        return "collapsed encoders: not checked (no heldback_code_spread column)"
+    known = rows["heldback_code_spread"].notna()
+    bad = rows[known & (rows["heldback_code_spread"] < COLLAPSED_SPREAD)]
+    head = (f"collapsed encoders (held-back code spread < {COLLAPSED_SPREAD}): {len(bad)} of "
+            f"{int(known.sum())} rows checked")
+    return "\n".join([head, *(f"  {r.config} on {r.dataset}, seed {r.seed}: spread "
+                               f"{r.heldback_code_spread:.2g}" for r in bad.itertuples())])
+
+
+__all__ = ["RULES", "SIGNALS", "COLLAPSED_SPREAD", "TestCellsError", "train_only", "assert_train_only",
            "validation_anchor_foscttm", "train_label_transfer", "validation_imputation",
-           "heldback_signals", "rank"]
+           "heldback_code_spread", "heldback_signals", "collapsed", "rank"]
