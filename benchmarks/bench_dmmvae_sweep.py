@@ -356,7 +356,26 @@ GRIDS["noanchor_vae_parts_adv"] = {
     VAE_PARTS_KEY + ",latent_adversarial_weight": [
         (*vae_parts(), *SHIPPED_NOANCHOR["latent_adversarial_weight"]),
         (*vae_parts(*GLUE_VAE_PARTS), GLUE_PER_FEATURE["latent_adversarial_weight"])]}
-RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
+# a thirty-ninth: GLUE rebuilt in this model, every difference the grids above asked one or a few
+# at a time put in at once (noanchor_glue_everything's parts, optimiser, schedule, noise and
+# graph pairs; then scglue's decoded peaks (the linked ones), graph convolution, budget in
+# optimiser steps and update order, found after that grid was asked), against the shipped model:
+# whether this model can align SNARE-seq as GLUE's first stage does, before asking which part
+GLUE_READINGS_KEY = ("training.optimizer,training.lr_plateau_patience,burnin_noise_scale,"
+                     "graph_sampling,graph_negatives,atac_features,graph_norm,graph_init,"
+                     "training.budget,adversary_order")
+GLUE_READINGS = ("rmsprop", 50, "batch_std", "glue", 10, "linked", "target", "zero", "glue",
+                 "before")
+#: this model's values of GLUE_READINGS_KEY (its defaults)
+CHOSEN_READINGS = ("adamw", 0, "unit", "uniform", 1, "all", "symmetric", "random", "epochs",
+                   "after")
+GRIDS["noanchor_glue_rebuilt"] = {
+    **{k: v for k, v in SHIPPED_NOANCHOR.items()
+       if k not in ("atac_input", "graph_decoder", "latent_adversarial_weight", "glue_stages")},
+    f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}": [
+        (*CHOSEN_PARTS[:8], True, *CHOSEN_PARTS[9:], *CHOSEN_READINGS),
+        (*GLUE_ALL_PARTS, *GLUE_READINGS)]}
+RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_glue_rebuilt": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels",
                 "noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels",
@@ -630,6 +649,8 @@ def main() -> None:
                          "at once; noanchor_vae_parts_loo: all at once, then each part left out; "
                          "noanchor_vae_parts_core: the three parts that leaving out cost most; "
                          "noanchor_vae_parts_adv: all seven in the shipped model, adversary kept; "
+                         "noanchor_glue_rebuilt: every difference from scglue asked so far, at "
+                         "once, against the shipped model; "
                          "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")

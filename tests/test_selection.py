@@ -203,6 +203,36 @@ def test_the_vae_parts_grid_with_the_adversary_starts_at_the_shipped_anchor_free
     assert every_part["align_burnin"] == base["align_burnin"] == 67
 
 
+def test_the_rebuilt_glue_grid_puts_every_asked_difference_into_the_shipped_model():
+    """``noanchor_glue_rebuilt``: its first configuration is the shipped ``dmmvae_noanchor``; its
+    second is ``noanchor_glue_everything``'s GLUE configuration with the four later readings of
+    scglue (linked peaks decoded, graph convolution, budget in steps, update order) as the grids
+    that asked them one at a time set them."""
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    from dmmvae.config import load_config
+
+    shipped_entry = load_config(BENCH.parent / "config" / "diagonal.yaml")["models"]["dmmvae_noanchor"]
+    shipped = {**shipped_entry["params"],
+               **{f"training.{k}": v for k, v in shipped_entry["training"].items()}}
+    base, rebuilt = sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt"])
+    assert sweep.same_model(json.dumps(base, sort_keys=True), json.dumps(shipped, sort_keys=True))
+    everything = sweep.configurations(sweep.GRIDS["noanchor_glue_everything"])[0]
+    assert {k: rebuilt[k] for k in everything} == everything
+    changed = set()
+    for grid in ("noanchor_linked_peaks", "noanchor_glue_graph", "noanchor_glue_steps",
+                 "noanchor_glue_order"):
+        first, glue_reading = sweep.configurations(sweep.GRIDS[grid])[:2]
+        diff = {k: v for k, v in glue_reading.items() if first[k] != v}
+        assert diff and {k: rebuilt[k] for k in diff} == diff, grid
+        changed |= set(diff)
+    assert changed == {"atac_input", "atac_features", "graph_norm", "graph_init",
+                       "training.budget", "adversary_order"}
+    assert {k for k in rebuilt if rebuilt[k] != base[k]} == (
+        {k for k in everything if everything[k] != base[k]} | changed)
+
+
 def test_rule_weighs_each_dataset_equally_over_its_seeds():
     def row(config, dataset, seed, anchors, labels):
         return {"config": config, "dataset": dataset, "seed": seed,
