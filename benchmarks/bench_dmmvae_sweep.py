@@ -375,8 +375,9 @@ GRIDS["noanchor_glue_rebuilt"] = {
     f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}": [
         (*CHOSEN_PARTS[:8], True, *CHOSEN_PARTS[9:], *CHOSEN_READINGS),
         (*GLUE_ALL_PARTS, *GLUE_READINGS)]}
-RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_glue_rebuilt": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
+RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
+                "noanchor_glue_rebuilt": "anchors+labels",
                 "noanchor_glue_order": "anchors+labels", "noanchor_glue_steps": "anchors+labels",
                 "noanchor_glue_graph": "anchors+labels", "noanchor_linked_peaks": "anchors+labels",
                 "noanchor_stages": "anchors+labels", "noanchor_glue_dynamics": "anchors+labels",

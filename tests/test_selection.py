@@ -179,21 +179,32 @@ def test_the_leave_one_out_grid_removes_one_of_glues_vae_parts_at_a_time():
         "graph_decoder", "likelihoods", "likelihood_scale", "graph_weight"}
 
 
+def _sweep():
+    """The D-MMVAE sweep script as a module."""
+    sys.path.insert(0, str(BENCH))
+    import bench_dmmvae_sweep as sweep
+
+    return sweep
+
+
+def _is_shipped_noanchor(sweep, params: dict) -> bool:
+    """Whether a sweep configuration fits the same model as config/diagonal.yaml's shipped
+    ``dmmvae_noanchor`` (its training keys included)."""
+    from dmmvae.config import load_config
+
+    entry = load_config(BENCH.parent / "config" / "diagonal.yaml")["models"]["dmmvae_noanchor"]
+    shipped = {**entry["params"], **{f"training.{k}": v for k, v in entry["training"].items()}}
+    return sweep.same_model(json.dumps(params, sort_keys=True), json.dumps(shipped, sort_keys=True))
+
+
 def test_the_vae_parts_grid_with_the_adversary_starts_at_the_shipped_anchor_free_model():
     """``noanchor_vae_parts_adv``: its first configuration is the same model as the shipped
     ``dmmvae_noanchor`` (config/diagonal.yaml, training keys included); its second is that model
     with all seven of GLUE's VAE parts (the leave-one-out grid's first configuration) and the
     adversary's weight in per-feature units, the adversary and the two stages kept."""
-    sys.path.insert(0, str(BENCH))
-    import bench_dmmvae_sweep as sweep
-
-    from dmmvae.config import load_config
-
-    shipped_entry = load_config(BENCH.parent / "config" / "diagonal.yaml")["models"]["dmmvae_noanchor"]
-    shipped = {**shipped_entry["params"],
-               **{f"training.{k}": v for k, v in shipped_entry["training"].items()}}
+    sweep = _sweep()
     base, every_part = sweep.configurations(sweep.GRIDS["noanchor_vae_parts_adv"])
-    assert sweep.same_model(json.dumps(base, sort_keys=True), json.dumps(shipped, sort_keys=True))
+    assert _is_shipped_noanchor(sweep, base)
     no_adversary = sweep.configurations(sweep.GRIDS["noanchor_vae_parts_loo"])[0]
     vae_keys = sweep.VAE_PARTS_KEY.split(",")
     assert {k: every_part[k] for k in vae_keys} == {k: no_adversary[k] for k in vae_keys}
@@ -208,16 +219,9 @@ def test_the_rebuilt_glue_grid_puts_every_asked_difference_into_the_shipped_mode
     second is ``noanchor_glue_everything``'s GLUE configuration with the four later readings of
     scglue (linked peaks decoded, graph convolution, budget in steps, update order) as the grids
     that asked them one at a time set them."""
-    sys.path.insert(0, str(BENCH))
-    import bench_dmmvae_sweep as sweep
-
-    from dmmvae.config import load_config
-
-    shipped_entry = load_config(BENCH.parent / "config" / "diagonal.yaml")["models"]["dmmvae_noanchor"]
-    shipped = {**shipped_entry["params"],
-               **{f"training.{k}": v for k, v in shipped_entry["training"].items()}}
+    sweep = _sweep()
     base, rebuilt = sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt"])
-    assert sweep.same_model(json.dumps(base, sort_keys=True), json.dumps(shipped, sort_keys=True))
+    assert _is_shipped_noanchor(sweep, base)
     everything = sweep.configurations(sweep.GRIDS["noanchor_glue_everything"])[0]
     assert {k: rebuilt[k] for k in everything} == everything
     changed = set()
