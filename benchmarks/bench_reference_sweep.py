@@ -32,7 +32,14 @@ from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario
 from dmmvae.config import load_config
 from dmmvae.io import atomic_path
 from dmmvae.methods.baselines.seurat_v3 import SeuratV3
-from dmmvae.selection import collapsed, heldback_signals, rank, train_only
+from dmmvae.selection import (
+    collapsed,
+    common_cells,
+    heldback_signals,
+    incomplete,
+    rank,
+    train_only,
+)
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
 RULE = "anchors+labels"
@@ -83,7 +90,8 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--report-seeds", nargs="+", type=int, default=None,
                     help="rank on these seeds' rows only (default: every seed in --out; a "
-                         "configuration asked on fewer seeds is ranked on the ones it has)")
+                         "grid still running is ranked on the (stand-in, seed) cells every "
+                         "configuration holds)")
     args = ap.parse_args()
     out = args.out or out_path(args.method)
     if not args.report_only:
@@ -115,10 +123,13 @@ def main() -> None:
     scored = pd.read_csv(out)
     if args.report_seeds is not None:
         scored = scored[scored["seed"].isin(args.report_seeds)]
-    table = rank(scored, RULE)
+    common = common_cells(scored)
+    table = rank(common, RULE)
     table.insert(1, "position", range(1, len(table) + 1))
     print(table.round(4).to_string())
     print(collapsed(scored))
+    if incomplete(scored, common):
+        print(f"\n{incomplete(scored, common)}")
     recipe = json.dumps({})
     where = (f"the recipe ranks {int(table.loc[recipe, 'position'])} of {len(table)}"
              if recipe in table.index else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -235,6 +236,20 @@ def test_the_rebuilt_glue_grid_puts_every_asked_difference_into_the_shipped_mode
                        "training.budget", "adversary_order"}
     assert {k for k in rebuilt if rebuilt[k] != base[k]} == (
         {k for k in everything if everything[k] != base[k]} | changed)
+
+
+def test_the_lean_rebuilt_grid_leaves_out_only_the_parts_that_anti_align_rna_adt():
+    """``noanchor_glue_rebuilt_lean``: the shipped model and the rebuilt configuration, then the
+    rebuilt one with GLUE's feature embeddings and per-feature likelihood back at the shipped
+    model's values (the weights too, as they are in the likelihood's units), nothing else."""
+    sweep = _sweep()
+    base, rebuilt, lean = sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt_lean"])
+    assert [base, rebuilt] == sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt"])
+    changed = {k for k in lean if lean[k] != rebuilt[k]}
+    assert changed == {"graph_decoder", "likelihood_scale", "latent_adversarial_weight",
+                       "graph_weight"}
+    assert {k: lean[k] for k in changed} == {k: base[k] for k in changed}
+    assert lean["likelihoods"] == {"atac": "nb"} and lean["training.budget"] == "glue"
 
 
 def test_rule_weighs_each_dataset_equally_over_its_seeds():
@@ -500,16 +515,33 @@ def test_a_configuration_another_grid_fitted_is_copied_not_fitted_again(tmp_path
 
 def test_sweep_report_of_an_unfinished_grid_ranks_on_the_cells_every_configuration_holds():
     """A configuration not yet fitted on the slowest stand-in is not ranked on a mean over
-    fewer (easier) stand-ins: the report keeps the (stand-in, seed) cells both hold."""
-    sys.path.insert(0, str(BENCH))
-    import bench_dmmvae_sweep as sweep
-
+    fewer (easier) stand-ins: the report keeps the (stand-in, seed) cells both hold and says so."""
     def row(config, dataset, anchors):
         return {"config": config, "dataset": dataset, "seed": 0,
                 "validation_anchor_foscttm": anchors, "train_label_transfer": 0.5}
 
     rows = pd.DataFrame([row("a", "easy", 0.20), row("a", "hard", 0.45), row("b", "easy", 0.30)])
     assert selection.rank(rows, "anchors").index[0] == "b"  # 0.30 against a's 0.325
-    common = sweep.common_cells(rows)
+    common = selection.common_cells(rows)
     assert set(common["dataset"]) == {"easy"}
     assert selection.rank(common, "anchors").index[0] == "a"
+    assert selection.incomplete(rows, common).startswith("incomplete: ranked on the 1 of 2")
+    assert selection.incomplete(common, selection.common_cells(common)) == ""
+
+
+def test_reference_sweep_report_ranks_an_unfinished_grid_on_the_common_cells(tmp_path):
+    """The reference sweep's report (GLUE's grid runs over several sessions) ranks as D-MMVAE's
+    does: on the cells every configuration holds, with the line that says it."""
+    def row(config, dataset, anchors):
+        return {"config": config, "dataset": dataset, "seed": 0,
+                "validation_anchor_foscttm": anchors, "train_label_transfer": 0.5}
+
+    out = tmp_path / "glue.csv"
+    pd.DataFrame([row("{}", "easy", 0.20), row("{}", "hard", 0.45),
+                  row('{"lam_align": 0.2}', "easy", 0.30)]).to_csv(out, index=False)
+    run = subprocess.run([sys.executable, str(BENCH / "bench_reference_sweep.py"), "--method",
+                          "glue", "--report-only", "--out", str(out)],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "incomplete: ranked on the 1 of 2" in run.stdout
+    assert "(lowest mean): {}; the recipe ranks 1 of 2" in run.stdout

@@ -308,6 +308,26 @@ def rank(rows: pd.DataFrame, rule: str) -> pd.DataFrame:
     return table.sort_values("rule")
 
 
+def common_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` on the (stand-in, seed) cells every configuration holds: a sweep still running
+    (or one whose slowest stand-in was not run for every configuration) is ranked there, not on
+    means over different stand-ins."""
+    cells = rows.groupby("config")[["dataset", "seed"]].apply(
+        lambda g: set(zip(g["dataset"], g["seed"], strict=True)))
+    common = set.intersection(*cells) if len(cells) else set()
+    return rows[[cell in common for cell in zip(rows["dataset"], rows["seed"], strict=True)]]
+
+
+def incomplete(rows: pd.DataFrame, common: pd.DataFrame) -> str:
+    """A line for a sweep's report when ``common`` (:func:`common_cells` of ``rows``) holds
+    fewer (stand-in, seed) cells than ``rows``; empty when every configuration holds them all."""
+    n_cells, n_common = (len(r[["dataset", "seed"]].drop_duplicates()) for r in (rows, common))
+    if n_common == n_cells:
+        return ""
+    return (f"incomplete: ranked on the {n_common} of {n_cells} (stand-in, seed) cells every "
+            "configuration holds")
+
+
 def collapsed(rows: pd.DataFrame) -> str:
     """A line for a sweep's report naming the rows (configuration, stand-in, seed) whose
     held-back codes collapsed (``heldback_code_spread`` below :data:`COLLAPSED_SPREAD`); rows
@@ -324,4 +344,5 @@ def collapsed(rows: pd.DataFrame) -> str:
 
 __all__ = ["RULES", "SIGNALS", "COLLAPSED_SPREAD", "TestCellsError", "train_only", "assert_train_only",
            "validation_anchor_foscttm", "train_label_transfer", "validation_imputation",
-           "heldback_code_spread", "heldback_signals", "collapsed", "rank"]
+           "heldback_code_spread", "heldback_signals", "collapsed", "common_cells",
+           "incomplete", "rank"]
