@@ -387,8 +387,7 @@ RNA_ADT_BREAKERS = {"likelihood_scale": "sum", "latent_adversarial_weight": 0.01
 GLUE_LEAN_PARTS = tuple(RNA_ADT_BREAKERS.get(k, v)
                         for k, v in zip(GLUE_ALL_KEY.split(","), GLUE_ALL_PARTS, strict=True))
 GRIDS["noanchor_glue_rebuilt_lean"] = {
-    **{k: v for k, v in GRIDS["noanchor_glue_rebuilt"].items()
-       if k != f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}"},
+    **GRIDS["noanchor_glue_rebuilt"],
     f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}": [
         *GRIDS["noanchor_glue_rebuilt"][f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}"],
         (*GLUE_LEAN_PARTS, *GLUE_READINGS)]}
@@ -752,8 +751,8 @@ def main() -> None:
     table = rank(common, rule)
     print(table.round(4).to_string())
     print(collapsed(rows))
-    if incomplete(rows, common):
-        print(f"\n{incomplete(rows, common)}")
+    if note := incomplete(rows, common):
+        print(f"\n{note}")
     print(f"\nchosen by the rule '{rule}' (lowest mean): {table.index[0]}")
 
 

@@ -128,8 +128,8 @@ def main() -> None:
     table.insert(1, "position", range(1, len(table) + 1))
     print(table.round(4).to_string())
     print(collapsed(scored))
-    if incomplete(scored, common):
-        print(f"\n{incomplete(scored, common)}")
+    if note := incomplete(scored, common):
+        print(f"\n{note}")
     recipe = json.dumps({})
     where = (f"the recipe ranks {int(table.loc[recipe, 'position'])} of {len(table)}"
              if recipe in table.index else "")

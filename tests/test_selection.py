@@ -513,14 +513,17 @@ def test_a_configuration_another_grid_fitted_is_copied_not_fitted_again(tmp_path
     assert sweep.copied_rows([source], grid, ["x", "y"], 0, done) == []   # already there
 
 
+def _seed0_row(config, dataset, anchors):
+    """A sweep row on seed 0 with this anchor signal and a label transfer of 0.5."""
+    return {"config": config, "dataset": dataset, "seed": 0,
+            "validation_anchor_foscttm": anchors, "train_label_transfer": 0.5}
+
+
 def test_sweep_report_of_an_unfinished_grid_ranks_on_the_cells_every_configuration_holds():
     """A configuration not yet fitted on the slowest stand-in is not ranked on a mean over
     fewer (easier) stand-ins: the report keeps the (stand-in, seed) cells both hold and says so."""
-    def row(config, dataset, anchors):
-        return {"config": config, "dataset": dataset, "seed": 0,
-                "validation_anchor_foscttm": anchors, "train_label_transfer": 0.5}
-
-    rows = pd.DataFrame([row("a", "easy", 0.20), row("a", "hard", 0.45), row("b", "easy", 0.30)])
+    rows = pd.DataFrame([_seed0_row("a", "easy", 0.20), _seed0_row("a", "hard", 0.45),
+                         _seed0_row("b", "easy", 0.30)])
     assert selection.rank(rows, "anchors").index[0] == "b"  # 0.30 against a's 0.325
     common = selection.common_cells(rows)
     assert set(common["dataset"]) == {"easy"}
@@ -532,13 +535,9 @@ def test_sweep_report_of_an_unfinished_grid_ranks_on_the_cells_every_configurati
 def test_reference_sweep_report_ranks_an_unfinished_grid_on_the_common_cells(tmp_path):
     """The reference sweep's report (GLUE's grid runs over several sessions) ranks as D-MMVAE's
     does: on the cells every configuration holds, with the line that says it."""
-    def row(config, dataset, anchors):
-        return {"config": config, "dataset": dataset, "seed": 0,
-                "validation_anchor_foscttm": anchors, "train_label_transfer": 0.5}
-
     out = tmp_path / "glue.csv"
-    pd.DataFrame([row("{}", "easy", 0.20), row("{}", "hard", 0.45),
-                  row('{"lam_align": 0.2}', "easy", 0.30)]).to_csv(out, index=False)
+    pd.DataFrame([_seed0_row("{}", "easy", 0.20), _seed0_row("{}", "hard", 0.45),
+                  _seed0_row('{"lam_align": 0.2}', "easy", 0.30)]).to_csv(out, index=False)
     run = subprocess.run([sys.executable, str(BENCH / "bench_reference_sweep.py"), "--method",
                           "glue", "--report-only", "--out", str(out)],
                          capture_output=True, text=True, check=False)
