@@ -252,6 +252,25 @@ def test_the_lean_rebuilt_grid_leaves_out_only_the_parts_that_anti_align_rna_adt
     assert lean["likelihoods"] == {"atac": "nb"} and lean["training.budget"] == "glue"
 
 
+def test_the_rna_atac_rebuilt_grid_puts_back_only_the_feature_embeddings():
+    """``noanchor_glue_rebuilt_atac``: the rebuilt configuration with only GLUE's variational
+    feature embeddings replaced by the shipped model's plain ones (per-feature likelihood and
+    GLUE's weights kept), asked on the RNA+ATAC stand-ins only; the same fit as the lean grid's
+    third configuration with the per-feature likelihood and its weights held back at GLUE's."""
+    sweep = _sweep()
+    base, rebuilt, plain = sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt_atac"])
+    assert [base, rebuilt] == sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt"])
+    assert {k for k in plain if plain[k] != rebuilt[k]} == {"graph_decoder"}
+    assert plain["graph_decoder"] == base["graph_decoder"] == "embedding"
+    assert plain["likelihood_scale"] == "per_feature"
+    assert sweep.DATASETS_OF_GRID["noanchor_glue_rebuilt_atac"] == ["snare_mop5232",
+                                                                    "bmmc_multiome500"]
+    lean = sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt_lean"])[2]
+    held = {"likelihood_scale": "per_feature", "latent_adversarial_weight": 0.025,
+            "graph_weight": 0.01}
+    assert {**lean, **held} == plain
+
+
 def test_rule_weighs_each_dataset_equally_over_its_seeds():
     def row(config, dataset, seed, anchors, labels):
         return {"config": config, "dataset": dataset, "seed": seed,
@@ -511,6 +530,11 @@ def test_a_configuration_another_grid_fitted_is_copied_not_fitted_again(tmp_path
     assert "copied from dmmvae_reask_other.csv" in rows[0]["source"]
     assert done == {(json.dumps(grid[0], sort_keys=True), "x", 0)}
     assert sweep.copied_rows([source], grid, ["x", "y"], 0, done) == []   # already there
+    seedless = tmp_path / "dmmvae_sweep_old.csv"
+    pd.DataFrame([{"config": same, "dataset": "x", "validation_anchor_foscttm": 0.3}]).to_csv(
+        seedless, index=False)
+    with pytest.raises(SystemExit, match="dmmvae_sweep_old.csv: no seed column"):
+        sweep.copied_rows([seedless], grid, ["x", "y"], 0, set())
 
 
 def _seed0_row(config, dataset, anchors):
