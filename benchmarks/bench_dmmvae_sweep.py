@@ -384,25 +384,24 @@ GRIDS["noanchor_glue_rebuilt"] = {
 #: the two parts and the GLUE_ALL_KEY values this model has in their place
 RNA_ADT_BREAKERS = {"likelihood_scale": "sum", "latent_adversarial_weight": 0.01,
                     "graph_weight": 0.1, "graph_decoder": "embedding"}
-GLUE_LEAN_PARTS = tuple(RNA_ADT_BREAKERS.get(k, v)
-                        for k, v in zip(GLUE_ALL_KEY.split(","), GLUE_ALL_PARTS, strict=True))
-GRIDS["noanchor_glue_rebuilt_lean"] = {
-    **GRIDS["noanchor_glue_rebuilt"],
-    f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}": [
-        *GRIDS["noanchor_glue_rebuilt"][f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}"],
-        (*GLUE_LEAN_PARTS, *GLUE_READINGS)]}
+
+
+def rebuilt_with(this_model: dict) -> dict:
+    """The rebuilt grid with one more configuration: the rebuilt one with these GLUE_ALL_KEY
+    keys at this model's values."""
+    parts = tuple(this_model.get(k, v)
+                  for k, v in zip(GLUE_ALL_KEY.split(","), GLUE_ALL_PARTS, strict=True))
+    key = f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}"
+    return {**GRIDS["noanchor_glue_rebuilt"],
+            key: [*GRIDS["noanchor_glue_rebuilt"][key], (*parts, *GLUE_READINGS)]}
+
+
+GRIDS["noanchor_glue_rebuilt_lean"] = rebuilt_with(RNA_ADT_BREAKERS)
 # a forty-first: the rebuilt configuration with only GLUE's variational feature embeddings put
 # back to this model's plain ones (its per-feature likelihood and weights kept), the part that
 # anti-aligns CITE-seq in it; asked on the RNA+ATAC stand-ins, as the candidate of a recipe for
 # that modality pair, against the shipped and the rebuilt models
-GLUE_PLAIN_EMBEDDING_PARTS = tuple(
-    "embedding" if k == "graph_decoder" else v
-    for k, v in zip(GLUE_ALL_KEY.split(","), GLUE_ALL_PARTS, strict=True))
-GRIDS["noanchor_glue_rebuilt_atac"] = {
-    **GRIDS["noanchor_glue_rebuilt"],
-    f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}": [
-        *GRIDS["noanchor_glue_rebuilt"][f"{GLUE_ALL_KEY},{GLUE_READINGS_KEY}"],
-        (*GLUE_PLAIN_EMBEDDING_PARTS, *GLUE_READINGS)]}
+GRIDS["noanchor_glue_rebuilt_atac"] = rebuilt_with({"graph_decoder": "embedding"})
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_rebuilt": "anchors+labels",
