@@ -135,13 +135,17 @@ def run_one(sc, variant: dict, seed: int, evaluation: dict) -> tuple[dict[str, f
         MissingDependencyError,
         NotApplicableError,
         TrainingFailure,
+        apply_recipe,
         build_model,
+        modality_kinds,
     )
 
-    method = build_model(variant["model"], variant["params"])
+    params, training, recipe = apply_recipe(variant["params"], variant["training"],
+                                            variant.get("recipes"), modality_kinds(sc))
+    method = build_model(variant["model"], params)
     t0 = time.perf_counter()
     try:
-        history = method.fit(sc, training=variant["training"], seed=seed, device="cpu")
+        history = method.fit(sc, training=training, seed=seed, device="cpu")
     except (MissingDependencyError, NotApplicableError, TrainingFailure) as err:
         reason = getattr(err, "reason", type(err).__name__)
         return {"failed": float("nan")}, f"{reason}: {err}"[:500]
@@ -159,6 +163,8 @@ def run_one(sc, variant: dict, seed: int, evaluation: dict) -> tuple[dict[str, f
         if n:
             out[f"lsi_peaks/{mod}"] = float(n)
     notes = [str(n) for n in (preds.info.get("notes") or []) if "no imputation" not in str(n)]
+    if recipe:
+        notes.insert(0, f"recipe {recipe}")
     return out, "; ".join(notes)
 
 
@@ -200,11 +206,13 @@ def inputs_without_links(sc) -> str:
 
 
 def variants(config: dict) -> dict[str, dict]:
-    """Model name -> {model, params, training} with the config's training defaults merged."""
+    """Model name -> {model, params, training, recipes} with the config's training defaults
+    merged (a recipe's ``training`` overrides them for its modality pair)."""
     out = {}
     for name, spec in expand_models(config["models"]).items():
         out[name] = {"model": spec["model"], "params": spec["params"],
-                     "training": {**config["training"], **spec["training"]}}
+                     "training": {**config["training"], **spec["training"]},
+                     "recipes": spec["recipes"]}
     return out
 
 

@@ -149,6 +149,33 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
     assert "FOSCTTM against the link fraction" in (tmp_path / "lf_summary.md").read_text()
 
 
+def test_bench_diagonal_fits_a_model_with_its_recipe_for_the_pair():
+    """A shipped model entry's recipe for RNA+ATAC reaches the diagonal benchmark's fit (the
+    note names it; the embedding has the recipe's width), its RNA+ADT recipe does not."""
+    from dmmvae.data.preprocess import preprocess
+    from dmmvae.data.scenarios import make_scenario
+    from dmmvae.data.synthetic import simulate_shared_private
+    from dmmvae.methods import apply_recipe, build_model
+
+    bench = _load_bench_diagonal()
+    cfg = {"training": {"max_epochs": 3}, "models": {"rnd": {
+        "model": "random", "params": {"n_dims": 5},
+        "recipes": {"rna_atac": {"params": {"n_dims": 3}}, "cite": {"params": {"n_dims": 9}}}}}}
+    variant = bench.variants(cfg)["rnd"]
+    assert variant["recipes"]["rna_atac"] == {"params": {"n_dims": 3}}
+    mods = {"rna": {"kind": "rna", "n_features": 60, "n_private": 1},
+            "atac": {"kind": "atac", "n_features": 80, "n_private": 1}}
+    sc = make_scenario(preprocess(simulate_shared_private(n_cells=120, modalities=mods, seed=1),
+                                  seed=0), "diagonal")
+    values, note = bench.run_one(sc, variant, 0, {"families": ["foscttm"]})
+    assert note.startswith("recipe rna_atac") and 0 <= values["foscttm/mean"] <= 1
+    # the recipe's width, not the entry's own (5) nor the RNA+ADT recipe's (9)
+    params, _, _ = apply_recipe(variant["params"], {}, variant["recipes"], ("rna", "atac"))
+    method = build_model("random", params)
+    method.fit(sc, seed=0)
+    assert method.predict(sc).embeddings["rna"].shape[1] == 3
+
+
 def test_bench_diagonal_says_which_methods_align_against_the_random_control():
     """Each method's FOSCTTM minus random's on the same splits: below chance is aligned, above
     it anti-aligned (matched cells pushed apart), an interval across zero chance; a method with

@@ -69,6 +69,26 @@ def test_a_misspelt_parameter_value_stops_when_the_config_is_read(model, params,
         resolve_runs(cfg)
 
 
+@pytest.mark.parametrize(("recipes", "message"), [
+    ({"rna_adt": {"params": {}}}, r"models\.m\.recipes' names the pair 'rna_adt'; valid pairs are "
+                                  r"\['cite', 'rna_atac'\]"),
+    ({"rna_atac": {"params": {"n_latnt": 8}}},
+     r"models\.m\.recipes\.rna_atac\.params'.*n_latnt.*valid parameters are"),
+])
+def test_a_recipe_for_an_unknown_pair_or_parameter_stops_when_the_config_is_read(recipes, message):
+    cfg = load("test.yaml")
+    cfg["models"]["m"] = {"model": "mvae", "recipes": recipes}
+    with pytest.raises(ConfigError, match=message):
+        resolve_runs(cfg)
+
+
+def test_the_schema_checks_a_recipe_s_keys():
+    cfg = load("test.yaml")
+    cfg["models"]["m"] = {"model": "mvae", "recipes": {"rna_atac": {"parms": {"n_latent": 8}}}}
+    with pytest.raises(Exception, match="parms"):
+        validate(cfg, SCHEMA)
+
+
 def test_run_selection_with_unknown_dataset_lists_defined_ones():
     cfg = load("test.yaml")
     cfg["run"] = {"datasets": ["tinny"]}
@@ -81,8 +101,8 @@ def test_sweep_expands_into_named_variants():
         {"rnd": {"model": "random", "params": {}, "sweep": {"n_dims": [2, 8]}}}
     )
     assert models == {
-        "rnd__n_dims-2": {"model": "random", "params": {"n_dims": 2}, "training": {}},
-        "rnd__n_dims-8": {"model": "random", "params": {"n_dims": 8}, "training": {}},
+        "rnd__n_dims-2": {"model": "random", "params": {"n_dims": 2}, "training": {}, "recipes": {}},
+        "rnd__n_dims-8": {"model": "random", "params": {"n_dims": 8}, "training": {}, "recipes": {}},
     }
 
 

@@ -15,7 +15,7 @@ from dmmvae.data.preprocess import preprocess
 from dmmvae.data.scenarios import make_scenario
 from dmmvae.data.synthetic import simulate_shared_private
 from dmmvae.io import InputError, Predictions
-from dmmvae.methods import build_model
+from dmmvae.methods import apply_recipe, build_model
 from dmmvae.methods.training.loop import TrainingFailure, resolve_training
 from dmmvae.runtime import resolve_device
 from dmmvae.schema import schema_defaults
@@ -85,6 +85,28 @@ def test_run_training_writes_all_four_outputs(scenario_file, tmp_path):
     assert ckpt["params"]["n_latent"] == 6 and ckpt["training"]["batch_size"] == 64
     assert ckpt["spec"]["modalities"]["atac"]["likelihood"] == "bernoulli"
     assert "state_dict" in ckpt
+
+
+def test_a_recipe_applies_to_its_modality_pair_only(scenario_file, tmp_path):
+    """A model entry's settings for RNA+ATAC reach an RNA+ATAC fit over its own params and
+    training; the RNA+ADT recipe does not; run_info names the recipe applied."""
+    out = _outputs(tmp_path)
+    recipes = {"rna_atac": {"params": {"n_latent": 4}, "training": {"max_epochs": 2}},
+               "cite": {"params": {"n_latent": 9}, "training": {"max_epochs": 7}}}
+    run_training(scenario_file, model_name="mvae", params=FAST,
+                 training={**QUIET, "max_epochs": 4}, seed=0, device="cpu", recipes=recipes, **out)
+    preds = Predictions.read(out["out_predictions"])
+    assert preds.embeddings["rna"].shape[1] == 4
+    info = yaml.safe_load(open(out["out_run_info"]))
+    assert info["recipe"] == "rna_atac" and info["epochs_run"] == 2
+    assert info["training"]["max_epochs"] == 2 and info["training"]["batch_size"] == 64
+    ckpt = torch.load(out["out_checkpoint"], weights_only=False)
+    assert ckpt["params"]["n_latent"] == 4 and ckpt["params"]["n_hidden"] == 32
+    # the same entry on data of no recipe's pair: its own settings
+    assert apply_recipe(FAST, {"max_epochs": 4}, recipes, ("rna", "atac", "adt")) == (
+        FAST, {"max_epochs": 4}, None)
+    assert apply_recipe(FAST, {}, recipes, ("adt", "rna"))[2] == "cite"
+    assert apply_recipe(FAST, {}, None, ("rna", "atac")) == (FAST, {}, None)
 
 
 def test_controls_go_through_run_training_with_empty_history(scenario_file, tmp_path):

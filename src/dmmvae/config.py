@@ -16,7 +16,7 @@ from typing import Any
 from .data.demo import HALF_A, HALF_B
 from .data.prepare import local_input_paths
 from .data.synthetic import DEFAULT_MODALITIES
-from .methods import MODELS
+from .methods import MODELS, PAIR_RECIPES
 
 SWEEP_SEP = "__"
 
@@ -45,6 +45,7 @@ def expand_models(models: Mapping[str, Mapping]) -> dict[str, dict]:
             "model": spec["model"],
             "params": dict(spec.get("params") or {}),
             "training": dict(spec.get("training") or {}),
+            "recipes": dict(spec.get("recipes") or {}),
         }
         sweep = spec.get("sweep") or {}
         if not sweep:
@@ -84,6 +85,16 @@ def check_models(models: Mapping[str, Mapping]) -> None:
             MODELS[spec["model"]].validate_params(spec.get("params") or {})
         except ValueError as err:
             raise ConfigError(f"config 'models.{name}.params': {err}") from None
+        for pair, recipe in (spec.get("recipes") or {}).items():
+            if pair not in PAIR_RECIPES.values():
+                raise ConfigError(
+                    f"config 'models.{name}.recipes' names the pair '{pair}'; valid pairs are "
+                    f"{sorted(PAIR_RECIPES.values())} (rna_atac: RNA+ATAC, cite: RNA+ADT)"
+                )
+            try:
+                MODELS[spec["model"]].validate_params((recipe or {}).get("params") or {})
+            except ValueError as err:
+                raise ConfigError(f"config 'models.{name}.recipes.{pair}.params': {err}") from None
 
 
 def dataset_modalities(spec: Mapping) -> list[str] | None:

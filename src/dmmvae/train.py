@@ -25,7 +25,7 @@ import torch
 
 from .constants import SPLIT, TEST
 from .io import InputError, Predictions, atomic_path, write_yaml
-from .methods import build_model
+from .methods import apply_recipe, build_model, modality_kinds
 from .methods._base import MissingDependencyError, NotApplicableError
 from .methods.training.loop import TrainingFailure, resolve_training
 from .runtime import peak_memory_mb, resolve_device
@@ -43,17 +43,19 @@ def run_training(
     out_checkpoint: str,
     out_history: str,
     out_run_info: str,
+    recipes: dict | None = None,
 ) -> None:
     """Train one model on one scenario and write its four outputs (atomically).
 
     Bad input (unreadable file, unknown model / parameter / training key) raises and writes
     nothing. Divergence (non-finite loss), out-of-memory and the time limit do NOT raise: the
     predictions file then carries ``failure={"reason", "epoch", "log"}`` and the other three
-    files are written as usual, so the grid goes on.
+    files are written as usual, so the grid goes on. ``recipes`` (a model entry's settings per
+    modality pair) apply over ``params`` and ``training`` when the scenario's modalities are
+    that pair; ``run_info.yaml`` names the recipe applied.
     """
     cfg = resolve_training(training)
     method = build_model(model_name, params or {})
-    dev = resolve_device(device) if method.uses_device else torch.device("cpu")
     try:
         mdata = md.read_h5mu(scenario_path)
     except Exception as e:  # noqa: BLE001 - re-raised as a clear input error
@@ -61,6 +63,11 @@ def run_training(
             f"{scenario_path}: cannot read the scenario MuData ({type(e).__name__}: {e}). "
             "Fix: re-run the preprocess/make-scenario rules that produce it."
         ) from e
+    params, training, recipe = apply_recipe(params, training, recipes, modality_kinds(mdata))
+    if recipe is not None:
+        cfg = resolve_training(training)
+        method = build_model(model_name, params)
+    dev = resolve_device(device) if method.uses_device else torch.device("cpu")
     t0 = time.perf_counter()
     failure = None
     history = pd.DataFrame()
@@ -105,6 +112,7 @@ def run_training(
         "cuda_device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "seed": int(seed),
         "params": method.params,
+        "recipe": recipe,
         # provenance: only what the method really applied; the rest is listed as ignored
         "training": applied,
         "training_ignored": sorted(set(cfg) - set(applied)),

@@ -16,4 +16,5 @@ with job_log(snakemake.log[0]):
         out_checkpoint=snakemake.output.model,
         out_history=snakemake.output.history,
         out_run_info=snakemake.output.run_info,
+        recipes=spec.get("recipes"),
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from ._base import (
+    PAIR_RECIPES,
     Method,
     MissingDependencyError,
     MissingLinksError,
     MissingPairsError,
     NotApplicableError,
+    apply_recipe,
+    modality_kinds,
+    pair_recipe,
 )
 from .baselines.controls import KnnRegression, PcaCca, RandomEmbedding
 from .baselines.gw_anchors import GWAnchors
@@ -61,6 +65,10 @@ def build_model(name: str, params: dict | None = None) -> Method:
 
 __all__ = [
     "MODELS",
+    "PAIR_RECIPES",
+    "apply_recipe",
+    "modality_kinds",
+    "pair_recipe",
     "VAEModel",
     "Method",
     "MissingDependencyError",

@@ -9,7 +9,43 @@ from typing import Any, ClassVar
 import mudata as md
 import pandas as pd
 
+from ..constants import MODALITY_KIND
 from ..io import Predictions
+
+#: Modality pairs that have a recipe name (by the kinds of their two modalities, in any order):
+#: the keys of a model entry's ``recipes`` and of MaxFuse's authors' recipes.
+PAIR_RECIPES: dict[frozenset[str], str] = {
+    frozenset({"rna", "atac"}): "rna_atac",
+    frozenset({"rna", "adt"}): "cite",
+}
+
+
+def modality_kinds(mdata: md.MuData) -> tuple[str, ...]:
+    """The kind of each modality of ``mdata`` (``uns["modality_kind"]``, else its name)."""
+    return tuple(str(mdata.mod[m].uns.get(MODALITY_KIND, m)) for m in mdata.mod)
+
+
+def pair_recipe(kinds: tuple[str, ...]) -> str | None:
+    """The recipe name of data whose modalities are of these kinds (None: no recipe names it)."""
+    return PAIR_RECIPES.get(frozenset(kinds)) if len(kinds) == 2 else None
+
+
+def apply_recipe(
+    params: Mapping[str, Any] | None,
+    training: Mapping[str, Any] | None,
+    recipes: Mapping[str, Mapping[str, Any]] | None,
+    kinds: tuple[str, ...],
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """A model entry's parameters and training settings for data whose modalities are of these
+    kinds: the entry's own, with its recipe for that pair on top (``recipes[name]`` holds
+    ``params`` and ``training``, each overriding key by key). Returns (params, training, the
+    recipe applied or None)."""
+    name = pair_recipe(kinds)
+    recipe = (recipes or {}).get(name) if name else None
+    if recipe is None:
+        return dict(params or {}), dict(training or {}), None
+    return ({**(params or {}), **(recipe.get("params") or {})},
+            {**(training or {}), **(recipe.get("training") or {})}, name)
 
 
 class MissingDependencyError(ModuleNotFoundError):

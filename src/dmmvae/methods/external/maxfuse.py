@@ -78,7 +78,13 @@ from ...constants import (
 )
 from ...data.links import gene_space, link_matrix
 from ...io import InputError, Predictions
-from .._base import Method, MissingDependencyError, MissingLinksError, NotApplicableError
+from .._base import (
+    Method,
+    MissingDependencyError,
+    MissingLinksError,
+    NotApplicableError,
+    pair_recipe,
+)
 from ..anchors import Standardiser, log_normalise
 
 log = logging.getLogger(__name__)
@@ -194,12 +200,7 @@ def _count_like(a) -> bool:
 
 def recipe_for(kinds: tuple[str, str]) -> str:
     """The recipe name of a modality pair: RNA+ATAC, RNA+ADT (CITE-seq), else ``legacy``."""
-    pair = set(kinds)
-    if pair == {"rna", "atac"}:
-        return "rna_atac"
-    if pair == {"rna", "adt"}:
-        return "cite"
-    return "legacy"
+    return pair_recipe(tuple(kinds)) or "legacy"
 
 
 def _cap(n: int | None, n_features: int, n_rows: int) -> int | None:
