@@ -158,17 +158,18 @@ def test_schema_rejects_a_misspelt_training_key():
         validate(cfg, SCHEMA)
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "standins.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "standins.yaml", "link_fraction.yaml"])
 def test_named_variants_match_the_diagonal_benchmark(name):
     # the diagonal tables come from benchmarks/bench_diagonal.py, which reads
     # config/diagonal.yaml: a variant named in another shipped config must be the model that
-    # benchmark measured (same resolved parameters, same patience)
+    # benchmark measured (same resolved parameters, same patience, same recipes per pair)
     from dmmvae.methods import build_model
 
     bench = expand_models(load("diagonal.yaml")["models"])
     models = expand_models(load(name)["models"])
     shared = sorted(set(bench) & set(models))
-    assert {"dmmvae", "dmmvae_global", "dmmvae_gw"} <= set(shared)
+    named = {"dmmvae_global", "dmmvae_gw", "dmmvae_noanchor"}
+    assert named | ({"dmmvae"} if name != "link_fraction.yaml" else set()) <= set(shared)
     for variant in shared:
         ours, theirs = models[variant], bench[variant]
         assert ours["model"] == theirs["model"], variant
@@ -176,6 +177,7 @@ def test_named_variants_match_the_diagonal_benchmark(name):
                 == build_model(theirs["model"], theirs["params"]).params), variant
         patience = [m["training"].get("early_stopping_patience") for m in (ours, theirs)]
         assert patience[0] == patience[1], variant
+        assert ours["recipes"] == theirs["recipes"], variant
 
 
 def test_load_config_names_the_file_and_the_key(tmp_path):
