@@ -176,6 +176,30 @@ def test_bench_diagonal_fits_a_model_with_its_recipe_for_the_pair():
     assert method.predict(sc).embeddings["rna"].shape[1] == 3
 
 
+def test_bench_diagonal_reuses_the_scores_of_a_variant_with_the_same_settings_on_the_pair():
+    """A variant and the same without its RNA+ATAC recipe fit the same model on RNA+ADT: the
+    bench copies the first one's scores (the note names it) instead of fitting again; on
+    RNA+ATAC they differ, and on another split or with no such row nothing is copied."""
+    import pandas as pd
+
+    bench = _load_bench_diagonal()
+    cfg = {"training": {"max_epochs": 3}, "models": {
+        "with": {"model": "random", "params": {"n_dims": 5},
+                 "recipes": {"rna_atac": {"params": {"n_dims": 3}}}},
+        "without": {"model": "random", "params": {"n_dims": 5}},
+        "other": {"model": "random", "params": {"n_dims": 4}}}}
+    models = bench.variants(cfg)
+    rows = pd.DataFrame([{"dataset": "cite", "link_fraction": None, "model": "with", "split": 0,
+                          "seed": 0, "metric": m, "value": v, "note": None}
+                         for m, v in (("foscttm/mean", 0.5), ("label_transfer_acc/mean", 0.2))])
+    values, note = bench.same_settings_rows(rows, models, "without", "cite", 0, ("rna", "adt"))
+    assert values == {"foscttm/mean": 0.5, "label_transfer_acc/mean": 0.2}
+    assert note.startswith("same settings as with on this modality pair")
+    assert bench.same_settings_rows(rows, models, "without", "cite", 0, ("rna", "atac")) is None
+    assert bench.same_settings_rows(rows, models, "without", "cite", 1, ("rna", "adt")) is None
+    assert bench.same_settings_rows(rows, models, "other", "cite", 0, ("rna", "adt")) is None
+
+
 def test_bench_diagonal_says_which_methods_align_against_the_random_control():
     """Each method's FOSCTTM minus random's on the same splits: below chance is aligned, above
     it anti-aligned (matched cells pushed apart), an interval across zero chance; a method with
@@ -364,7 +388,8 @@ ABLATION_PARTS = {
 def test_every_ablation_step_adds_one_part_to_the_step_before():
     """Each step of an ablation ladder, as the shipped config defines it, differs from the step
     before in the parameters of exactly one part (with the model's defaults filled in) and in
-    nothing else, training budget included: so a step's difference is that part's contribution."""
+    nothing else, training budget included, or only in one recipe for a modality pair added
+    (the settings chosen for that pair): so a step's difference is that part's contribution."""
     from dmmvae.config import expand_models, load_config
     from dmmvae.methods import MODELS
 
@@ -386,9 +411,17 @@ def test_every_ablation_step_adds_one_part_to_the_step_before():
                 assert kind_a == "dmmvae", (before, after)   # coupling alone): one part
                 checked += 1
                 continue
+            recipes_b, recipes_a = variants[before]["recipes"], variants[after]["recipes"]
+            if recipes_a != recipes_b:   # a recipe for one pair added, nothing else
+                added = set(recipes_a) - set(recipes_b)
+                assert len(added) == 1 and recipes_b == {k: recipes_a[k] for k in recipes_b}, (
+                    before, after)
+                assert (params_a, training_a) == (params_b, training_b), (before, after)
+                checked += 1
+                continue
             changed = {k for k in params_a if params_a[k] != params_b.get(k)}
             parts = [p for p, keys in ABLATION_PARTS.items() if changed <= keys]
             assert changed and parts, f"{before} -> {after} changes {sorted(changed)}: not one part"
             assert training_a == training_b, f"{before} -> {after} changes the training budget"
             checked += 1
-    assert checked >= 19
+    assert checked >= 20

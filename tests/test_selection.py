@@ -568,3 +568,33 @@ def test_reference_sweep_report_ranks_an_unfinished_grid_on_the_common_cells(tmp
     assert run.returncode == 0, run.stderr[-3000:]
     assert "incomplete: ranked on the 1 of 2" in run.stdout
     assert "(lowest mean): {}; the recipe ranks 1 of 2" in run.stdout
+
+
+def test_the_anchor_free_model_takes_the_rna_atac_rule_s_choice_for_rna_atac_only():
+    """``dmmvae_noanchor`` (config/diagonal.yaml) fits, on RNA+ATAC, the configuration the rule
+    ranks first on the RNA+ATAC stand-ins' committed rows (grid ``noanchor_glue_rebuilt_atac``:
+    GLUE rebuilt in this model, over the shipped model on every seed); on RNA+ADT its own
+    settings, the shipped model that grid starts from."""
+    from dmmvae.config import load_config
+    from dmmvae.methods import apply_recipe
+
+    sweep = _sweep()
+    shipped, rebuilt = sweep.configurations(sweep.GRIDS["noanchor_glue_rebuilt_atac"])[:2]
+    entry = load_config(BENCH.parent / "config" / "diagonal.yaml")["models"]["dmmvae_noanchor"]
+
+    def as_config(kinds):
+        params, training, recipe = apply_recipe(entry["params"], entry["training"],
+                                                entry["recipes"], kinds)
+        return recipe, json.dumps({**params, **{f"training.{k}": v for k, v in training.items()}},
+                                  sort_keys=True)
+
+    recipe, on_atac = as_config(("rna", "atac"))
+    assert recipe == "rna_atac" and sweep.same_model(on_atac, json.dumps(rebuilt, sort_keys=True))
+    recipe, on_adt = as_config(("rna", "adt"))
+    assert recipe is None and sweep.same_model(on_adt, json.dumps(shipped, sort_keys=True))
+    rows = pd.read_csv(BENCH / "results" / "dmmvae_sweep_noanchor_glue_rebuilt_atac.csv")
+    rows = rows[rows["config"].isin([json.dumps(c, sort_keys=True) for c in (shipped, rebuilt)])]
+    assert set(rows["dataset"]) == {"snare_mop5232", "bmmc_multiome500"}
+    assert len(rows) == 12 and set(rows["seed"]) == {0, 1, 2}  # both, every stand-in and seed
+    table = selection.rank(rows, sweep.RULE_OF_GRID["noanchor_glue_rebuilt_atac"])
+    assert json.loads(table.index[0]) == rebuilt
