@@ -186,13 +186,13 @@ def settings_key(variant: dict, kinds: tuple[str, ...]) -> str:
                        resolve_training(training)], sort_keys=True, default=str)
 
 
-def same_settings_rows(rows: pd.DataFrame, models: dict, model: str, dataset: str, split: int,
-                       kinds: tuple[str, ...]) -> tuple[dict[str, float], str] | None:
+def same_settings_rows(rows: pd.DataFrame, keys: dict[str, str], model: str, dataset: str,
+                       split: int) -> tuple[dict[str, float], str] | None:
     """The scores of another variant already run on this dataset and split whose settings here
-    are ``model``'s (:func:`settings_key`), with a note naming it; None when there is none."""
-    key = settings_key(models[model], kinds)
-    for other in models:
-        if other == model or settings_key(models[other], kinds) != key:
+    are ``model``'s (``keys``: each variant's :func:`settings_key` on this dataset's pair), with
+    a note naming it; None when there is none."""
+    for other, key in keys.items():
+        if other == model or key != keys[model]:
             continue
         hit = rows[(rows["dataset"] == dataset) & (rows["model"] == other)
                    & (rows["split"] == split)]
@@ -559,10 +559,8 @@ def main() -> None:
         from dmmvae.methods import MODELS, modality_kinds
 
         torch.set_num_threads(1)
-        done = set()
-        if args.out.exists():
-            old = pd.read_csv(args.out)
-            done = set(zip(old["dataset"], old["model"], old["split"], strict=True))
+        written = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=COLUMNS)
+        done = set(zip(written["dataset"], written["model"], written["split"], strict=True))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         # a method that reads no link is fitted once per input: on datasets that differ only in
         # their links (snare_links<f>) its scores are those of the first fit (noted in the row)
@@ -578,14 +576,13 @@ def main() -> None:
                       flush=True)
                 digest = None  # of the inputs, once per scenario, if a model reads no link
                 kinds = modality_kinds(sc)
+                keys = {m: settings_key(v, kinds) for m, v in models.items()}
                 for model in todo:
                     key = None
                     if not MODELS[models[model]["model"]].reads_links:
                         digest = digest or inputs_without_links(sc)
                         key = (model, split, digest)
-                    written = pd.read_csv(args.out) if args.out.exists() else None
-                    same = (None if written is None else
-                            same_settings_rows(written, models, model, name, split, kinds))
+                    same = same_settings_rows(written, keys, model, name, split)
                     if same is not None:
                         values, note = same
                     elif key in fitted:
@@ -601,6 +598,7 @@ def main() -> None:
                     rows = pd.DataFrame([(name, link_fraction(spec), model, split, split, m, v,
                                           note) for m, v in values.items()], columns=COLUMNS)
                     rows.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+                    written = pd.concat([written, rows], ignore_index=True)
                     print(f"  {name} {model} split {split}: " + ", ".join(
                         f"{m} {v:.3f}" for m, v in values.items()) + (f" ({note})" if note else ""),
                         flush=True)

@@ -192,12 +192,15 @@ def test_bench_diagonal_reuses_the_scores_of_a_variant_with_the_same_settings_on
     rows = pd.DataFrame([{"dataset": "cite", "link_fraction": None, "model": "with", "split": 0,
                           "seed": 0, "metric": m, "value": v, "note": None}
                          for m, v in (("foscttm/mean", 0.5), ("label_transfer_acc/mean", 0.2))])
-    values, note = bench.same_settings_rows(rows, models, "without", "cite", 0, ("rna", "adt"))
+    def keys(kinds):
+        return {m: bench.settings_key(v, kinds) for m, v in models.items()}
+
+    values, note = bench.same_settings_rows(rows, keys(("rna", "adt")), "without", "cite", 0)
     assert values == {"foscttm/mean": 0.5, "label_transfer_acc/mean": 0.2}
     assert note.startswith("same settings as with on this modality pair")
-    assert bench.same_settings_rows(rows, models, "without", "cite", 0, ("rna", "atac")) is None
-    assert bench.same_settings_rows(rows, models, "without", "cite", 1, ("rna", "adt")) is None
-    assert bench.same_settings_rows(rows, models, "other", "cite", 0, ("rna", "adt")) is None
+    assert bench.same_settings_rows(rows, keys(("rna", "atac")), "without", "cite", 0) is None
+    assert bench.same_settings_rows(rows, keys(("rna", "adt")), "without", "cite", 1) is None
+    assert bench.same_settings_rows(rows, keys(("rna", "adt")), "other", "cite", 0) is None
 
 
 def test_bench_diagonal_says_which_methods_align_against_the_random_control():
