@@ -576,6 +576,78 @@ def test_feature_graph_glue_sampling_draws_scglues_pairs_and_pulls_links_togethe
     assert linked > other + 1.0, (linked, other)
 
 
+def test_feature_graph_batches_give_each_step_a_share_of_the_pairs_with_the_same_expected_loss():
+    """``graph_batches: b`` (scglue's ``GRAPH_BATCHES``): a step's graph term sees ``ceil(P/b)``
+    of the ``P`` positive pairs, drawn from them with replacement, each with its negatives as
+    before; averaged over steps it is the term over every pair (an unbiased share), one step at
+    a time it varies. A value below 1 or not an integer is refused, naming scglue's."""
+    from dmmvae.methods.modules.graph import FeatureGraph
+
+    spec = build_spec(_gene_split(), {})
+    torch.manual_seed(0)
+    g = FeatureGraph(spec, 8)
+    full_pos = g.pairs(10, "glue")[0]
+    pos = set(zip(full_pos[0].tolist(), full_pos[1].tolist(), strict=True))
+    for sampling, k in (("glue", 10), ("uniform", 3)):
+        (i, j), (ni, nj) = g.pairs(k, sampling, 32)
+        every = g.pairs(k, sampling)[0].shape[1]
+        assert i.numel() == -(-every // 32) and every >= 32
+        assert set(zip(i.tolist(), j.tolist(), strict=True)) <= pos
+        assert ni.numel() > 0.8 * k * i.numel() and ni.numel() <= k * i.numel()
+        with torch.no_grad():
+            whole = torch.stack([g.loss(k, sampling) for _ in range(100)])
+            share = torch.stack([g.loss(k, sampling, 32) for _ in range(1000)])
+        se = (share.std() / 1000 ** 0.5 + whole.std() / 100 ** 0.5).item()
+        assert abs(share.mean() - whole.mean()).item() < 4 * se + 1e-4, (sampling, share.mean(),
+                                                                         whole.mean(), se)
+        assert share.std() > 3 * whole.std(), sampling  # a share is a noisier estimate
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="graph_batches must be an integer >= 1.*32"):
+            build_model("dmmvae", {"guidance_graph": True, "graph_batches": bad})
+
+
+def test_a_training_step_decodes_every_modality_and_scores_the_graph_from_one_draw_of_v():
+    """``graph_decoder: glue``: one training loss draws the variational feature embeddings once
+    (scglue's ``vsamp``), shared by every decoder call and the graph term; outside a step each
+    use draws afresh, and in evaluation the shared ``V`` is the posterior mean."""
+    from dmmvae.methods.modules.graph import FeatureGraph
+
+    sc = make_scenario(_gene_split(), "diagonal", seed=0)
+    module = build_model("dmmvae", {**FAST, "guidance_graph": True, "graph_decoder": "glue",
+                                    "graph_sampling": "glue", "anchor_weight": 0.0}).module
+    spec = build_spec(sc)
+    module.build(spec)
+    module.train()
+    graph = module.graph
+    draws, uses = [], []
+    posterior, of = graph.posterior, graph.of
+
+    def counted_posterior():
+        draws.append(1)
+        return posterior()
+
+    def recorded_of(m, v=None):
+        out = of(m, v)
+        uses.append((m, out))
+        return out
+
+    graph.posterior, graph.of = counted_posterior, recorded_of
+    out = module.training_loss(train_batch(sc, spec), 1.0)
+    assert len(draws) == 1 and "graph" in out.terms
+    assert {m for m, _ in uses} == set(spec.modalities)  # both decoders ran, from the one draw
+    for m, v in uses:  # every decoder saw the same V: the slice of the one draw
+        same = [w for n, w in uses if n == m]
+        assert all(torch.equal(v, w) for w in same)
+    out.loss.backward()
+    assert graph.nodes.grad is not None and graph.nodes.grad.abs().sum() > 0
+    draws.clear()
+    assert not torch.equal(graph.embeddings(), graph.embeddings()) and len(draws) == 2
+    module.eval()
+    with graph.shared():
+        torch.testing.assert_close(graph.embeddings(), posterior()[0])
+    assert graph._shared is None and isinstance(graph, FeatureGraph)
+
+
 def test_feature_graph_scglue_normalisation_and_zero_start_still_align_the_gene_split():
     """``graph_norm: target`` weighs an edge by 1 / sqrt of its target's degree only (scglue's
     ``keepvar``: the squared weights into each node sum to 1, where ``symmetric``'s do not on

@@ -16,13 +16,16 @@ pairs as positives and ``graph_negatives`` random pairs per positive as negative
 of features, so that it is on the scale of a cell's summed reconstruction) keeps linked
 embeddings close; ``graph_sampling: glue`` draws its pairs as scglue does (each link both ways
 and every self-loop as positives; per positive ``graph_negatives`` negatives with the same
-source and a target drawn by its link degree, never a linked pair). Without links the graph has
-self-loops only (plain embedding decoders).
+source and a target drawn by its link degree, never a linked pair); ``graph_batches: b`` gives each
+training step a ``1/b`` share of those positives (drawn with replacement) with their negatives,
+as scglue splits its graph epoch into ``GRAPH_BATCHES = 32`` batches (default 1: every pair in
+every step). Without links the graph has self-loops only (plain embedding decoders).
 
 ``graph_decoder: glue`` follows scglue 0.4.1 (``GraphEncoder``, ``NBDataDecoder`` and
 ``SCGLUEModel.compute_losses``): the graph encoder is variational, ``V ~ N(loc(H), softplus(
 std(H)))`` with ``H`` the graph convolution above and ``loc`` / ``std`` linear heads shared by
-all nodes; training decodes from a draw of ``V`` (evaluation from its mean), the graph term is
+all nodes; training decodes from one draw of ``V`` per step, shared by every decoder and the graph term
+(scglue's ``vsamp``; evaluation from its mean), the graph term is
 GLUE's ``g_nll + g_kl`` (the KL of ``V`` to N(0, I), summed over dimensions, averaged over
 nodes and divided by their number), and each feature has its own scale ``softplus(s_f)``
 (GLUE's ``scale_lin``) instead of one per modality.
@@ -33,7 +36,9 @@ nodes and divided by their number), and each feature has its own scale ``softplu
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -50,6 +55,8 @@ GRAPH_DEFAULTS: dict[str, Any] = {
     # uniform node pairs) | "glue" (scglue's: each link both ways and every self-loop as
     # positives, negatives keep the positive's source and draw the target by its link degree,
     # never a linked pair)
+    "graph_batches": 1,  # the graph term of a step sees 1/graph_batches of the positive pairs
+    # (with their negatives; scglue: 32); 1 = all of them in every step
     "graph_decoder": "hybrid",  # hybrid: MLP + z.V; embedding: z.V only (GLUE's decoder);
     # glue: z.V only with GLUE's variational feature embeddings and per-feature scales
     "graph_norm": "symmetric",  # an edge's weight in the convolution: symmetric (1 / sqrt of
@@ -125,6 +132,7 @@ class FeatureGraph(nn.Module):
                              persistent=False)
         self.nodes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim) if init == "random"
                                   else torch.zeros(n, dim))
+        self._shared: tuple[Tensor, Tensor | None, Tensor | None] | None = None
         if variational:  # GLUE's GraphEncoder heads (scglue.models.sc.GraphEncoder)
             self.loc = nn.Linear(dim, dim)
             self.std_lin = nn.Linear(dim, dim)
@@ -144,9 +152,27 @@ class FeatureGraph(nn.Module):
         loc, std = self.posterior()
         return loc + std * torch.randn_like(std), loc, std
 
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Within it every use of ``V`` (each decoder, the graph term) gets the same ``V``,
+        computed once: the convolved nodes; ``variational``: one draw in training (scglue's
+        ``vsamp``), the mean in evaluation."""
+        if self.variational:
+            loc, std = self.posterior()
+            v = loc + std * torch.randn_like(std) if self.training else loc
+            self._shared = (v, loc, std)
+        else:
+            self._shared = (self.convolved(), None, None)
+        try:
+            yield
+        finally:
+            self._shared = None
+
     def embeddings(self) -> Tensor:
         """``V`` (all features x dim): the convolved nodes; ``variational``: a draw of ``V`` in
-        training, its mean in evaluation."""
+        training, its mean in evaluation (inside :meth:`shared`: its one ``V``)."""
+        if self._shared is not None:
+            return self._shared[0]
         if not self.variational:
             return self.convolved()
         return self.draw()[0] if self.training else self.posterior()[0]
@@ -155,25 +181,34 @@ class FeatureGraph(nn.Module):
         v = self.embeddings() if v is None else v
         return v[self.offsets[m]:self.offsets[m] + self.sizes[m]]
 
-    def pairs(self, negatives: int, sampling: str = "uniform") -> tuple[Tensor, Tensor]:
+    def pairs(self, negatives: int, sampling: str = "uniform",
+              batches: int = 1) -> tuple[Tensor, Tensor]:
         """The graph term's positive pairs ``(2, P)`` and a fresh draw of its negative pairs
-        ``(2, N)`` (node numbers; ``sampling`` as the module doc's ``graph_sampling``)."""
+        ``(2, N)`` (node numbers; ``sampling`` and ``batches`` as the module doc's
+        ``graph_sampling`` and ``graph_batches``)."""
         k = max(int(negatives), 1)
+        pos = self.glue_pos if sampling == "glue" else self.pos
+        if batches > 1:  # this step's share of the positives, drawn with replacement
+            share = math.ceil(pos.shape[1] / int(batches))
+            pos = pos[:, torch.randint(pos.shape[1], (share,), device=pos.device)]
         if sampling == "glue":
-            ni = self.glue_pos[0].repeat(k)
+            ni = pos[0].repeat(k)
             nj = torch.multinomial(self.link_degree, len(ni), replacement=True)
             keep = ~torch.isin(ni * self.n_nodes + nj, self.linked)
-            return self.glue_pos, torch.stack([ni[keep], nj[keep]])
-        n = self.n_links * k
-        return self.pos, torch.randint(self.n_nodes, (2, n), device=self.pos.device)
+            return pos, torch.stack([ni[keep], nj[keep]])
+        return pos, torch.randint(self.n_nodes, (2, pos.shape[1] * k), device=pos.device)
 
-    def loss(self, negatives: int, sampling: str = "uniform") -> Tensor:
+    def loss(self, negatives: int, sampling: str = "uniform", batches: int = 1) -> Tensor:
         """Mean logistic loss: linked pairs close (``v_i . v_j`` high), random pairs apart
-        (``sampling``: the module doc's ``graph_sampling``)."""
+        (``sampling``, ``batches``: the module doc's ``graph_sampling``, ``graph_batches``);
+        inside :meth:`shared`, on its ``V``."""
         if self.n_links == 0:
             return self.nodes.new_zeros(())
-        v, loc, std = self.draw() if self.variational else (self.convolved(), None, None)
-        (i, j), (ni, nj) = self.pairs(negatives, sampling)
+        if self._shared is not None:
+            v, loc, std = self._shared
+        else:
+            v, loc, std = self.draw() if self.variational else (self.convolved(), None, None)
+        (i, j), (ni, nj) = self.pairs(negatives, sampling, batches)
         pos = F.logsigmoid((v[i] * v[j]).sum(-1))
         neg = F.logsigmoid(-(v[ni] * v[nj]).sum(-1))
         out = -(pos.mean() + neg.mean())
@@ -223,6 +258,10 @@ class GuidanceGraph:
             if params[key] not in valid:
                 raise ValueError(f"{cls.__name__.lower()}: unknown {key} '{params[key]}'; "
                                  f"valid: {list(valid)}")
+        batches = params["graph_batches"]
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+            raise ValueError(f"{cls.__name__.lower()}: graph_batches must be an integer >= 1 "
+                             f"(got {batches!r}); scglue uses 32")
 
     def build(self, spec) -> None:
         glue = self.params["graph_decoder"] == "glue"
@@ -239,6 +278,15 @@ class GuidanceGraph:
                              mlp=self.params["graph_decoder"] == "hybrid",
                              per_feature_scale=self.params["graph_decoder"] == "glue")
 
+    def training_loss(self, batch, kl_weight: float = 1.0, state=None):
+        """The model's ``training_loss`` with one ``V`` for the whole step
+        (:meth:`FeatureGraph.shared`)."""
+        graph = getattr(self, "graph", None)
+        if graph is None:
+            return super().training_loss(batch, kl_weight, state)
+        with graph.shared():
+            return super().training_loss(batch, kl_weight, state)
+
     def graph_term_scale(self) -> float:
         """What ``graph_weight`` is multiplied by: the number of features (module doc)."""
         return float(self.graph.n_nodes)
@@ -246,7 +294,8 @@ class GuidanceGraph:
     def add_graph_term(self, out) -> None:
         """Add the graph term to a :class:`~.vae.LossOutput` (training only)."""
         if getattr(self, "graph", None) is not None and self.training and self.graph.n_links:
-            g = self.graph.loss(int(self.params["graph_negatives"]), self.params["graph_sampling"])
+            g = self.graph.loss(int(self.params["graph_negatives"]), self.params["graph_sampling"],
+                                int(self.params["graph_batches"]))
             out.loss = out.loss + float(self.params["graph_weight"]) * self.graph_term_scale() * g
             out.terms["graph"] = g.detach()
 
