@@ -29,18 +29,17 @@ from _common import ROOT, SHARED, diagonal_scenario, run_worker, worker_threads
 
 def worker(batches: int, epochs: int) -> dict:
     worker_threads()
-    from bench_diagonal import variants
-
-    from dmmvae.config import load_config
+    from dmmvae.config import expand_models, load_config
     from dmmvae.methods import apply_recipe, build_model, modality_kinds
     from dmmvae.selection import train_only
 
     os.chdir(ROOT)
     config = load_config(ROOT / "config" / "diagonal.yaml")
-    variant = variants(config)["dmmvae_noanchor"]
+    variant = expand_models(config["models"])["dmmvae_noanchor"]
     sc = train_only(diagonal_scenario(config, "snare_mop5232", 0))
-    params, training, recipe = apply_recipe(variant["params"], variant["training"],
-                                            variant.get("recipes"), modality_kinds(sc))
+    params, training, recipe = apply_recipe(variant["params"],
+                                            {**config["training"], **variant["training"]},
+                                            variant["recipes"], modality_kinds(sc))
     assert recipe == "rna_atac", recipe
     params = {**params, "graph_batches": batches}
     training = {**training, "budget": "epochs", "max_epochs": epochs, "progress_bar": False}
