@@ -157,10 +157,11 @@ class FeatureGraph(nn.Module):
         """Within it every use of ``V`` (each decoder, the graph term) gets the same ``V``,
         computed once: the convolved nodes; ``variational``: one draw in training (scglue's
         ``vsamp``), the mean in evaluation."""
-        if self.variational:
+        if self.variational and self.training:
+            self._shared = self.draw()
+        elif self.variational:
             loc, std = self.posterior()
-            v = loc + std * torch.randn_like(std) if self.training else loc
-            self._shared = (v, loc, std)
+            self._shared = (loc, loc, std)
         else:
             self._shared = (self.convolved(), None, None)
         try:
