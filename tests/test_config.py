@@ -98,11 +98,13 @@ def test_run_selection_with_unknown_dataset_lists_defined_ones():
 
 def test_sweep_expands_into_named_variants():
     models = expand_models(
-        {"rnd": {"model": "random", "params": {}, "sweep": {"n_dims": [2, 8]}}}
+        {"rnd": {"model": "random", "params": {}, "sweep": {"n_dims": [2, 8]},
+                 "resources": {"runtime": 90}}}
     )
+    common = {"training": {}, "recipes": {}, "resources": {"runtime": 90}}
     assert models == {
-        "rnd__n_dims-2": {"model": "random", "params": {"n_dims": 2}, "training": {}, "recipes": {}},
-        "rnd__n_dims-8": {"model": "random", "params": {"n_dims": 8}, "training": {}, "recipes": {}},
+        "rnd__n_dims-2": {"model": "random", "params": {"n_dims": 2}, **common},
+        "rnd__n_dims-8": {"model": "random", "params": {"n_dims": 8}, **common},
     }
 
 

@@ -62,6 +62,30 @@ def test_bad_config_stops_before_any_job(tmp_path, edit, message):
     assert not (wf / "results").exists()
 
 
+def test_a_model_sets_its_own_cluster_time_and_memory(tmp_path):
+    """A model's `resources` are the base of its training jobs' SLURM time limit and memory;
+    the dataset's size adds to it; the other models keep the size-scaled default."""
+    wf = workflow_copy(tmp_path)
+
+    def slow_model(cfg):
+        cfg["datasets"]["tiny"]["size"] = 3000
+        cfg["models"]["mvae"]["resources"] = {"runtime": 240, "mem_mb": 6000}
+        cfg["run"] = {"models": ["mvae", "random"]}
+
+    res = snakemake(wf, "-n", "--cores", "1", "--configfile", with_config(wf, "test.yaml", slow_model))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    jobs = {}
+    for block in out.split("rule train_model:")[1:]:
+        lines = block.split("\n\n")[0]
+        model = lines.split("model=")[1].split(",")[0].strip()
+        resources = lines.split("resources:")[1].split("\n")[0]
+        jobs[model] = dict(kv.strip().split("=") for kv in resources.split(",") if "=" in kv)
+    assert set(jobs) == {"mvae", "random"}, out
+    assert jobs["mvae"]["runtime"] == "243" and jobs["mvae"]["mem_mb"] == "6150", jobs
+    assert jobs["random"]["runtime"] == "33" and jobs["random"]["mem_mb"] == "2150", jobs
+
+
 def _missing_local_file(c):
     """A valid config whose only dataset is a local file that does not exist."""
     c["datasets"] = {

@@ -46,6 +46,7 @@ def expand_models(models: Mapping[str, Mapping]) -> dict[str, dict]:
             "params": dict(spec.get("params") or {}),
             "training": dict(spec.get("training") or {}),
             "recipes": dict(spec.get("recipes") or {}),
+            "resources": dict(spec.get("resources") or {}),
         }
         sweep = spec.get("sweep") or {}
         if not sweep:
@@ -57,6 +58,19 @@ def expand_models(models: Mapping[str, Mapping]) -> dict[str, dict]:
             variant = {**base, "params": {**base["params"], **dict(zip(keys, values, strict=True))}}
             out[f"{name}{SWEEP_SEP}{suffix}"] = variant
     return out
+
+
+def train_resources(spec: Mapping, n_cells: int, attempt: int = 1) -> dict[str, int]:
+    """SLURM resources of one training job: ``runtime`` (minutes) and ``mem_mb``.
+
+    A base (the model's ``resources``, else 30 min and 2,000 MB) plus 1 min and 50 MB per
+    1,000 cells of the dataset. A retry (a job killed for ``TIMEOUT`` or ``OUT_OF_MEMORY``)
+    asks for ``runtime x attempt`` and ``mem_mb x 2^(attempt - 1)``.
+    """
+    own = spec.get("resources") or {}
+    runtime = own.get("runtime", 30) + n_cells // 1000
+    mem_mb = own.get("mem_mb", 2000) + n_cells // 20
+    return {"runtime": runtime * attempt, "mem_mb": mem_mb * 2 ** (attempt - 1)}
 
 
 def _select(config: Mapping, section: str, available: Iterable[str]) -> list[str]:

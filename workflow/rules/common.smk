@@ -22,6 +22,7 @@ from dmmvae.config import (  # noqa: E402
     merged,
     preprocessing_params,
     resolve_runs,
+    train_resources,
 )
 
 try:
@@ -94,14 +95,13 @@ def _dataset_cells(wildcards):
 
 
 def get_train_mem_mb(wildcards, attempt):
-    """Memory for a training job: scales with dataset size; doubles on each retry (OOM)."""
-    base = 2000 + _dataset_cells(wildcards) // 20
-    return base * 2 ** (attempt - 1)
+    """Memory for a training job: the model's own, else scaled with the dataset; x2 per retry."""
+    return train_resources(MODELS[wildcards.model], _dataset_cells(wildcards), attempt)["mem_mb"]
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes for a training job (SLURM time limit); grows on retry."""
-    return (30 + _dataset_cells(wildcards) // 1000) * attempt
+    """Minutes for a training job (SLURM time limit): the model's own, else scaled; x attempt."""
+    return train_resources(MODELS[wildcards.model], _dataset_cells(wildcards), attempt)["runtime"]
 
 
 def get_eval_mem_mb(wildcards, attempt):
