@@ -95,12 +95,14 @@ def _dataset_cells(wildcards):
 
 
 def get_train_mem_mb(wildcards, attempt):
-    """Memory for a training job: the model's own, else scaled with the dataset; x2 per retry."""
+    """Memory for a training job: a base (the model's own or the default) plus the dataset's
+    share (dmmvae.config.train_resources); x2 per retry."""
     return train_resources(MODELS[wildcards.model], _dataset_cells(wildcards), attempt)["mem_mb"]
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes for a training job (SLURM time limit): the model's own, else scaled; x attempt."""
+    """Minutes for a training job (SLURM time limit): a base (the model's own or the default)
+    plus the dataset's share (dmmvae.config.train_resources); x attempt."""
     return train_resources(MODELS[wildcards.model], _dataset_cells(wildcards), attempt)["runtime"]
 
 
