@@ -84,6 +84,10 @@ def test_a_model_sets_its_own_cluster_time_and_memory(tmp_path):
     assert set(jobs) == {"mvae", "random"}, out
     assert jobs["mvae"]["runtime"] == "243" and jobs["mvae"]["mem_mb"] == "6150", jobs
     assert jobs["random"]["runtime"] == "33" and jobs["random"]["mem_mb"] == "2150", jobs
+    # the data and scoring jobs are sized by the dataset alone: 2,000 MB + 20 MB per 1,000 cells
+    for rule in ("preprocess_dataset", "evaluate_model"):
+        block = out.split(f"rule {rule}:")[1].split("\n\n")[0]
+        assert "mem_mb=2060" in block.split("resources:")[1].split("\n")[0], block
 
 
 def _missing_local_file(c):

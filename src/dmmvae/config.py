@@ -73,6 +73,18 @@ def train_resources(spec: Mapping, n_cells: int, attempt: int = 1) -> dict[str, 
     return {"runtime": runtime * attempt, "mem_mb": mem_mb * 2 ** (attempt - 1)}
 
 
+def dataset_cells(spec: Mapping) -> int:
+    """A dataset's cell count for sizing its jobs: its ``size``, else a simulated set's
+    ``params.n_cells``, else 10,000."""
+    return spec.get("size") or (spec.get("params") or {}).get("n_cells") or 10_000
+
+
+def data_job_mem_mb(n_cells: int, attempt: int = 1) -> int:
+    """Memory (MB) of a job that reads, preprocesses or scores one dataset: 2,000 MB plus
+    20 MB per 1,000 cells, x attempt on a retry."""
+    return (2000 + n_cells // 50) * attempt
+
+
 def _select(config: Mapping, section: str, available: Iterable[str]) -> list[str]:
     available = list(available)
     chosen = (config.get("run") or {}).get(section)

@@ -18,6 +18,8 @@ from dmmvae.config import (  # noqa: E402
     annotation_paths,
     check_local_paths,
     check_scenarios,
+    data_job_mem_mb,
+    dataset_cells,
     expand_models,
     merged,
     preprocessing_params,
@@ -90,8 +92,7 @@ def get_training(wildcards):
 
 
 def _dataset_cells(wildcards):
-    spec = config["datasets"][wildcards.dataset]
-    return spec.get("size") or (spec.get("params") or {}).get("n_cells") or 10_000
+    return dataset_cells(config["datasets"][wildcards.dataset])
 
 
 def get_train_mem_mb(wildcards, attempt):
@@ -107,7 +108,9 @@ def get_train_runtime(wildcards, attempt):
 
 
 def get_eval_mem_mb(wildcards, attempt):
-    return (2000 + _dataset_cells(wildcards) // 50) * attempt
+    """Memory for a job that reads, preprocesses or scores one dataset
+    (dmmvae.config.data_job_mem_mb); x attempt per retry."""
+    return data_job_mem_mb(_dataset_cells(wildcards), attempt)
 
 
 def get_torch_env(wildcards):
