@@ -302,6 +302,32 @@ def test_readme_results_table_is_the_committed_diagonal_verdicts():
     assert (BENCH / "results" / "diagonal_verdicts.md").read_text().strip() == table
 
 
+def test_readme_glue_tuning_count_is_the_committed_sweep():
+    """README's count of GLUE's tuning rows ("GLUE N asked, R of their T rows done") is that of
+    the committed ``reference_sweep_glue.csv`` and of the grid in ``bench_reference_sweep.py``
+    on the selection stand-ins, so it cannot go stale as rows land."""
+    import re
+
+    import pandas as pd
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_reference_sweep",
+                                                      BENCH / "bench_reference_sweep.py")
+        sweep = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sweep)
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = pd.read_csv(BENCH / "results" / "reference_sweep_glue.csv")
+    readme = " ".join((BENCH.parent / "README.md").read_text().split())
+    found = re.search(r"GLUE (\d+) asked, (\d+) of their (\d+) rows", readme)
+    assert found, "README no longer states GLUE's tuning rows"
+    asked, done, total = map(int, found.groups())
+    assert asked == len(sweep.GRIDS["glue"])
+    assert total == asked * len(sweep.SELECTION_DATASETS)
+    assert done == len(rows[rows["seed"] == 0].drop_duplicates(["config", "dataset"]))
+
+
 def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
     """SCOT reads no link: two datasets that differ only in their links give it the same inputs
     (one fingerprint), so the bench fits it once; any other change of the inputs is seen."""
