@@ -413,6 +413,14 @@ GRIDS["noanchor_glue_batches_atac"] = {
         (*config, batches)
         for config, batches in zip(GRIDS["noanchor_glue_rebuilt"][_REBUILT_KEY], (1, 32),
                                    strict=True)]}
+# a forty-third, the full model on RNA+ADT: the shipped anchor-free model with dmmvae_gw's
+# structure-only anchors added (the GW coupling over the views of 20 / 30 / 50 components, weight
+# 1), against the shipped model, on the RNA+ADT stand-ins (whose linked genes are few): whether
+# the coupling and the graph-tied adversary add up, as a candidate of an rna_adt recipe
+GRIDS["noanchor_plus_gw"] = {
+    **SHIPPED_NOANCHOR,
+    "anchor_weight,anchor_space,anchor_scope,anchor_components": [
+        (0.0, "features", "batch", 20), (1.0, "gw", "global", (20, 30, 50))]}
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_rebuilt": "anchors+labels",
@@ -427,7 +435,7 @@ RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo"
                 "noanchor_glue_parts": "anchors+labels", "noanchor_glue_budget": "anchors+labels",
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
                 "noanchor_per_feature": "anchors+labels",
-                "noanchor_plus_anchors": "anchors+labels",
+                "noanchor_plus_anchors": "anchors+labels", "noanchor_plus_gw": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
                 "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
@@ -441,6 +449,7 @@ DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
                               "noanchor_linked_peaks", "noanchor_vae_parts",
                               "noanchor_vae_parts_loo", "noanchor_vae_parts_core",
                               "noanchor_glue_rebuilt_atac", "noanchor_glue_batches_atac"]}
+DATASETS_OF_GRID["noanchor_plus_gw"] = ["cite_bmmc600", "teaseq_pbmc1262"]
 
 
 
