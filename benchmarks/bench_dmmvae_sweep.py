@@ -704,6 +704,8 @@ def main() -> None:
                          "without its feature embeddings only, on the RNA+ATAC stand-ins; "
                          "noanchor_glue_batches_atac: the shipped RNA+ATAC recipe (rebuilt, "
                          "with scglue's graph batches) against the shipped model; "
+                         "noanchor_plus_gw: dmmvae_gw's GW anchors added to the anchor-free "
+                         "model (RNA+ADT stand-ins); "
                          "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
