@@ -418,7 +418,7 @@ GRIDS["noanchor_glue_batches_atac"] = {
 # 1), against the shipped model, on the RNA+ADT stand-ins (whose linked genes are few): whether
 # the coupling and the graph-tied adversary add up, as a candidate of an rna_adt recipe
 GRIDS["noanchor_plus_gw"] = {
-    **SHIPPED_NOANCHOR,
+    **{k: v for k, v in SHIPPED_NOANCHOR.items() if k != "anchor_weight"},
     "anchor_weight,anchor_space,anchor_scope,anchor_components": [
         (0.0, "features", "batch", 20), (1.0, "gw", "global", (20, 30, 50))]}
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",

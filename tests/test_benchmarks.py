@@ -99,15 +99,15 @@ def test_bench_diagonal_runs_splits_and_resumes(tmp_path):
     assert " split " not in again.stdout.split("dataset")[0]  # no run printed before the table
 
 
-def _load_bench_diagonal():
-    """bench_diagonal.py as a module (it imports its helpers from benchmarks/ and pins the
-    thread counts of the process it runs in, NUMBA_NUM_THREADS included: both are put back,
-    numba refuses a changed value)."""
+def _load_bench(name: str = "bench_diagonal"):
+    """``benchmarks/<name>.py`` as a module (the scripts import their helpers from benchmarks/,
+    and bench_diagonal.py pins the thread counts of the process it runs in, NUMBA_NUM_THREADS
+    included: both are put back, numba refuses a changed value)."""
     threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in threads}
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location("bench_diagonal", BENCH / "bench_diagonal.py")
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
         bench = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(bench)
     finally:
@@ -126,7 +126,7 @@ def test_bench_diagonal_link_fraction_curve(tmp_path):
     beside the bench CSV."""
     import pandas as pd
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     assert bench.curve_family("snare_links0.05") == "snare"
     assert bench.curve_family("genesplit_link0.1") == "genesplit"
     assert bench.link_fraction({"preprocessing": {"links": {"keep_fraction": 0.05}}}) == 0.05
@@ -157,7 +157,7 @@ def test_bench_diagonal_fits_a_model_with_its_recipe_for_the_pair():
     from dmmvae.data.synthetic import simulate_shared_private
     from dmmvae.methods import apply_recipe, build_model
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     cfg = {"training": {"max_epochs": 3}, "models": {"rnd": {
         "model": "random", "params": {"n_dims": 5},
         "recipes": {"rna_atac": {"params": {"n_dims": 3}}, "cite": {"params": {"n_dims": 9}}}}}}
@@ -182,7 +182,7 @@ def test_bench_diagonal_reuses_the_scores_of_a_variant_with_the_same_settings_on
     RNA+ATAC they differ, and on another split or with no such row nothing is copied."""
     import pandas as pd
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     cfg = {"training": {"max_epochs": 3}, "models": {
         "with": {"model": "random", "params": {"n_dims": 5},
                  "recipes": {"rna_atac": {"params": {"n_dims": 3}}}},
@@ -209,7 +209,7 @@ def test_bench_diagonal_says_which_methods_align_against_the_random_control():
     no row on a dataset shows a dash."""
     import pandas as pd
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     values = {"random": [0.50, 0.49, 0.51, 0.50], "good": [0.20, 0.22, 0.19, 0.21],
               "apart": [0.60, 0.58, 0.62, 0.61], "noise": [0.45, 0.55, 0.40, 0.60]}
     rows = pd.DataFrame([{"dataset": "toy", "link_fraction": None, "model": m, "split": k,
@@ -228,7 +228,7 @@ def test_bench_diagonal_ablation_tables_keep_ladders_that_share_step_labels_apar
     own table, so neither's numbers stand in the other's rows."""
     import pandas as pd
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     abl = pd.DataFrame([{"ablation": ab, "dataset": "toy", "metric": "foscttm/mean",
                          "step": "VAE + CCA anchors", "model": m, "n_splits": 5, "mean": v,
                          "added": float("nan"), "low": float("nan"), "high": float("nan"),
@@ -263,7 +263,7 @@ def test_readme_what_aligns_table_is_the_committed_ablation():
     says how many."""
     import pandas as pd
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     abl = pd.read_csv(BENCH / "results" / "ablation.csv")
     table = bench.ablation_steps_markdown(abl)
     _assert_doc_holds(table)
@@ -278,7 +278,7 @@ def test_docs_mixing_table_is_the_committed_ablation():
     every step of both ladders."""
     import pandas as pd
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     abl = pd.read_csv(BENCH / "results" / "ablation.csv")
     mixing = abl[abl["metric"] == "mixing/batch_correction"]
     for ladder in bench.MIXING_LADDERS:
@@ -293,7 +293,7 @@ def test_readme_results_table_is_the_committed_diagonal_verdicts():
     the README cannot keep a verdict the benchmark rows no longer give."""
     import pandas as pd
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     rows = pd.read_csv(BENCH / "results" / "diagonal.csv")
     table = bench.verdicts_markdown(bench.headline_claims(rows)).strip()
     readme = (BENCH.parent / "README.md").read_text()
@@ -310,14 +310,7 @@ def test_readme_glue_tuning_count_is_the_committed_sweep():
 
     import pandas as pd
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_reference_sweep",
-                                                      BENCH / "bench_reference_sweep.py")
-        sweep = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sweep)
-    finally:
-        sys.path.remove(str(BENCH))
+    sweep = _load_bench("bench_reference_sweep")
     rows = pd.read_csv(BENCH / "results" / "reference_sweep_glue.csv")
     readme = " ".join((BENCH.parent / "README.md").read_text().split())
     found = re.search(r"GLUE (\d+) asked, (\d+) of their (\d+) rows", readme)
@@ -336,7 +329,7 @@ def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
 
     from dmmvae.methods import MODELS
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     sc = scenario(kind="diagonal", n_cells=200)
     other = sc.copy()
     other.uns["links"] = {"rna-atac": {"i": [0], "j": [1], "w": [1.0]}}
@@ -422,7 +415,7 @@ def test_every_ablation_step_adds_one_part_to_the_step_before():
     from dmmvae.config import expand_models, load_config
     from dmmvae.methods import MODELS
 
-    bench = _load_bench_diagonal()
+    bench = _load_bench()
     variants = expand_models(load_config(bench.CONFIG)["models"])
 
     def effective(model):
