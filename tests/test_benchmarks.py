@@ -302,6 +302,22 @@ def test_readme_results_table_is_the_committed_diagonal_verdicts():
     assert (BENCH / "results" / "diagonal_verdicts.md").read_text().strip() == table
 
 
+def test_docs_diagonal_tables_are_the_committed_benchmark():
+    """The current tables at the top of docs/diagonal.md (headline and verdicts) are what
+    ``--report-only`` writes from the committed ``diagonal.csv``, so that page cannot keep a
+    mean or a verdict the benchmark rows no longer give."""
+    import pandas as pd
+
+    bench = _load_bench()
+    rows = pd.read_csv(BENCH / "results" / "diagonal.csv")
+    _assert_doc_holds(bench.headline_markdown(rows), "docs/diagonal.md")
+    _assert_doc_holds(bench.verdicts_markdown(bench.headline_claims(rows)), "docs/diagonal.md")
+    stale = rows[~((rows["model"] == "dmmvae_noanchor") & (rows["dataset"] == "teaseq_pbmc1262")
+                   & (rows["metric"] == "foscttm/mean") & (rows["split"] == 0))]
+    with pytest.raises(AssertionError):
+        _assert_doc_holds(bench.headline_markdown(stale), "docs/diagonal.md")
+
+
 def test_readme_glue_tuning_count_is_the_committed_sweep():
     """README's count of GLUE's tuning rows ("GLUE N asked, R of their T rows done") is that of
     the committed ``reference_sweep_glue.csv`` and of the grid in ``bench_reference_sweep.py``
