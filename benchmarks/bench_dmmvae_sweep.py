@@ -421,6 +421,25 @@ GRIDS["noanchor_plus_gw"] = {
     **{k: v for k, v in SHIPPED_NOANCHOR.items() if k != "anchor_weight"},
     "anchor_weight,anchor_space,anchor_scope,anchor_components": [
         (0.0, "features", "batch", 20), (1.0, "gw", "global", (20, 30, 50))]}
+# a forty-fourth, the full model on RNA+ATAC: the shipped anchor-free model at its RNA+ATAC recipe
+# (noanchor_glue_batches_atac's second configuration) with dmmvae_global's anchors added (Seurat's
+# global anchors in the CCA space of the linked genes, 3 components, 5 mutual neighbours, weight
+# 1 as every anchored variant has it, here against per-feature likelihoods), against that model
+# without them, on the RNA+ATAC stand-ins: whether the anchors and GLUE's parts add up
+GRIDS["noanchor_recipe_plus_anchors"] = {
+    **{k: v for k, v in GRIDS["noanchor_glue_batches_atac"].items()
+       if k not in (f"{_REBUILT_KEY},graph_batches", "anchor_weight")},
+    f"{_REBUILT_KEY},graph_batches": GRIDS["noanchor_glue_batches_atac"][
+        f"{_REBUILT_KEY},graph_batches"][1:],
+    "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn": [
+        (0.0, "features", "batch", 20, 5), (1.0, "cca", "global", 3, 5)]}
+# a forty-fifth, the same question on RNA+ADT: the shipped anchor-free model (no recipe there)
+# with the same anchors added, against it, on the RNA+ADT stand-ins
+GRIDS["noanchor_shipped_plus_anchors"] = {
+    **{k: v for k, v in SHIPPED_NOANCHOR.items() if k != "anchor_weight"},
+    "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn":
+        GRIDS["noanchor_recipe_plus_anchors"][
+            "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn"]}
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_rebuilt": "anchors+labels",
@@ -436,6 +455,8 @@ RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo"
                 "noanchor_atac_likelihood": "anchors+labels", "noanchor_atac_input": "anchors+labels",
                 "noanchor_per_feature": "anchors+labels",
                 "noanchor_plus_anchors": "anchors+labels", "noanchor_plus_gw": "anchors+labels",
+                "noanchor_recipe_plus_anchors": "anchors+labels",
+                "noanchor_shipped_plus_anchors": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
                 "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
@@ -448,8 +469,10 @@ DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
                     for g in [*SCENARIO_OF_GRID, "noanchor_atac_input", "noanchor_atac_likelihood",
                               "noanchor_linked_peaks", "noanchor_vae_parts",
                               "noanchor_vae_parts_loo", "noanchor_vae_parts_core",
-                              "noanchor_glue_rebuilt_atac", "noanchor_glue_batches_atac"]}
+                              "noanchor_glue_rebuilt_atac", "noanchor_glue_batches_atac",
+                              "noanchor_recipe_plus_anchors"]}
 DATASETS_OF_GRID["noanchor_plus_gw"] = ["cite_bmmc600", "teaseq_pbmc1262"]
+DATASETS_OF_GRID["noanchor_shipped_plus_anchors"] = ["cite_bmmc600", "teaseq_pbmc1262"]
 
 
 
@@ -705,7 +728,10 @@ def main() -> None:
                          "noanchor_glue_batches_atac: the shipped RNA+ATAC recipe (rebuilt, "
                          "with scglue's graph batches) against the shipped model; "
                          "noanchor_plus_gw: dmmvae_gw's GW anchors added to the anchor-free "
-                         "model (RNA+ADT stand-ins); "
+                         "model (RNA+ADT stand-ins); noanchor_recipe_plus_anchors: dmmvae_global's "
+                         "CCA anchors added to it at its RNA+ATAC recipe (RNA+ATAC stand-ins); "
+                         "noanchor_shipped_plus_anchors: the same anchors added to the "
+                         "shipped anchor-free model (RNA+ADT stand-ins); "
                          "default_atac_input, default_graph_imputation: the "
                          "default dmmvae's ATAC input / guidance graph by paired held-back "
                          "imputation")
