@@ -421,25 +421,24 @@ GRIDS["noanchor_plus_gw"] = {
     **{k: v for k, v in SHIPPED_NOANCHOR.items() if k != "anchor_weight"},
     "anchor_weight,anchor_space,anchor_scope,anchor_components": [
         (0.0, "features", "batch", 20), (1.0, "gw", "global", (20, 30, 50))]}
-# a forty-fourth, the full model on RNA+ATAC: the shipped anchor-free model at its RNA+ATAC recipe
-# (noanchor_glue_batches_atac's second configuration) with dmmvae_global's anchors added (Seurat's
-# global anchors in the CCA space of the linked genes, 3 components, 5 mutual neighbours, weight
-# 1 as every anchored variant has it, here against per-feature likelihoods), against that model
-# without them, on the RNA+ATAC stand-ins: whether the anchors and GLUE's parts add up
+# the forty-fourth and forty-fifth, the full model: the shipped anchor-free model with
+# dmmvae_global's anchors added (Seurat's global anchors in the CCA space of the linked genes, 3
+# components, 5 mutual neighbours, weight 1 as every anchored variant has it; against per-feature
+# likelihoods at the RNA+ATAC recipe) or not: whether the anchors and the anchor-free model's
+# parts add up, per modality pair
+#: the anchors off (the defaults), then dmmvae_global's
+PLUS_CCA_ANCHORS = {"anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn": [
+    (0.0, "features", "batch", 20, 5), (1.0, "cca", "global", 3, 5)]}
+# on RNA+ATAC at its recipe (noanchor_glue_batches_atac's second configuration)
 GRIDS["noanchor_recipe_plus_anchors"] = {
     **{k: v for k, v in GRIDS["noanchor_glue_batches_atac"].items()
        if k not in (f"{_REBUILT_KEY},graph_batches", "anchor_weight")},
     f"{_REBUILT_KEY},graph_batches": GRIDS["noanchor_glue_batches_atac"][
         f"{_REBUILT_KEY},graph_batches"][1:],
-    "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn": [
-        (0.0, "features", "batch", 20, 5), (1.0, "cca", "global", 3, 5)]}
-# a forty-fifth, the same question on RNA+ADT: the shipped anchor-free model (no recipe there)
-# with the same anchors added, against it, on the RNA+ADT stand-ins
+    **PLUS_CCA_ANCHORS}
+# on RNA+ADT, where it has no recipe
 GRIDS["noanchor_shipped_plus_anchors"] = {
-    **{k: v for k, v in SHIPPED_NOANCHOR.items() if k != "anchor_weight"},
-    "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn":
-        GRIDS["noanchor_recipe_plus_anchors"][
-            "anchor_weight,anchor_space,anchor_scope,anchor_components,n_knn"]}
+    **{k: v for k, v in SHIPPED_NOANCHOR.items() if k != "anchor_weight"}, **PLUS_CCA_ANCHORS}
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_rebuilt": "anchors+labels",
