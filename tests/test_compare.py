@@ -75,6 +75,23 @@ def test_the_best_reference_is_one_with_splits_to_compare():
     assert claims(both, ["ours"], ["full", "partial"], ["foscttm/mean"])["verdict"].tolist() == [BETTER]
 
 
+def test_references_are_ranked_on_the_splits_they_share():
+    """A reference with two splits of five is ranked against the others on those two splits: its
+    mean there (0.186) is worse than the five-split reference's on the same two (0.183), though
+    better than that reference's five-split mean (0.193), which includes harder partitions."""
+    rows = pd.concat([_rows({"five": [0.180, 0.186, 0.20, 0.20, 0.199]}),
+                      _rows({"two": [0.188, 0.184]})])
+    assert best_reference(rows, "d", ["five", "two"], "foscttm/mean") == "five"
+    better_where_shared = pd.concat([_rows({"five": [0.180, 0.186, 0.20, 0.20, 0.199]}),
+                                     _rows({"two": [0.170, 0.175]})])
+    assert best_reference(better_where_shared, "d", ["five", "two"], "foscttm/mean") == "two"
+    # no two splits in common: each reference's own mean, as before
+    apart = pd.concat([_rows({"five": [0.18, 0.19]}),
+                       pd.DataFrame([{"dataset": "d", "model": "two", "split": s,
+                                      "metric": "foscttm/mean", "value": 0.182} for s in (5, 6)])])
+    assert best_reference(apart, "d", ["five", "two"], "foscttm/mean") == "two"
+
+
 def test_one_split_gives_no_verdict():
     rows = _rows({"ours": [0.1], "ref": [0.3]})
     d = paired_difference(rows, "d", "ours", "ref", "foscttm/mean")

@@ -104,11 +104,17 @@ def best_reference(rows: pd.DataFrame, dataset: str, references: list[str], metr
                    min_splits: int = 2) -> str | None:
     """The reference with the best mean over splits on ``dataset`` (the strongest rival), among
     those run on at least ``min_splits`` splits (a one-split mean can give no verdict); with
-    none that has them, among all that ran."""
+    none that has them, among all that ran. The means are taken over the splits these
+    references share when they share ``min_splits`` or more, so that a reference still running
+    (two splits of five) is not ranked on easier or harder partitions than the others."""
     runs = {r: per_split(rows, dataset, r, metric).dropna() for r in references}
     runs = {r: v for r, v in runs.items() if len(v)}
     enough = {r: v for r, v in runs.items() if len(v) >= min_splits}
-    means = {r: float(v.mean()) for r, v in (enough or runs).items()}
+    candidates = enough or runs
+    shared = set.intersection(*(set(v.index) for v in candidates.values())) if candidates else set()
+    if len(shared) >= min_splits:
+        candidates = {r: v[v.index.isin(shared)] for r, v in candidates.items()}
+    means = {r: float(v.mean()) for r, v in candidates.items()}
     if not means:
         return None
     sign = 1.0 if direction_of(metric) == "min" else -1.0
