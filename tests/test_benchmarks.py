@@ -339,6 +339,29 @@ def test_readme_glue_tuning_count_is_the_committed_sweep():
     assert done == len(asked_rows.drop_duplicates(["config", "dataset", "seed"]))
 
 
+@pytest.mark.parametrize("method", ["seurat_v3", "maxfuse", "glue"])
+def test_tuned_references_run_the_rules_choice_from_the_committed_sweep(method):
+    """``<method>_tuned`` in config/diagonal.yaml runs the configuration the blind rule ranks
+    first over the committed ``reference_sweep_<method>.csv`` (on the (stand-in, seed) cells
+    every configuration holds), so a tuned reference cannot go stale when grid rows land."""
+    import json
+
+    import pandas as pd
+
+    from dmmvae.config import load_config
+    from dmmvae.selection import common_cells, rank
+
+    sweep = _load_bench("bench_reference_sweep")
+    rows = pd.read_csv(sweep.out_path(method))
+    chosen = json.loads(rank(common_cells(rows), sweep.RULE).index[0])
+    assert chosen in sweep.GRIDS[method]
+    variant = load_config(sweep.CONFIG)["models"][f"{method}_tuned"]
+    assert variant["model"] == method
+    assert variant.get("params", {}) == chosen, (
+        f"{method}_tuned runs {variant.get('params')}, the rule now chooses {chosen}: update "
+        f"config/diagonal.yaml and re-run its rows of diagonal.csv")
+
+
 def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
     """SCOT reads no link: two datasets that differ only in their links give it the same inputs
     (one fingerprint), so the bench fits it once; any other change of the inputs is seen."""
