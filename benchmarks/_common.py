@@ -80,10 +80,10 @@ def run_worker(
     return json.loads(lines[-1])
 
 
-def train_model_job(path, model: str, out_dir, *, epochs: int, amp: str) -> None:
+def train_model_job(path, model: str, out_dir, *, epochs: int, amp: str, device: str = "cpu") -> None:
     """The ``train_model`` job (:func:`dmmvae.train.run_training`) with the benchmark settings:
-    :data:`LAYERS`, batch :data:`BATCH_SIZE`, one thread, no early stopping; its four outputs
-    (predictions, checkpoint, history, run info) go to ``out_dir``."""
+    :data:`LAYERS`, batch :data:`BATCH_SIZE`, one thread, no early stopping, on ``device``; its
+    four outputs (predictions, checkpoint, history, run info) go to ``out_dir``."""
     from pathlib import Path
 
     from dmmvae import train
@@ -102,7 +102,7 @@ def train_model_job(path, model: str, out_dir, *, epochs: int, amp: str) -> None
             "progress_bar": False,
         },
         seed=0,
-        device="cpu",
+        device=device,
         out_predictions=str(out / "predictions.h5"),
         out_checkpoint=str(out / "model.pt"),
         out_history=str(out / "history.csv"),

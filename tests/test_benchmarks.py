@@ -63,6 +63,22 @@ def test_bench_step_profile_splits_the_step(tmp_path):
         assert 0 < matmul_ms < step_ms and 0 < share < 1
 
 
+def test_bench_scale_times_each_epoch_on_the_device_asked(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_scale.py"), "--cells", "1500", "--genes", "300",
+         "--adt", "20", "--rna-nnz", "60", "--epochs", "2", "--device", "cpu",
+         "--cache", str(tmp_path)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "device cpu: status ok" in out, out
+    epochs = [ln for ln in out.splitlines() if ln.strip().startswith("epoch ")]
+    assert [ln.split()[1] for ln in epochs] == ["1", "2"], out
+    assert all(float(ln.split("=")[1].split()[0]) > 0 for ln in epochs), out
+    assert (tmp_path / "train_1500x300genes+20adt_r60_mvae_none_cpu" / "run_info.yaml").exists()
+
+
 def test_bench_input_layer_times_every_form():
     rows = _run("bench_input_layer.py", "--repeats", "1")
     assert [int(r[0]) for r in rows] == [2000, 8000, 108000]

@@ -34,6 +34,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
+# jax takes 75 % of a GPU's memory at its first GPU operation unless told otherwise; evaluation
+# jobs share the GPU with torch and with each other, so jax allocates as it goes instead
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 def _enable_jax_cache() -> None:
     """Persistent jax compilation cache: the label-subset shapes of kBET etc. repeat for every
