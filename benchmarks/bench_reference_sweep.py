@@ -35,6 +35,7 @@ from dmmvae.methods.baselines.seurat_v3 import SeuratV3
 from dmmvae.selection import (
     collapsed,
     common_cells,
+    expected_best,
     heldback_signals,
     incomplete,
     rank,
@@ -134,6 +135,9 @@ def main() -> None:
     where = (f"the recipe ranks {int(table.loc[recipe, 'position'])} of {len(table)}"
              if recipe in table.index else "")
     print(f"\nchosen by the rule '{RULE}' (lowest mean): {table.index[0]}; {where}")
+    budgets = [k for k in (1, 4, 16) if k < len(table)] + [len(table)]
+    print("expected best rule score at k configurations drawn at random (Dodge et al. 2019): "
+          + ", ".join(f"k={k} {expected_best(table['rule'], k):.4f}" for k in budgets))
 
 
 if __name__ == "__main__":

@@ -556,6 +556,19 @@ def test_sweep_report_of_an_unfinished_grid_ranks_on_the_cells_every_configurati
     assert selection.incomplete(common, selection.common_cells(common)) == ""
 
 
+def test_expected_best_is_the_mean_best_over_every_draw_of_k_configurations():
+    from itertools import combinations
+
+    scores = np.random.default_rng(0).normal(1.0, 0.1, size=7)
+    for k in range(1, 8):
+        draws = [min(c) for c in combinations(scores, k)]
+        assert selection.expected_best(scores, k) == pytest.approx(np.mean(draws))
+    assert selection.expected_best(scores, 1) == pytest.approx(scores.mean())
+    assert selection.expected_best(scores, 7) == pytest.approx(scores.min())
+    with pytest.raises(ValueError, match="1..7"):
+        selection.expected_best(scores, 8)
+
+
 def test_reference_sweep_report_ranks_an_unfinished_grid_on_the_common_cells(tmp_path):
     """The reference sweep's report (GLUE's grid runs over several sessions) ranks as D-MMVAE's
     does: on the cells every configuration holds, with the line that says it."""
@@ -568,6 +581,8 @@ def test_reference_sweep_report_ranks_an_unfinished_grid_on_the_common_cells(tmp
     assert run.returncode == 0, run.stderr[-3000:]
     assert "incomplete: ranked on the 1 of 2" in run.stdout
     assert "(lowest mean): {}; the recipe ranks 1 of 2" in run.stdout
+    # one common cell ("easy"): rules 0.20 + 1 - 0.5 and 0.30 + 1 - 0.5, so k=1 is their mean
+    assert "k=1 0.7500, k=2 0.7000" in run.stdout
 
 
 def test_the_anchor_free_model_takes_the_rna_atac_rule_s_choice_for_rna_atac_only():

@@ -25,7 +25,7 @@ train cells:
   ``predict``.
 
 :func:`rank` orders configurations by a rule over these signals, each dataset weighing the same
-however many seeds it ran.
+however many seeds it ran; :func:`expected_best` reads a ranked grid at a smaller budget.
 """
 
 from __future__ import annotations
@@ -328,6 +328,22 @@ def incomplete(rows: pd.DataFrame, common: pd.DataFrame) -> str:
             "configuration holds")
 
 
+def expected_best(scores, k: int) -> float:
+    """The expected best (lowest) of ``k`` configurations drawn at random, without replacement,
+    from those whose rule scores are ``scores``: Dodge et al. 2019's expected validation
+    performance (EMNLP, "Show your work"), read at equal ``k`` to compare methods whose grids
+    differ in size. The i-th lowest of N is the best of a draw with probability
+    C(N - i, k - 1) / C(N, k); ``k = 1`` gives the mean, ``k = N`` the minimum."""
+    from math import comb
+
+    s = np.sort(np.asarray(scores, dtype=float))
+    n = len(s)
+    if not 1 <= k <= n:
+        raise ValueError(f"expected_best: k must lie in 1..{n} (the configurations scored), got {k}")
+    weights = np.array([comb(n - i, k - 1) for i in range(1, n + 1)], dtype=float) / comb(n, k)
+    return float(weights @ s)
+
+
 def collapsed(rows: pd.DataFrame) -> str:
     """A line for a sweep's report naming the rows (configuration, stand-in, seed) whose
     held-back codes collapsed (``heldback_code_spread`` below :data:`COLLAPSED_SPREAD`); rows
@@ -345,4 +361,4 @@ def collapsed(rows: pd.DataFrame) -> str:
 __all__ = ["RULES", "SIGNALS", "COLLAPSED_SPREAD", "TestCellsError", "train_only", "assert_train_only",
            "validation_anchor_foscttm", "train_label_transfer", "validation_imputation",
            "heldback_code_spread", "heldback_signals", "collapsed", "common_cells",
-           "incomplete", "rank"]
+           "incomplete", "rank", "expected_best"]
