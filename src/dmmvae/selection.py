@@ -31,6 +31,7 @@ however many seeds it ran; :func:`expected_best` reads a ranked grid at a smalle
 from __future__ import annotations
 
 from collections.abc import Callable
+from math import comb
 
 import mudata as md
 import numpy as np
@@ -334,8 +335,6 @@ def expected_best(scores, k: int) -> float:
     performance (EMNLP, "Show your work"), read at equal ``k`` to compare methods whose grids
     differ in size. The i-th lowest of N is the best of a draw with probability
     C(N - i, k - 1) / C(N, k); ``k = 1`` gives the mean, ``k = N`` the minimum."""
-    from math import comb
-
     s = np.sort(np.asarray(scores, dtype=float))
     n = len(s)
     if not 1 <= k <= n:

@@ -38,6 +38,7 @@ import numpy as np
 # jobs share the GPU with torch and with each other, so jax allocates as it goes instead
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+
 def _enable_jax_cache() -> None:
     """Persistent jax compilation cache: the label-subset shapes of kBET etc. repeat for every
     model and seed of a dataset, so later evaluations skip most XLA compilation. Directory:
