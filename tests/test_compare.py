@@ -92,6 +92,22 @@ def test_references_are_ranked_on_the_splits_they_share():
     assert best_reference(apart, "d", ["five", "two"], "foscttm/mean") == "two"
 
 
+def test_a_reference_still_running_and_behind_does_not_change_the_rival():
+    """Two references with five splits: "a" is better over the five, "b" over the first four. A
+    third, run on those four splits and far behind, must leave the rival where it was."""
+    five = _rows({"a": [0.30, 0.30, 0.30, 0.30, 0.20], "b": [0.29, 0.29, 0.29, 0.29, 0.40]})
+    behind = _rows({"weak": [0.6, 0.6, 0.6, 0.6]})
+    assert best_reference(five, "d", ["a", "b"], "foscttm/mean") == "a"
+    assert best_reference(pd.concat([five, behind]), "d", ["a", "b", "weak"], "foscttm/mean") == "a"
+    # higher is better for label transfer: the same holds with the direction turned
+    flip = lambda t: t.assign(metric="label_transfer_acc/mean", value=1 - t["value"])  # noqa: E731
+    assert best_reference(pd.concat([flip(five), flip(behind)]), "d", ["a", "b", "weak"],
+                          "label_transfer_acc/mean") == "a"
+    # ahead of the leader on the splits they share, the running reference is the rival
+    ahead = _rows({"fast": [0.25, 0.25, 0.25, 0.25]})
+    assert best_reference(pd.concat([five, ahead]), "d", ["a", "b", "fast"], "foscttm/mean") == "fast"
+
+
 def test_one_split_gives_no_verdict():
     rows = _rows({"ours": [0.1], "ref": [0.3]})
     d = paired_difference(rows, "d", "ours", "ref", "foscttm/mean")

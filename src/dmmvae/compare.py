@@ -104,21 +104,30 @@ def best_reference(rows: pd.DataFrame, dataset: str, references: list[str], metr
                    min_splits: int = 2) -> str | None:
     """The reference with the best mean over splits on ``dataset`` (the strongest rival), among
     those run on at least ``min_splits`` splits (a one-split mean can give no verdict); with
-    none that has them, among all that ran. The means are taken over the splits these
-    references share when they share ``min_splits`` or more, so that a reference still running
-    (two splits of five) is not ranked on easier or harder partitions than the others."""
+    none that has them, among all that ran. The references run on the most splits are ranked on
+    the splits they share; one still running (two splits of five) then challenges the leader on
+    the splits those two share, so that it is not ranked on easier or harder partitions, and a
+    reference behind the leader there changes nothing, however few splits it has."""
     runs = {r: per_split(rows, dataset, r, metric).dropna() for r in references}
     runs = {r: v for r, v in runs.items() if len(v)}
-    enough = {r: v for r, v in runs.items() if len(v) >= min_splits}
-    candidates = enough or runs
-    shared = set.intersection(*(set(v.index) for v in candidates.values())) if candidates else set()
-    if len(shared) >= min_splits:
-        candidates = {r: v[v.index.isin(shared)] for r, v in candidates.items()}
-    means = {r: float(v.mean()) for r, v in candidates.items()}
-    if not means:
+    candidates = {r: v for r, v in runs.items() if len(v) >= min_splits} or runs
+    if not candidates:
         return None
     sign = 1.0 if direction_of(metric) == "min" else -1.0
-    return min(means, key=lambda r: sign * means[r])
+    most = max(len(v) for v in candidates.values())
+    complete = {r: v for r, v in candidates.items() if len(v) == most}
+    shared = set.intersection(*(set(v.index) for v in complete.values()))
+    if len(shared) >= min_splits:
+        complete = {r: v[v.index.isin(shared)] for r, v in complete.items()}
+    leader = min(complete, key=lambda r: sign * float(complete[r].mean()))
+    for r in sorted(set(candidates) - set(complete), key=lambda r: -len(candidates[r])):
+        ours, theirs = candidates[r], candidates[leader]
+        common = ours.index.intersection(theirs.index)
+        if len(common) >= min_splits:
+            ours, theirs = ours[common], theirs[common]
+        if sign * float(ours.mean()) < sign * float(theirs.mean()):
+            leader = r
+    return leader
 
 
 def claims(rows: pd.DataFrame, ours: list[str], references: list[str], metrics: list[str]
