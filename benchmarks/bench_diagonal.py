@@ -11,7 +11,9 @@ them all, so scib-metrics' compilation is paid once.
 
 Written (appended run by run; a run already in the CSV is skipped, so a long benchmark spans
 sessions): ``benchmarks/results/diagonal.csv``, columns ``dataset, link_fraction, model, split,
-seed, metric, value, note``. Metrics: ``foscttm/mean`` (lower is better),
+seed, metric, value, note, settings``. ``settings`` is a digest of the variant's config entry on
+that dataset's modality pair: a run whose rows carry another digest (its entry changed since) is
+left out of the tables and run again, its old rows replaced. Metrics: ``foscttm/mean`` (lower is better),
 ``label_transfer_acc/mean``, ``label_transfer_bacc/mean``, ``mixing/batch_correction``,
 ``mixing/total``, ``train_seconds`` and ``epochs_run``; a method that stops (missing links, not
 installed, a training failure) writes one ``failed`` row whose note says why.
@@ -66,7 +68,10 @@ from dmmvae.config import ConfigError, Run, check_local_paths, expand_models, lo
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
 OUT_CSV = ROOT / "benchmarks" / "results" / "diagonal.csv"
-COLUMNS = ["dataset", "link_fraction", "model", "split", "seed", "metric", "value", "note"]
+#: ``settings``: :func:`settings_id` of the variant that wrote the row (empty in rows written
+#: before it was recorded, which are taken as the config's)
+COLUMNS = ["dataset", "link_fraction", "model", "split", "seed", "metric", "value", "note",
+           "settings"]
 METRICS = ("foscttm/mean", "label_transfer_acc/mean", "label_transfer_bacc/mean",
            "mixing/batch_correction", "mixing/total")
 #: the claims: these models against the best of the references, per dataset and metric
@@ -185,6 +190,76 @@ def settings_key(variant: dict, kinds: tuple[str, ...]) -> str:
                                        variant.get("recipes"), kinds)
     return json.dumps([variant["model"], build_model(variant["model"], params).params,
                        resolve_training(training)], sort_keys=True, default=str)
+
+
+def settings_id(variant: dict, kinds: tuple[str, ...]) -> str:
+    """A short digest of a variant's entry as the config writes it for data of these kinds (its
+    model, parameters and training settings, its recipe for the pair applied), recorded in each
+    row it writes: a row whose digest is not the config's was written by other settings."""
+    import hashlib
+    import json
+
+    from dmmvae.methods import apply_recipe
+
+    params, training, _ = apply_recipe(variant["params"], variant["training"],
+                                       variant.get("recipes"), kinds)
+    text = json.dumps([variant["model"], params, training], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def dataset_kinds(config: dict, name: str) -> tuple[str, ...]:
+    """The modality kinds of the config's dataset ``name`` (its prepared data, cached)."""
+    import tempfile
+
+    from dmmvae.data.prepare import prepare_dataset
+    from dmmvae.methods import modality_kinds
+
+    raw = prepare_dataset(name, config["datasets"][name], cache_dir=tempfile.gettempdir())
+    return modality_kinds(raw)
+
+
+def stale_runs(rows: pd.DataFrame, config: dict, models: dict[str, dict],
+               kinds: dict[str, tuple[str, ...]]) -> set[tuple[str, str, int]]:
+    """(dataset, model, split) of the runs in ``rows`` written by settings other than the
+    config's: a recorded ``settings`` digest that is not the variant's :func:`settings_id` on
+    that dataset (``kinds``: each dataset's modality kinds; datasets and models the config does
+    not define, and rows without a digest, are not judged)."""
+    if "settings" not in rows:
+        return set()
+    recorded = rows[rows["settings"].notna() & (rows["settings"].astype(str) != "")]
+    recorded = recorded[recorded["dataset"].isin(list(kinds)) & recorded["model"].isin(list(models))]
+    ids = {(d, m): settings_id(models[m], kinds[d])
+           for d, m in set(zip(recorded["dataset"], recorded["model"], strict=True))}
+    return {(d, m, int(s)) for d, m, s, v in zip(recorded["dataset"], recorded["model"],
+                                                 recorded["split"], recorded["settings"],
+                                                 strict=True) if str(v) != ids[(d, m)]}
+
+
+def drop_runs(rows: pd.DataFrame, runs: set[tuple[str, str, int]]) -> pd.DataFrame:
+    """``rows`` without those of the (dataset, model, split) ``runs``."""
+    if not runs:
+        return rows
+    run = list(zip(rows["dataset"], rows["model"], rows["split"].astype(int), strict=True))
+    return rows[[r not in runs for r in run]]
+
+
+def rewrite_csv(path: Path, keep) -> None:
+    """Rewrite the CSV at ``path`` with the rows ``keep(row)`` accepts (a dict of the row's text
+    fields; the header gains any column of :data:`COLUMNS` it lacks, empty), the other rows'
+    text unchanged: through a temporary file renamed over it, so nothing half-written is left."""
+    import csv
+
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        rows = [r for r in reader if keep(r)]
+    header += [c for c in COLUMNS if c not in header]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, header, lineterminator="\n", restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def same_settings_rows(rows: pd.DataFrame, keys: dict[str, str], model: str, dataset: str,
@@ -478,7 +553,9 @@ def headline_claims(rows: pd.DataFrame) -> pd.DataFrame:
     return claims(ok, list(OURS), list(REFERENCES), list(CLAIM_METRICS))
 
 
-def report(rows: pd.DataFrame, out: Path) -> None:
+def report(rows: pd.DataFrame, out: Path, stale: list[tuple[str, str, int]] = ()) -> None:
+    """Print and write the tables of ``rows`` beside ``out``; ``stale``: the runs left out of
+    them because other settings than the config's wrote them (listed in the summary)."""
     ok = rows[rows["metric"] != "failed"]
     table = summary(ok, [*METRICS, "train_seconds"])
     failed = rows[rows["metric"] == "failed"]
@@ -525,6 +602,13 @@ def report(rows: pd.DataFrame, out: Path) -> None:
                wide.pivot_table(index=["family", "model"], columns="link_fraction",
                                 values="cell", aggfunc="first").reset_index()
                .to_markdown(index=False), ""]
+    if stale:
+        print(f"\n{len(stale)} run(s) left out of the tables: written by other settings than "
+              "the config's (run the benchmark again to replace them)")
+        md += ["## Runs left out: written by other settings than the config's", "",
+               "Running the benchmark again replaces them.", "",
+               pd.DataFrame(stale, columns=["dataset", "model", "split"]).to_markdown(index=False),
+               ""]
     if not failed.empty:
         md += ["## Runs that stopped", "",
                failed[["dataset", "model", "split", "note"]].to_markdown(index=False), ""]
@@ -560,7 +644,15 @@ def main() -> None:
         from dmmvae.methods import MODELS, modality_kinds
 
         torch.set_num_threads(1)
+        if args.out.exists() and "settings" not in pd.read_csv(args.out, nrows=0):
+            rewrite_csv(args.out, lambda row: True)  # the settings column, empty in old rows
         written = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=COLUMNS)
+        pairs = {name: dataset_kinds(config, name) for name in datasets}
+        stale = stale_runs(written, config, {m: models[m] for m in chosen}, pairs)
+        for name, model, split in sorted(stale):
+            print(f"{args.out}: {model} on {name} split {split} was written by other settings "
+                  "than the config's; running it again", flush=True)
+        written = drop_runs(written, stale)
         done = set(zip(written["dataset"], written["model"], written["split"], strict=True))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         # a method that reads no link is fitted once per input: on datasets that differ only in
@@ -596,14 +688,26 @@ def main() -> None:
                                                config.get("evaluation") or {})
                         if key:
                             fitted[key] = (values, note, name)
+                    sid = settings_id(models[model], pairs[name])
                     rows = pd.DataFrame([(name, link_fraction(spec), model, split, split, m, v,
-                                          note) for m, v in values.items()], columns=COLUMNS)
+                                          note, sid) for m, v in values.items()], columns=COLUMNS)
+                    if (name, model, split) in stale:  # the other settings' rows go
+                        rewrite_csv(args.out, lambda r, run=(name, model, str(split)): (
+                            r["dataset"], r["model"], r["split"]) != run)
                     rows.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
                     written = pd.concat([written, rows], ignore_index=True)
                     print(f"  {name} {model} split {split}: " + ", ".join(
                         f"{m} {v:.3f}" for m, v in values.items()) + (f" ({note})" if note else ""),
                         flush=True)
-    report(pd.read_csv(args.out), args.out)
+    rows = pd.read_csv(args.out)
+    kinds = {}
+    for name in sorted(set(rows["dataset"]) & set(config["datasets"])):
+        try:
+            kinds[name] = dataset_kinds(config, name)
+        except (ConfigError, OSError) as err:
+            print(f"{name}: settings not checked, its data is not here ({err})")
+    stale = stale_runs(rows, config, models, kinds)
+    report(drop_runs(rows, stale), args.out, sorted(stale))
 
 
 if __name__ == "__main__":

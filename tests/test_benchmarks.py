@@ -113,6 +113,24 @@ def test_bench_diagonal_runs_splits_and_resumes(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0 and len(pd.read_csv(out)) == len(rows)  # resumed: nothing re-run
     assert " split " not in again.stdout.split("dataset")[0]  # no run printed before the table
+    # a variant whose config entry changed: its old rows are left out of the tables, and the
+    # runs asked for are fitted again, their rows replaced (split 1 is not asked: left out)
+    cfg["models"]["linked_cca"] = {"model": "linked_cca", "params": {"n_components": 5}}
+    path.write_text(yaml.safe_dump(cfg))
+    changed = subprocess.run(args[:-4] + ["0", "--out", str(out)], capture_output=True,
+                             text=True, timeout=600, check=False)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "linked_cca on genesplit_link0.1 split 0 was written by other settings" in changed.stdout
+    new = pd.read_csv(out)
+    assert len(new) == len(rows) and new["settings"].notna().all()
+    digest = new.groupby(["model", "split"])["settings"].nunique()
+    assert (digest == 1).all()  # one settings digest per run: the old rows were replaced
+    runs = new.groupby(["model", "split"])["settings"].first()
+    assert runs[("linked_cca", 0)] != runs[("linked_cca", 1)]  # split 1: the old settings
+    assert runs[("random", 0)] == runs[("random", 1)]
+    left_out = (tmp_path / "diag_summary.md").read_text().split("## Runs left out")[1]
+    assert "| genesplit_link0.1 | linked_cca |       1 |" in left_out
+    assert "linked_cca |       0" not in left_out
 
 
 def _load_bench(name: str = "bench_diagonal"):
@@ -190,6 +208,38 @@ def test_bench_diagonal_fits_a_model_with_its_recipe_for_the_pair():
     method = build_model("random", params)
     method.fit(sc, seed=0)
     assert method.predict(sc).embeddings["rna"].shape[1] == 3
+
+
+def test_bench_diagonal_judges_rows_by_the_settings_digest_they_record(tmp_path):
+    """A run is stale when its rows record a digest other than its variant's on that dataset's
+    pair (a recipe for another pair changes nothing); rows with no digest, and models or
+    datasets the config does not know, are not judged. An old CSV gains the column with its
+    rows' text unchanged."""
+    import pandas as pd
+
+    bench = _load_bench()
+    cfg = {"training": {"max_epochs": 3}, "models": {
+        "a": {"model": "random", "params": {"n_dims": 5},
+              "recipes": {"rna_atac": {"params": {"n_dims": 3}}}}}}
+    models = bench.variants(cfg)
+    adt, atac = bench.settings_id(models["a"], ("rna", "adt")), bench.settings_id(models["a"], ("rna", "atac"))
+    assert adt != atac and len(adt) == 12
+    def row(dataset, model, split, settings):
+        return {"dataset": dataset, "model": model, "split": split, "metric": "foscttm/mean",
+                "value": 0.5, "settings": settings}
+    rows = pd.DataFrame([row("cite", "a", 0, adt), row("cite", "a", 1, atac),
+                         row("snare", "a", 0, atac), row("snare", "a", 1, None),
+                         row("snare", "gone", 0, "x"), row("elsewhere", "a", 0, "x")])
+    kinds = {"cite": ("rna", "adt"), "snare": ("rna", "atac")}
+    stale = bench.stale_runs(rows, cfg, models, kinds)
+    assert stale == {("cite", "a", 1)}
+    assert len(bench.drop_runs(rows, stale)) == len(rows) - 1
+    old = tmp_path / "old.csv"
+    text = "dataset,model,split,value,note\ncite,a,0,0.35862067341804504,\"a, b\"\n"
+    old.write_text(text)
+    bench.rewrite_csv(old, lambda r: True)
+    assert old.read_text() == ("dataset,model,split,value,note,link_fraction,seed,metric,settings\n"
+                               "cite,a,0,0.35862067341804504,\"a, b\",,,,\n")
 
 
 def test_bench_diagonal_reuses_the_scores_of_a_variant_with_the_same_settings_on_the_pair():
@@ -376,6 +426,28 @@ def test_tuned_references_run_the_rules_choice_from_the_committed_sweep(method):
     assert variant.get("params", {}) == chosen, (
         f"{method}_tuned runs {variant.get('params')}, the rule now chooses {chosen}: update "
         f"config/diagonal.yaml and re-run its rows of diagonal.csv")
+
+
+@pytest.mark.parametrize("csv,config", [("diagonal.csv", "diagonal.yaml"),
+                                        ("link_fraction.csv", "link_fraction.yaml")])
+def test_committed_diagonal_rows_were_written_by_the_shipped_config(shared_data, csv, config,
+                                                                   monkeypatch):
+    """Every committed row records the settings digest of its model's entry in the shipped
+    config, so the README's tables (written from these rows) describe the models the config
+    runs: a changed entry fails here until its rows are run again."""
+    import pandas as pd
+
+    from dmmvae.config import load_config
+
+    bench = _load_bench()
+    monkeypatch.chdir(BENCH.parent)  # the config's paths are relative to the project
+    cfg = load_config(BENCH.parent / "config" / config)
+    rows = pd.read_csv(BENCH / "results" / csv)
+    assert rows["settings"].notna().all()
+    kinds = {d: bench.dataset_kinds(cfg, d) for d in set(rows["dataset"])}
+    stale = bench.stale_runs(rows, cfg, bench.variants(cfg), kinds)
+    assert not stale, (f"{len(stale)} run(s) of {csv} written by other settings than "
+                       f"config/{config}'s, e.g. {sorted(stale)[:3]}: run bench_diagonal.py again")
 
 
 def test_bench_diagonal_fits_a_method_that_reads_no_link_once_per_input():
