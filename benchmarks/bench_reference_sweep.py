@@ -8,7 +8,9 @@ on the train cells less the training loop's held-back cells and scored by
 :func:`dmmvae.selection.heldback_signals` (anchor FOSCTTM among the held-back cells, label
 transfer among the train cells); the rule ``anchors+labels`` (D-MMVAE's) ranks them over the same
 four stand-ins, each dataset's seeds averaged first. A run resumes: a (configuration, stand-in,
-seed) already in ``--out`` is skipped.
+seed) already in ``--out`` is skipped. The report is printed and, for the default ``--out``,
+written as ``reference_sweep_<method>.md`` (the ranking, each row's rule value per stand-in and
+seed, the rows still to run).
 
 Usage::
 
@@ -33,6 +35,7 @@ from dmmvae.config import load_config
 from dmmvae.io import atomic_path
 from dmmvae.methods.baselines.seurat_v3 import SeuratV3
 from dmmvae.selection import (
+    RULES,
     collapsed,
     common_cells,
     expected_best,
@@ -74,6 +77,77 @@ GRIDS: dict[str, list[dict]] = {
 
 def out_path(method: str) -> Path:
     return Path(__file__).parent / "results" / f"reference_sweep_{method}.csv"
+
+
+#: the seeds every grid is asked on (D-MMVAE's and the references')
+SEEDS = (0, 1, 2)
+
+
+def missing_rows(method: str, scored: pd.DataFrame) -> list[tuple[int, str, int]]:
+    """(configuration number, stand-in, seed) of the grid's rows on the selection stand-ins and
+    :data:`SEEDS` not yet in ``scored``."""
+    have = set(zip(scored["config"], scored["dataset"], scored["seed"].astype(int), strict=True))
+    return [(i, d, s) for s in SEEDS for d in SELECTION_DATASETS
+            for i, c in enumerate(GRIDS[method]) if (json.dumps(c, sort_keys=True), d, s) not in have]
+
+
+def spans(numbers: list[int]) -> str:
+    """Sorted integers as ranges: [0, 1, 2, 5] -> "0-2, 5"."""
+    out: list[list[int]] = []
+    for n in sorted(numbers):
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
+
+
+def ranking(scored: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rule's ranking of the sweep's rows on the (stand-in, seed) cells every configuration
+    holds (column ``position`` from 1), and the line saying so when that is not every cell."""
+    common = common_cells(scored)
+    table = rank(common, RULE)
+    table.insert(1, "position", range(1, len(table) + 1))
+    return table, incomplete(scored, common)
+
+
+def sweep_markdown(method: str, scored: pd.DataFrame) -> str:
+    """The sweep's report page (``reference_sweep_<method>.md``): the rule's ranking, each
+    row's rule value per (stand-in, seed), and the rows still to run."""
+    table, note = ranking(scored)
+    value = RULES[RULE](scored.set_index(["config", "dataset", "seed"]))
+    cells = value.rename("rule").reset_index()
+    cells["cell"] = cells["dataset"] + " s" + cells["seed"].astype(str)
+    wide = cells.pivot_table(index="config", columns="cell", values="rule", aggfunc="first")
+    wide = wide.reindex(index=table.index.union(wide.index, sort=False)).map(
+        lambda v: "—" if pd.isna(v) else f"{v:.3f}")
+    ranked = table.reset_index()[["config", "position", "rule", *[
+        c for c in ("validation_anchor_foscttm", "train_label_transfer") if c in table]]]
+    missing = missing_rows(method, scored)
+    total = len(GRIDS[method]) * len(SELECTION_DATASETS) * len(SEEDS)
+    lines = [f"# `{method}`: tuning sweep by the blind rule `{RULE}`", "",
+             f"Train cells only (`benchmarks/bench_reference_sweep.py`, rows in "
+             f"`{out_path(method).name}`); lower is better: held-back anchor FOSCTTM + 1 - train "
+             f"label transfer. {len(GRIDS[method])} configurations asked on "
+             f"{len(SELECTION_DATASETS)} stand-ins x seeds {', '.join(map(str, SEEDS))}: "
+             f"{total - len(missing)} of {total} rows done.", "",
+             "## Ranking", "", note or "Every configuration holds every (stand-in, seed) cell.",
+             "", ranked.to_markdown(index=False, floatfmt=".4f"), "",
+             f"Chosen: `{table.index[0]}` (run by the diagonal benchmark as `{method}_tuned`).",
+             "", "## The rule's value per row", "",
+             wide.reset_index().to_markdown(index=False, disable_numparse=True),
+             ""]
+    if missing:
+        lines += ["## Rows still to run", "",
+                  "Each line runs one stand-in and seed; `--only N` runs configuration N alone.",
+                  "", "| stand-in | seed | configurations (numbers in the grid) |", "|---|---|---|"]
+        todo: dict[tuple[str, int], list[int]] = {}
+        for i, d, s in missing:
+            todo.setdefault((d, s), []).append(i)
+        lines += [f"| {d} | {s} | {spans(idx)} |" for (d, s), idx in todo.items()]
+        lines += ["", "`python benchmarks/bench_reference_sweep.py --method "
+                  f"{method} --datasets <stand-in> --seed <seed> [--only N]`", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -124,17 +198,20 @@ def main() -> None:
     scored = pd.read_csv(out)
     if args.report_seeds is not None:
         scored = scored[scored["seed"].isin(args.report_seeds)]
-    common = common_cells(scored)
-    table = rank(common, RULE)
-    table.insert(1, "position", range(1, len(table) + 1))
+    table, note = ranking(scored)
     print(table.round(4).to_string())
     print(collapsed(scored))
-    if note := incomplete(scored, common):
+    if note:
         print(f"\n{note}")
     recipe = json.dumps({})
     where = (f"the recipe ranks {int(table.loc[recipe, 'position'])} of {len(table)}"
              if recipe in table.index else "")
     print(f"\nchosen by the rule '{RULE}' (lowest mean): {table.index[0]}; {where}")
+    if args.report_seeds is None and out == out_path(args.method):
+        page = out.with_suffix(".md")
+        with atomic_path(page) as tmp:
+            tmp.write_text(sweep_markdown(args.method, scored))
+        print(f"written: {page}")
     budgets = [k for k in (1, 4, 16) if k < len(table)] + [len(table)]
     print("expected best rule score at k configurations drawn at random (Dodge et al. 2019): "
           + ", ".join(f"k={k} {expected_best(table['rule'], k):.4f}" for k in budgets))

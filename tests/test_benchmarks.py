@@ -406,6 +406,41 @@ def test_readme_glue_tuning_count_is_the_committed_sweep():
 
 
 @pytest.mark.parametrize("method", ["seurat_v3", "maxfuse", "glue"])
+def test_committed_sweep_pages_are_written_from_the_committed_rows(method):
+    """``reference_sweep_<method>.md`` is what ``--report-only`` writes from the committed CSV
+    (so it cannot keep an old ranking after rows land), and it lists every missing row."""
+    import pandas as pd
+
+    sweep = _load_bench("bench_reference_sweep")
+    rows = pd.read_csv(sweep.out_path(method))
+    page = sweep.out_path(method).with_suffix(".md").read_text()
+    assert page == sweep.sweep_markdown(method, rows), (
+        f"run bench_reference_sweep.py --method {method} --report-only and commit the page")
+    missing = sweep.missing_rows(method, rows)
+    total = len(sweep.GRIDS[method]) * len(sweep.SELECTION_DATASETS) * len(sweep.SEEDS)
+    assert f"{total - len(missing)} of {total} rows done" in page
+    assert ("## Rows still to run" in page) == bool(missing)
+
+
+def test_sweep_page_ranks_common_cells_and_lists_the_rows_to_run():
+    import pandas as pd
+
+    sweep = _load_bench("bench_reference_sweep")
+    grid = sweep.GRIDS["glue"]
+    key = [__import__("json").dumps(c, sort_keys=True) for c in grid]
+    rows = pd.DataFrame(
+        [{"config": key[i], "dataset": d, "seed": 0, "validation_anchor_foscttm": 0.1 * (i + 1),
+          "train_label_transfer": 0.5} for i in range(len(grid)) for d in sweep.SELECTION_DATASETS]
+        + [{"config": key[3], "dataset": "cite_bmmc600", "seed": 1,
+            "validation_anchor_foscttm": 0.9, "train_label_transfer": 0.0}])
+    page = sweep.sweep_markdown("glue", rows)
+    assert f"Chosen: `{key[0]}`" in page  # seed 1 is held by one configuration: not ranked
+    assert "ranked on the 4 of 5" in page and "| 1.900 " in page  # 0.9 + 1 - 0: its own cell
+    assert "| cite_bmmc600 | 1 | 0-2 |" in page and "| snare_mop5232 | 2 | 0-3 |" in page
+    assert sweep.spans([5, 0, 1, 2, 7, 8]) == "0-2, 5, 7-8"
+
+
+@pytest.mark.parametrize("method", ["seurat_v3", "maxfuse", "glue"])
 def test_tuned_references_run_the_rules_choice_from_the_committed_sweep(method):
     """``<method>_tuned`` in config/diagonal.yaml runs the configuration the blind rule ranks
     first over the committed ``reference_sweep_<method>.csv`` (on the (stand-in, seed) cells
