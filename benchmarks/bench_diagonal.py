@@ -77,7 +77,7 @@ METRICS = ("foscttm/mean", "label_transfer_acc/mean", "label_transfer_bacc/mean"
 #: the claims: these models against the best of the references, per dataset and metric
 OURS = ("dmmvae", "dmmvae_global", "dmmvae_gw", "dmmvae_noanchor")
 REFERENCES = ("seurat_v3", "gw_ot", "glue", "maxfuse", "seurat_v3_tuned", "maxfuse_tuned",
-              "glue_tuned")
+              "glue_tuned", "glue_ld32")
 CLAIM_METRICS = ("foscttm/mean", "label_transfer_acc/mean")
 #: the ablations' metrics: the claims', and modality mixing (PROTOCOL: scib-metrics' batch
 #: correction on the stacked single-modality test embeddings, batch = modality), which says
