@@ -65,6 +65,7 @@ from dmmvae.compare import (  # noqa: E402
     summary,
 )
 from dmmvae.config import ConfigError, Run, check_local_paths, expand_models, load_config  # noqa: E402
+from dmmvae.io import atomic_path  # noqa: E402
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
 OUT_CSV = ROOT / "benchmarks" / "results" / "diagonal.csv"
@@ -246,7 +247,7 @@ def drop_runs(rows: pd.DataFrame, runs: set[tuple[str, str, int]]) -> pd.DataFra
 def rewrite_csv(path: Path, keep) -> None:
     """Rewrite the CSV at ``path`` with the rows ``keep(row)`` accepts (a dict of the row's text
     fields; the header gains any column of :data:`COLUMNS` it lacks, empty), the other rows'
-    text unchanged: through a temporary file renamed over it, so nothing half-written is left."""
+    text unchanged, through :func:`dmmvae.io.atomic_path`."""
     import csv
 
     with path.open(newline="") as fh:
@@ -254,12 +255,10 @@ def rewrite_csv(path: Path, keep) -> None:
         header = list(reader.fieldnames or [])
         rows = [r for r in reader if keep(r)]
     header += [c for c in COLUMNS if c not in header]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, header, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def same_settings_rows(rows: pd.DataFrame, keys: dict[str, str], model: str, dataset: str,
@@ -634,6 +633,7 @@ def main() -> None:
         unknown = sorted(set(datasets if name == "dataset" else chosen) - set(known))
         if unknown:
             sys.exit(f"{args.config}: no {name} {unknown}; defined: {sorted(known)}")
+    pairs: dict[str, tuple[str, ...]] = {}  # each dataset's modality kinds, read once
     if not args.report_only:
         try:
             check_local_paths(config, [Run(d, "diagonal", m, 0) for d in datasets for m in chosen])
@@ -647,7 +647,7 @@ def main() -> None:
         if args.out.exists() and "settings" not in pd.read_csv(args.out, nrows=0):
             rewrite_csv(args.out, lambda row: True)  # the settings column, empty in old rows
         written = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=COLUMNS)
-        pairs = {name: dataset_kinds(config, name) for name in datasets}
+        pairs.update({name: dataset_kinds(config, name) for name in datasets})
         stale = stale_runs(written, config, {m: models[m] for m in chosen}, pairs)
         for name, model, split in sorted(stale):
             print(f"{args.out}: {model} on {name} split {split} was written by other settings "
@@ -700,13 +700,12 @@ def main() -> None:
                         f"{m} {v:.3f}" for m, v in values.items()) + (f" ({note})" if note else ""),
                         flush=True)
     rows = pd.read_csv(args.out)
-    kinds = {}
-    for name in sorted(set(rows["dataset"]) & set(config["datasets"])):
+    for name in sorted(set(rows["dataset"]) & set(config["datasets"]) - set(pairs)):
         try:
-            kinds[name] = dataset_kinds(config, name)
+            pairs[name] = dataset_kinds(config, name)
         except (ConfigError, OSError) as err:
             print(f"{name}: settings not checked, its data is not here ({err})")
-    stale = stale_runs(rows, config, models, kinds)
+    stale = stale_runs(rows, config, models, pairs)
     report(drop_runs(rows, stale), args.out, sorted(stale))
 
 

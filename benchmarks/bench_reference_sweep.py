@@ -32,7 +32,7 @@ import pandas as pd
 from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario
 
 from dmmvae.config import load_config
-from dmmvae.io import atomic_path
+from dmmvae.io import atomic_path, write_text
 from dmmvae.methods.baselines.seurat_v3 import SeuratV3
 from dmmvae.selection import (
     RULES,
@@ -209,8 +209,7 @@ def main() -> None:
     print(f"\nchosen by the rule '{RULE}' (lowest mean): {table.index[0]}; {where}")
     if args.report_seeds is None and out == out_path(args.method):
         page = out.with_suffix(".md")
-        with atomic_path(page) as tmp:
-            tmp.write_text(sweep_markdown(args.method, scored))
+        write_text(page, sweep_markdown(args.method, scored))
         print(f"written: {page}")
     budgets = [k for k in (1, 4, 16) if k < len(table)] + [len(table)]
     print("expected best rule score at k configurations drawn at random (Dodge et al. 2019): "

@@ -399,9 +399,8 @@ def test_readme_glue_tuning_count_is_the_committed_sweep():
     assert found, "README no longer states GLUE's tuning rows"
     asked, done, total = map(int, found.groups())
     assert asked == len(sweep.GRIDS["glue"])
-    seeds = (0, 1, 2)  # the seeds every grid is asked on (D-MMVAE's, seurat_v3's)
-    assert total == asked * len(sweep.SELECTION_DATASETS) * len(seeds)
-    asked_rows = rows[rows["seed"].isin(seeds) & rows["dataset"].isin(sweep.SELECTION_DATASETS)]
+    assert total == asked * len(sweep.SELECTION_DATASETS) * len(sweep.SEEDS)
+    asked_rows = rows[rows["seed"].isin(sweep.SEEDS) & rows["dataset"].isin(sweep.SELECTION_DATASETS)]
     assert done == len(asked_rows.drop_duplicates(["config", "dataset", "seed"]))
 
 
