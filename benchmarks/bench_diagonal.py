@@ -132,8 +132,12 @@ ABLATIONS = {
     "abl_glue_vae": (1, (("GLUE's VAE on the kept peaks' LSI (dmmvae's ATAC input)",
                           "abl_glue_vae_keptlsi"),
                          ("+ the LSI over all peaks (GLUE's input)", "abl_glue_vae"))),
+    # dmmvae_gw's GW coupling alone, then the VAE it pulls, then its recipe for RNA+ADT (the
+    # anchors refreshed from the latent space; nothing changes on other pairs)
     "dmmvae_gw": (1, (("GW coupling alone, no VAE", "abl_gw_coupling_only"),
-                      ("+ VAE (= dmmvae_gw)", "dmmvae_gw"))),
+                      ("+ VAE", "dmmvae_gw_norefresh"),
+                      ("+ refreshed anchors, RNA+ADT (= dmmvae_gw)",
+                       "dmmvae_gw"))),
 }
 
 

@@ -439,6 +439,13 @@ GRIDS["noanchor_recipe_plus_anchors"] = {
 # on RNA+ADT, where it has no recipe
 GRIDS["noanchor_shipped_plus_anchors"] = {
     **{k: v for k, v in SHIPPED_NOANCHOR.items() if k != "anchor_weight"}, **PLUS_CCA_ANCHORS}
+# a forty-sixth, the full model on RNA+ADT: dmmvae_gw (its settings in config/diagonal.yaml) with
+# its global anchors refreshed from the latent space every 10 epochs after the warm-up
+# (``anchor_refresh``: MaxFuse's and scMODAL's refinement of their matches), or not
+GRIDS["gw_refresh"] = {
+    "guidance_graph": [True], "anchor_space": ["gw"], "anchor_scope": ["global"],
+    "anchor_components": [(20, 30, 50)], "training.early_stopping_patience": [30],
+    "anchor_refresh": [0, 10]}
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_rebuilt": "anchors+labels",
@@ -455,7 +462,7 @@ RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo"
                 "noanchor_per_feature": "anchors+labels",
                 "noanchor_plus_anchors": "anchors+labels", "noanchor_plus_gw": "anchors+labels",
                 "noanchor_recipe_plus_anchors": "anchors+labels",
-                "noanchor_shipped_plus_anchors": "anchors+labels",
+                "noanchor_shipped_plus_anchors": "anchors+labels", "gw_refresh": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
                 "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
@@ -472,6 +479,7 @@ DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
                               "noanchor_recipe_plus_anchors"]}
 DATASETS_OF_GRID["noanchor_plus_gw"] = ["cite_bmmc600", "teaseq_pbmc1262"]
 DATASETS_OF_GRID["noanchor_shipped_plus_anchors"] = ["cite_bmmc600", "teaseq_pbmc1262"]
+DATASETS_OF_GRID["gw_refresh"] = ["cite_bmmc600", "teaseq_pbmc1262"]
 
 
 

@@ -82,6 +82,18 @@ def test_a_recipe_for_an_unknown_pair_or_parameter_stops_when_the_config_is_read
         resolve_runs(cfg)
 
 
+def test_a_recipe_is_checked_on_top_of_its_entry_s_parameters():
+    # anchor_refresh needs anchor_scope global: valid when the entry sets it, refused when not
+    cfg = load("test.yaml")
+    refresh = {"cite": {"params": {"anchor_refresh": 10}}}
+    cfg["models"]["m"] = {"model": "dmmvae", "params": {"anchor_scope": "global", "anchor_space": "gw"},
+                          "recipes": refresh}
+    resolve_runs(cfg)
+    cfg["models"]["m"] = {"model": "dmmvae", "params": {"anchor_space": "cca"}, "recipes": refresh}
+    with pytest.raises(ConfigError, match=r"models\.m\.recipes\.cite\.params'.*anchor_refresh"):
+        resolve_runs(cfg)
+
+
 def test_the_schema_checks_a_recipe_s_keys():
     cfg = load("test.yaml")
     cfg["models"]["m"] = {"model": "mvae", "recipes": {"rna_atac": {"parms": {"n_latent": 8}}}}

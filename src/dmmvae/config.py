@@ -117,8 +117,9 @@ def check_models(models: Mapping[str, Mapping]) -> None:
                     f"config 'models.{name}.recipes' names the pair '{pair}'; valid pairs are "
                     f"{sorted(PAIR_RECIPES.values())} (rna_atac: RNA+ATAC, cite: RNA+ADT)"
                 )
-            try:
-                MODELS[spec["model"]].validate_params((recipe or {}).get("params") or {})
+            try:  # what runs on that pair: the entry's parameters with the recipe's on top
+                MODELS[spec["model"]].validate_params(
+                    {**(spec.get("params") or {}), **((recipe or {}).get("params") or {})})
             except ValueError as err:
                 raise ConfigError(f"config 'models.{name}.recipes.{pair}.params': {err}") from None
 
