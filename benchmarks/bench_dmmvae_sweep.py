@@ -446,6 +446,13 @@ GRIDS["gw_refresh"] = {
     "guidance_graph": [True], "anchor_space": ["gw"], "anchor_scope": ["global"],
     "anchor_components": [(20, 30, 50)], "training.early_stopping_patience": [30],
     "anchor_refresh": [0, 10]}
+# a forty-seventh, its training budget on RNA+ADT: with gw_refresh's choice, every fit of that grid
+# stopped at or near the epoch cap (best epoch 64-99 of 100), so whether a longer budget helps
+GRIDS["gw_budget"] = {
+    **{k: v for k, v in GRIDS["gw_refresh"].items()
+       if k not in ("anchor_refresh", "training.early_stopping_patience")},
+    "anchor_refresh": [10],
+    "training.max_epochs,training.early_stopping_patience": [(100, 30), (200, 30), (400, 30)]}
 RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo": "anchors+labels",
                 "noanchor_vae_parts_core": "anchors+labels", "noanchor_vae_parts_adv": "anchors+labels",
                 "noanchor_glue_rebuilt": "anchors+labels",
@@ -463,6 +470,7 @@ RULE_OF_GRID = {"noanchor_vae_parts": "anchors+labels", "noanchor_vae_parts_loo"
                 "noanchor_plus_anchors": "anchors+labels", "noanchor_plus_gw": "anchors+labels",
                 "noanchor_recipe_plus_anchors": "anchors+labels",
                 "noanchor_shipped_plus_anchors": "anchors+labels", "gw_refresh": "anchors+labels",
+                "gw_budget": "anchors+labels",
                 "global_adversary": "anchors+labels", "noanchor_adversary": "anchors+labels",
                 "atac": "anchors+labels", "latent": "anchors+labels",
                 "latent_lsipeaks": "anchors+labels", "noanchor": "anchors+labels",
@@ -480,6 +488,7 @@ DATASETS_OF_GRID = {g: ["snare_mop5232", "bmmc_multiome500"]
 DATASETS_OF_GRID["noanchor_plus_gw"] = ["cite_bmmc600", "teaseq_pbmc1262"]
 DATASETS_OF_GRID["noanchor_shipped_plus_anchors"] = ["cite_bmmc600", "teaseq_pbmc1262"]
 DATASETS_OF_GRID["gw_refresh"] = ["cite_bmmc600", "teaseq_pbmc1262"]
+DATASETS_OF_GRID["gw_budget"] = ["cite_bmmc600", "teaseq_pbmc1262"]
 
 
 
