@@ -446,8 +446,8 @@ GRIDS["gw_refresh"] = {
     "guidance_graph": [True], "anchor_space": ["gw"], "anchor_scope": ["global"],
     "anchor_components": [(20, 30, 50)], "training.early_stopping_patience": [30],
     "anchor_refresh": [0, 10]}
-# a forty-seventh, its training budget on RNA+ADT: with gw_refresh's choice, every fit of that grid
-# stopped at or near the epoch cap (best epoch 64-99 of 100), so whether a longer budget helps
+# a forty-seventh, its training budget on RNA+ADT: in gw_refresh most fits ran to the cap
+# (best epoch 44-99 of 100, patience 30), so whether a longer budget helps
 GRIDS["gw_budget"] = {
     **{k: v for k, v in GRIDS["gw_refresh"].items()
        if k not in ("anchor_refresh", "training.early_stopping_patience")},
