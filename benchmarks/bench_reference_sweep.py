@@ -150,6 +150,51 @@ def sweep_markdown(method: str, scored: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: the tuning sweeps' rows: D-MMVAE's grids (first asked and asked again) and each reference's
+SWEEP_FILES = {"dmmvae": ("dmmvae_sweep*.csv", "dmmvae_reask_*.csv"),
+               "reference": ("reference_sweep_*.csv",)}
+
+
+def tuning_compute(results: Path) -> pd.DataFrame:
+    """Per method, what its tuning sweeps cost: the fits they ran (rows copied from another
+    grid, marked in ``source``, not counted) and those fits' training hours, all and on a GPU
+    (``device`` names cuda; a row without a device column is counted as not on a GPU)."""
+    parts = []
+    for kind, patterns in SWEEP_FILES.items():
+        for pattern in patterns:
+            for path in sorted(results.glob(pattern)):
+                rows = pd.read_csv(path)
+                if "train_seconds" not in rows:
+                    continue  # a summary page, not fits
+                if "source" in rows:
+                    rows = rows[rows["source"].isna()]
+                method = "dmmvae" if kind == "dmmvae" else path.stem[len("reference_sweep_"):]
+                device = rows["device"].astype(str) if "device" in rows else pd.Series(
+                    "", index=rows.index)
+                parts.append(pd.DataFrame({
+                    "method": method, "seconds": rows["train_seconds"].astype(float),
+                    "gpu": device.str.contains("cuda").to_numpy()}))
+    fits = pd.concat(parts, ignore_index=True)
+    out = fits.groupby("method").agg(fits=("seconds", "size"),
+                                     hours=("seconds", lambda s: s.sum() / 3600))
+    out["gpu_hours"] = fits[fits["gpu"]].groupby("method")["seconds"].sum().reindex(
+        out.index, fill_value=0.0) / 3600
+    return out.sort_values("hours", ascending=False)
+
+
+def tuning_compute_markdown(results: Path) -> str:
+    """``tuning_compute.md``: :func:`tuning_compute` as a table, with how to read it."""
+    table = tuning_compute(results).reset_index()
+    return "\n".join([
+        "# Tuning compute per method", "",
+        "Fits run by each method's tuning sweeps (train cells only, the blind rule; rows copied "
+        "between grids counted once) and their summed training time, from the committed sweep "
+        "CSVs (`dmmvae_sweep*.csv`, `dmmvae_reask_*.csv`, `reference_sweep_<method>.csv`). Most "
+        "fits shared a 2-core machine with other runs, so the hours are wall time on a busy "
+        "core, not timings; written by `bench_reference_sweep.py --report-only`.", "",
+        table.to_markdown(index=False, floatfmt=".1f"), ""])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", choices=sorted(GRIDS), required=True)
@@ -210,7 +255,9 @@ def main() -> None:
     if args.report_seeds is None and out == out_path(args.method):
         page = out.with_suffix(".md")
         write_text(page, sweep_markdown(args.method, scored))
-        print(f"written: {page}")
+        compute = out.parent / "tuning_compute.md"
+        write_text(compute, tuning_compute_markdown(out.parent))
+        print(f"written: {page}, {compute}")
     budgets = [k for k in (1, 4, 16) if k < len(table)] + [len(table)]
     print("expected best rule score at k configurations drawn at random (Dodge et al. 2019): "
           + ", ".join(f"k={k} {expected_best(table['rule'], k):.4f}" for k in budgets))

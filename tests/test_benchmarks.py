@@ -421,6 +421,36 @@ def test_committed_sweep_pages_are_written_from_the_committed_rows(method):
     assert ("## Rows still to run" in page) == bool(missing)
 
 
+def test_committed_tuning_compute_page_is_written_from_the_committed_sweeps():
+    sweep = _load_bench("bench_reference_sweep")
+    results = BENCH / "results"
+    assert (results / "tuning_compute.md").read_text() == sweep.tuning_compute_markdown(
+        results), "run bench_reference_sweep.py --method glue --report-only and commit the page"
+
+
+def test_tuning_compute_counts_each_fit_once_and_its_gpu_hours(tmp_path):
+    import pandas as pd
+
+    sweep = _load_bench("bench_reference_sweep")
+    pd.DataFrame({"config": ["a", "b", "c"], "train_seconds": [3600.0, 1800.0, 7200.0],
+                  "source": [None, None, "copied from x.csv"]}).to_csv(
+        tmp_path / "dmmvae_sweep_x.csv", index=False)
+    pd.DataFrame({"config": ["a"], "train_seconds": [1800.0], "device": ["cuda"]}).to_csv(
+        tmp_path / "dmmvae_reask_x.csv", index=False)
+    pd.DataFrame({"grid": ["x"], "choice": ["a"]}).to_csv(tmp_path / "dmmvae_reask.csv",
+                                                          index=False)  # a summary: no fits
+    pd.DataFrame({"config": ["{}"] * 2, "train_seconds": [600.0, 1200.0],
+                  "device": ["cpu", "cuda"]}).to_csv(tmp_path / "reference_sweep_glue.csv",
+                                                     index=False)
+    table = sweep.tuning_compute(tmp_path)
+    assert table.loc["dmmvae", "fits"] == 3 and table.loc["glue", "fits"] == 2
+    assert table.loc["dmmvae", "hours"] == pytest.approx(2.0)  # the copied row is not a fit
+    assert table.loc["dmmvae", "gpu_hours"] == pytest.approx(0.5)
+    assert table.loc["glue", "hours"] == pytest.approx(0.5)
+    assert table.loc["glue", "gpu_hours"] == pytest.approx(1 / 3)
+    assert list(table.index) == ["dmmvae", "glue"]  # most hours first
+
+
 def test_sweep_page_ranks_common_cells_and_lists_the_rows_to_run():
     import pandas as pd
 
