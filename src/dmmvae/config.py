@@ -16,7 +16,7 @@ from typing import Any
 from .data.demo import HALF_A, HALF_B
 from .data.prepare import local_input_paths
 from .data.synthetic import DEFAULT_MODALITIES
-from .methods import MODELS, PAIR_RECIPES
+from .methods import MODELS, PAIR_RECIPES, with_recipe
 
 SWEEP_SEP = "__"
 
@@ -119,7 +119,7 @@ def check_models(models: Mapping[str, Mapping]) -> None:
                 )
             try:  # what runs on that pair: the entry's parameters with the recipe's on top
                 MODELS[spec["model"]].validate_params(
-                    {**(spec.get("params") or {}), **((recipe or {}).get("params") or {})})
+                    with_recipe(spec.get("params"), recipe, "params"))
             except ValueError as err:
                 raise ConfigError(f"config 'models.{name}.recipes.{pair}.params': {err}") from None
 

@@ -12,6 +12,7 @@ from ._base import (
     apply_recipe,
     modality_kinds,
     pair_recipe,
+    with_recipe,
 )
 from .baselines.controls import KnnRegression, PcaCca, RandomEmbedding
 from .baselines.gw_anchors import GWAnchors
@@ -67,6 +68,7 @@ __all__ = [
     "MODELS",
     "PAIR_RECIPES",
     "apply_recipe",
+    "with_recipe",
     "modality_kinds",
     "pair_recipe",
     "VAEModel",

@@ -44,8 +44,15 @@ def apply_recipe(
     recipe = (recipes or {}).get(name) if name else None
     if recipe is None:
         return dict(params or {}), dict(training or {}), None
-    return ({**(params or {}), **(recipe.get("params") or {})},
-            {**(training or {}), **(recipe.get("training") or {})}, name)
+    return (with_recipe(params, recipe, "params"), with_recipe(training, recipe, "training"),
+            name)
+
+
+def with_recipe(
+    settings: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None, part: str
+) -> dict[str, Any]:
+    """An entry's ``part`` (``"params"`` or ``"training"``) with the recipe's on top, key by key."""
+    return {**(settings or {}), **((recipe or {}).get(part) or {})}
 
 
 class MissingDependencyError(ModuleNotFoundError):
