@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from dmmvae.methods import MissingDependencyError, MissingLinksError
 from dmmvae.methods.external.glue import GLUE, guidance_graph
 from dmmvae.methods.external.maxfuse import MaxFuse, recipe_for
 from dmmvae.metrics import foscttm
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: GLUE budget for the tests: a few epochs per stage (GLUE's automatic budget is far larger)
 FAST_GLUE = {"max_epochs": 40, "h_dim": 64, "n_pcs": 30, "latent_dim": 16}
@@ -297,6 +300,37 @@ def test_glue_default_is_the_automatic_budget_of_scglue(monkeypatch, caplog):
     assert info["stages"]["finetune"]["align_burnin"] == auto["align_burnin"]
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert "notes" not in info or not any("set by the user" in n for n in info["notes"])
+
+
+def test_glue_finetunes_on_the_callers_torch_threads():
+    """GLUE's balancing weights between its stages run scanpy's neighbour search; numba's
+    OpenMP layer, started there, sets the libgomp it shares with torch to all cores, and
+    fine-tuning ran on two threads although the caller asked for one (on two shared cores the
+    spinning second thread made each fine-tuning epoch ~8x slower). A fresh interpreter, as in a
+    benchmark or workflow job (numba's pool starts once per process); training is stubbed out."""
+    pytest.importorskip("scglue", reason="scglue not installed (optional reference extra)")
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba sees one core here, so its OpenMP pool cannot widen torch's")
+    import subprocess
+
+    code = """
+import sys, torch, scglue
+sys.path.insert(0, "tests")
+from test_glue_maxfuse import GLUE, gene_split
+torch.set_num_threads(1)
+seen = []
+scglue.models.scglue.SCGLUETrainer.fit = lambda self, *a, **kw: seen.append(torch.get_num_threads())
+GLUE(h_dim=16, latent_dim=8, n_pcs=10).fit(gene_split(0.1), seed=0)
+import scanpy, anndata, numpy as np
+scanpy.pp.neighbors(anndata.AnnData(np.random.default_rng(0).normal(size=(50, 5))))
+print(seen, torch.get_num_threads())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(ROOT), check=True).stdout.strip().splitlines()[-1]
+    # both stages on the caller's one thread; a later neighbour search (numba already started)
+    # leaves torch alone, so only the first one, inside the fit, could have widened it
+    assert out == "[1, 1] 1", out
 
 
 def test_glue_without_finetuning_is_its_pretrained_model(monkeypatch):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import random
 import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -66,6 +68,23 @@ def set_num_threads(num_threads: int | str | None) -> int:
     return n
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[int]:
+    """Restore torch's intra-op thread count when the block ends; yields the count.
+
+    numba's OpenMP threading layer shares the ``libgomp`` torch loaded, and a parallel numba
+    function (pynndescent, as in ``scanpy.pp.neighbors``) sets that runtime's thread count to
+    numba's, all cores: torch then runs every later operator on that many threads whatever
+    ``OMP_NUM_THREADS`` or ``training.num_threads`` asked. Wrap such calls made between two
+    stages of a training run in this block.
+    """
+    n = torch.get_num_threads()
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(n)
+
+
 def cpu_bf16_supported() -> bool:
     """Whether this CPU multiplies bf16 matrices natively (oneDNN: AVX512-BF16 or AMX).
 
@@ -103,4 +122,5 @@ __all__ = [
     "resolve_device",
     "seed_everything",
     "set_num_threads",
+    "torch_threads_kept",
 ]

@@ -90,6 +90,7 @@ from ...constants import (
 )
 from ...data.links import link_matrix, linked_features
 from ...io import InputError, Predictions
+from ...runtime import torch_threads_kept
 from .._base import Method, MissingDependencyError, MissingLinksError
 
 log = logging.getLogger(__name__)
@@ -465,7 +466,8 @@ class GLUE(Method):
             elif self.params["balance"]:
                 for m, a in adatas.items():
                     a.obsm["X_glue_pretrain"] = pre.encode_data(m, a)
-                with np.errstate(invalid="ignore", divide="ignore"):
+                # its scanpy neighbours (numba) would leave torch on all cores for finetuning
+                with np.errstate(invalid="ignore", divide="ignore"), torch_threads_kept():
                     scglue.data.estimate_balancing_weight(
                         *adatas.values(), use_rep="X_glue_pretrain", key_added=_BALANCE)
                 for m, a in adatas.items():
