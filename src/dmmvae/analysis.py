@@ -32,12 +32,9 @@ def leiden(z: np.ndarray, seed: int) -> np.ndarray:
     import anndata as ad  # heavy (scanpy): only when a report is drawn
     import scanpy as sc
 
-    from .runtime import torch_threads_kept
-
     a = ad.AnnData(np.asarray(z, dtype=np.float32))
-    with torch_threads_kept():  # numba's neighbour search would leave torch on all cores
-        sc.pp.neighbors(a, n_neighbors=int(min(15, max(2, len(z) - 1))), use_rep="X",
-                        random_state=seed)
+    sc.pp.neighbors(a, n_neighbors=int(min(15, max(2, len(z) - 1))), use_rep="X",
+                    random_state=seed)
     sc.tl.leiden(a, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
     return np.asarray(a.obs["leiden"]).astype(str)
 
