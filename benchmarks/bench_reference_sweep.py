@@ -28,13 +28,18 @@ import os
 import time
 from pathlib import Path
 
-import pandas as pd
-from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario
+# one BLAS / OpenMP / numba thread per fit, as in bench_diagonal.py (before numpy loads): numba's
+# OpenMP pool (scanpy's neighbour search) otherwise starts on every core and widens torch's
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from dmmvae.config import load_config
-from dmmvae.io import atomic_path, write_text
-from dmmvae.methods.baselines.seurat_v3 import SeuratV3
-from dmmvae.selection import (
+import pandas as pd  # noqa: E402
+from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario  # noqa: E402
+
+from dmmvae.config import load_config  # noqa: E402
+from dmmvae.io import atomic_path, write_text  # noqa: E402
+from dmmvae.methods.baselines.seurat_v3 import SeuratV3  # noqa: E402
+from dmmvae.selection import (  # noqa: E402
     RULES,
     collapsed,
     common_cells,
