@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DMMVAE_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def one_thread_per_fit() -> None:
+    """Run every method of this process on one BLAS / OpenMP / numba thread (call it before numpy
+    loads; a variable the caller set wins): train times on equal terms, two benchmark processes
+    side by side do not oversubscribe the cores, and numba's OpenMP pool (scanpy's neighbour
+    search) starts on one thread instead of resetting the ``libgomp`` it shares with torch to
+    every core."""
+    for var in (*THREAD_VARS, "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 #: the layer sizes and batch size every training benchmark uses (ours and scvi-tools alike)
 LAYERS = {"n_hidden": 128, "n_latent": 20, "n_layers": 2}
 BATCH_SIZE = 256

@@ -48,10 +48,9 @@ import sys
 import time
 from pathlib import Path
 
-# one BLAS / OpenMP thread per method (before numpy loads): every method's train_seconds on
-# equal terms, and two benchmark processes side by side do not oversubscribe the cores
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from _common import one_thread_per_fit
+
+one_thread_per_fit()  # before numpy loads
 
 import pandas as pd  # noqa: E402
 from _common import ROOT, SHARED, diagonal_scenario  # noqa: E402

@@ -28,10 +28,9 @@ import os
 import time
 from pathlib import Path
 
-# one BLAS / OpenMP / numba thread per fit, as in bench_diagonal.py (before numpy loads): numba's
-# OpenMP pool (scanpy's neighbour search) otherwise starts on every core and widens torch's
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from _common import one_thread_per_fit
+
+one_thread_per_fit()  # before numpy loads
 
 import pandas as pd  # noqa: E402
 from _common import ROOT, SELECTION_DATASETS, configurations, diagonal_scenario  # noqa: E402
