@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # install that extra
 TEST_STAMP := $(VENV)/.installed-test-stamp
 
-.PHONY: setup demo test lint dryrun benchmarks
+.PHONY: setup demo test lint dryrun benchmarks constraints
 
 # pip byte-compiles what it installs on one core (~70 s of the set-up); installing with
 # --no-compile and compiling the installed packages on every core afterwards takes half of it
@@ -19,19 +19,29 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 COMPILE := $(BIN)/python -c "import compileall, sysconfig; \
 	compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
 
-$(STAMP): pyproject.toml
+# every package besides torch and dmmvae at the version of envs/constraints.txt
+CONSTRAINTS := envs/constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
-	$(BIN)/python -m pip install --no-compile -e ".[dev]"
+	$(BIN)/python -m pip install --no-compile -c $(CONSTRAINTS) -e ".[dev]"
 	$(COMPILE)
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --no-compile -e ".[dev,refs]"
+	$(BIN)/python -m pip install --no-compile -c $(CONSTRAINTS) -e ".[dev,refs]"
 	$(COMPILE)
 	touch $(TEST_STAMP)
 
 setup: $(STAMP)
+
+# rewrites envs/constraints.txt from .venv, its comment header kept, torch left to pyproject's pin.
+# To change a pin: the same version in pyproject.toml and here (pip refuses a conflict), `make
+# test`, then `make constraints` for the packages it pulls in
+constraints: $(TEST_STAMP)
+	{ grep '^#' $(CONSTRAINTS); $(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch=='; } \
+	  > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
 # one thread per job: training already runs torch on cores - 1 = 1 thread on 2 cores, so two
 # jobs side by side use the machine; with 2 threads each the demo ran its 74 jobs one at a time

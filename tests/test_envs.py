@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -228,3 +229,62 @@ def test_post_deploy_installs_the_package_without_deps(path):
     assert re.search(r"pip install --no-deps .*--editable", installer)
     conda, _, _ = env_requirements(load_env(path))
     assert any(c.startswith("setuptools") for c in conda), f"{path.name}: build needs setuptools"
+
+
+CONSTRAINTS = ENVS / "constraints.txt"
+
+
+def constraint_problems(lines: list[str], pins: dict[str, str]) -> list[str]:
+    """Problems with pip constraint lines: one not pinned to one exact version, one that differs
+    from a pyproject pin, a torch pin (its local build tag differs between CPU and CUDA hosts),
+    a package listed twice."""
+    problems, seen = [], set()
+    for line in lines:
+        if not line.strip() or line.startswith("#"):
+            continue
+        req = Requirement(line)
+        name, specs = canonicalize_name(req.name), list(req.specifier)
+        if len(specs) != 1 or specs[0].operator != "==" or "+" in specs[0].version:
+            problems.append(f"{line}: not one exact public version")
+        elif name in pins and specs[0].version != pins[name]:
+            problems.append(f"{line}: pyproject.toml pins {name}=={pins[name]}")
+        if name == "torch":
+            problems.append(f"{line}: leave torch to pyproject's pin")
+        if name in seen:
+            problems.append(f"{line}: listed twice")
+        seen.add(name)
+    return problems
+
+
+@pytest.fixture(scope="module")
+def all_pins(pins) -> dict[str, str]:
+    """pyproject's pins of the dependencies and of every extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = {}
+    for dep in sum(project["optional-dependencies"].values(), []):
+        req = Requirement(dep)
+        (spec,) = req.specifier
+        extra[canonicalize_name(req.name)] = spec.version
+    return {**pins, **extra}
+
+
+def test_constraints_agree_with_pyproject(all_pins):
+    lines = CONSTRAINTS.read_text().splitlines()
+    assert constraint_problems(lines, all_pins) == []
+    names = {canonicalize_name(Requirement(x).name) for x in lines if x and not x.startswith("#")}
+    # every pinned package but torch is constrained, and so are the packages they pull in
+    assert set(all_pins) - {"torch"} <= names, sorted(set(all_pins) - {"torch"} - names)
+    assert {"numba", "pynndescent", "llvmlite"} <= names
+    # the check fails on drift, a loose pin, a local build tag and torch
+    bad = ["numpy==2.3.0", "scipy>=1.17", "llvmlite==0.45.0+local", "torch==2.13.0"]
+    assert len(constraint_problems(bad, all_pins)) == 4, constraint_problems(bad, all_pins)
+
+
+def test_make_setup_installs_with_the_constraints(tmp_path):
+    """Both installs `make test` runs on a fresh machine pass the constraints file to pip."""
+    venv = tmp_path / "venv"
+    out = subprocess.run(["make", "-n", f"VENV={venv}", f"{venv}/.installed-test-stamp"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    installs = [x for x in out.splitlines() if "pip install" in x and " -e " in x]
+    assert len(installs) == 2, out
+    assert all(f"-c {CONSTRAINTS.relative_to(ROOT)}" in x for x in installs), installs
