@@ -6,6 +6,8 @@ Checks, without building any env (no conda needed):
   (found by walking the imports of the script and of the dmmvae modules it reaches);
 - the GPU env pins a CUDA build of torch, the CPU envs do not;
 - each env has a post-deploy script that installs the dmmvae package without dependencies.
+- envs/constraints.txt (the versions `make setup` installs) agrees with pyproject's pins,
+  and both installs of `make test` pass it to pip.
 """
 
 from __future__ import annotations
