@@ -32,9 +32,13 @@ GPU_ENV = ENVS / "torch-gpu.yaml"
 CUDA_PINS = {"cuda-toolkit": "13.0.3", "nvidia-cudnn-cu13": "9.20.0.48"}
 
 
-def pyproject_pins() -> dict[str, str]:
-    """{canonical name: version} of pyproject.toml [project.dependencies] (all `==` pins)."""
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+def pyproject_pins(extras: bool = False) -> dict[str, str]:
+    """{canonical name: version} of pyproject.toml [project.dependencies] (all `==` pins), and
+    of every optional dependency with ``extras``."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"]
+    if extras:
+        deps = deps + sum(project["optional-dependencies"].values(), [])
     pins = {}
     for dep in deps:
         req = Requirement(dep)
@@ -68,14 +72,21 @@ def pin_mismatches(env: dict, pins: dict[str, str]) -> list[str]:
         if name in pins:
             problems.append(f"{spec}: install {name} through pip with pyproject's pin")
     for req in pip:
-        name = canonicalize_name(req.name)
-        specs = list(req.specifier)
-        if len(specs) != 1 or specs[0].operator not in ("==", "==="):
-            problems.append(f"{req}: not pinned to one exact version")
-            continue
-        if name in pins and specs[0].version != pins[name]:
-            problems.append(f"{req}: pyproject.toml pins {name}=={pins[name]}")
+        if (problem := requirement_problem(req, pins, ("==", "==="))) is not None:
+            problems.append(problem)
     return problems
+
+
+def requirement_problem(req: Requirement, pins: dict[str, str], operators: tuple[str, ...]
+                        ) -> str | None:
+    """What is wrong with one pinned requirement: not pinned to one exact version (one of
+    ``operators``), or a version other than pyproject's pin."""
+    name, specs = canonicalize_name(req.name), list(req.specifier)
+    if len(specs) != 1 or specs[0].operator not in operators:
+        return f"{req}: not pinned to one exact version"
+    if name in pins and specs[0].version != pins[name]:
+        return f"{req}: pyproject.toml pins {name}=={pins[name]}"
+    return None
 
 
 def load_env(path: Path) -> dict:
@@ -245,11 +256,11 @@ def constraint_problems(lines: list[str], pins: dict[str, str]) -> list[str]:
         if not line.strip() or line.startswith("#"):
             continue
         req = Requirement(line)
-        name, specs = canonicalize_name(req.name), list(req.specifier)
-        if len(specs) != 1 or specs[0].operator != "==" or "+" in specs[0].version:
-            problems.append(f"{line}: not one exact public version")
-        elif name in pins and specs[0].version != pins[name]:
-            problems.append(f"{line}: pyproject.toml pins {name}=={pins[name]}")
+        name = canonicalize_name(req.name)
+        if (problem := requirement_problem(req, pins, ("==",))) is not None:
+            problems.append(problem)
+        elif "+" in next(iter(req.specifier)).version:
+            problems.append(f"{line}: a local build tag, not a public version")
         if name == "torch":
             problems.append(f"{line}: leave torch to pyproject's pin")
         if name in seen:
@@ -259,15 +270,9 @@ def constraint_problems(lines: list[str], pins: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def all_pins(pins) -> dict[str, str]:
+def all_pins() -> dict[str, str]:
     """pyproject's pins of the dependencies and of every extra."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extra = {}
-    for dep in sum(project["optional-dependencies"].values(), []):
-        req = Requirement(dep)
-        (spec,) = req.specifier
-        extra[canonicalize_name(req.name)] = spec.version
-    return {**pins, **extra}
+    return pyproject_pins(extras=True)
 
 
 def test_constraints_agree_with_pyproject(all_pins):
