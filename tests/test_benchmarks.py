@@ -416,8 +416,8 @@ def test_committed_sweep_pages_are_written_from_the_committed_rows(method):
     assert page == sweep.sweep_markdown(method, rows), (
         f"run bench_reference_sweep.py --method {method} --report-only and commit the page")
     missing = sweep.missing_rows(method, rows)
-    total = len(sweep.GRIDS[method]) * len(sweep.SELECTION_DATASETS) * len(sweep.SEEDS)
-    assert f"{total - len(missing)} of {total} rows done" in page
+    total = len(sweep.planned_cells(method))
+    assert f"{total - len(missing)} of {total} planned rows done" in page
     assert ("## Rows still to run" in page) == bool(missing)
 
 
@@ -465,25 +465,60 @@ def test_sweep_page_ranks_common_cells_and_lists_the_rows_to_run():
     page = sweep.sweep_markdown("glue", rows)
     assert f"Chosen: `{key[0]}`" in page  # seed 1 is held by one configuration: not ranked
     assert "ranked on the 4 of 5" in page and "| 1.900 " in page  # 0.9 + 1 - 0: its own cell
-    assert "| cite_bmmc600 | 1 | 0-2 |" in page and "| snare_mop5232 | 2 | 0-3 |" in page
+    last = len(grid) - 1
+    assert (f"| cite_bmmc600 | 1 | 0-2, 4-{last} |" in page
+            and f"| snare_mop5232 | 2 | 0-{last} |" in page)
     assert sweep.spans([5, 0, 1, 2, 7, 8]) == "0-2, 5, 7-8"
+
+
+def test_a_configuration_enters_the_ranking_once_its_planned_rows_are_all_in():
+    """A configuration added to a finished grid cannot move the choice on the few cells it
+    holds while it runs: it is listed as waiting and ranked once every planned row is in; the
+    configurations planned on seed 0 only (MaxFuse's second stage) are complete without seeds
+    1-2."""
+    import json
+
+    import pandas as pd
+
+    sweep = _load_bench("bench_reference_sweep")
+    key = [json.dumps(c, sort_keys=True) for c in sweep.GRIDS["glue"]]
+    cells = [(d, s) for s in sweep.SEEDS for d in sweep.SELECTION_DATASETS]
+
+    def rows(config, value, where):
+        return [{"config": config, "dataset": d, "seed": s, "validation_anchor_foscttm": value,
+                 "train_label_transfer": 0.5} for d, s in where]
+
+    finished = [r for i in range(4) for r in rows(key[i], 0.3 + 0.01 * i, cells)]
+    running = pd.DataFrame(finished + rows(key[4], 0.0, cells[:2]))  # best, on 2 cells
+    table, note = sweep.ranking("glue", running)
+    assert table.index[0] == key[0] and key[4] not in table.index
+    assert "not ranked until their planned rows are all in: 1" in note and key[4] in note
+    done = pd.DataFrame(finished + rows(key[4], 0.0, cells) + rows(key[5], 0.0, cells[:1]))
+    table, note = sweep.ranking("glue", done)
+    assert table.index[0] == key[4] and len(table) == 5 and key[5] in note
+    mf = [json.dumps(c, sort_keys=True) for c in sweep.GRIDS["maxfuse"]]
+    seed0 = [(d, 0) for d in sweep.SELECTION_DATASETS]
+    maxfuse = pd.DataFrame(rows(mf[0], 0.4, cells) + rows(mf[10], 0.1, seed0))
+    assert (mf[10], "cite_bmmc600", 1) not in {
+        (mf[i], d, s) for i, d, s in sweep.missing_rows("maxfuse", maxfuse)}
+    assert sweep.ranking("maxfuse", maxfuse)[0].index[0] == mf[10]  # ranked on seed 0's cells
 
 
 @pytest.mark.parametrize("method", ["seurat_v3", "maxfuse", "glue"])
 def test_tuned_references_run_the_rules_choice_from_the_committed_sweep(method):
     """``<method>_tuned`` in config/diagonal.yaml runs the configuration the blind rule ranks
-    first over the committed ``reference_sweep_<method>.csv`` (on the (stand-in, seed) cells
-    every configuration holds), so a tuned reference cannot go stale when grid rows land."""
+    first over the committed ``reference_sweep_<method>.csv`` (``ranked_rows``: the
+    configurations whose planned rows are all in, on the cells every one of them holds), so a tuned reference cannot go stale when grid rows land."""
     import json
 
     import pandas as pd
 
     from dmmvae.config import load_config
-    from dmmvae.selection import common_cells, rank
+    from dmmvae.selection import rank
 
     sweep = _load_bench("bench_reference_sweep")
     rows = pd.read_csv(sweep.out_path(method))
-    chosen = json.loads(rank(common_cells(rows), sweep.RULE).index[0])
+    chosen = json.loads(rank(sweep.ranked_rows(method, rows), sweep.RULE).index[0])
     assert chosen in sweep.GRIDS[method]
     variant = load_config(sweep.CONFIG)["models"][f"{method}_tuned"]
     assert variant["model"] == method
