@@ -134,7 +134,8 @@ def ranked_rows(method: str, scored: pd.DataFrame) -> pd.DataFrame:
     ranking, and can change the choice, only once its rows are all in; among them the
     (stand-in, seed) cells every one holds (:func:`~dmmvae.selection.common_cells`). While no
     configuration is complete, every row, on the cells every configuration holds."""
-    missing = {json.dumps(GRIDS[method][i], sort_keys=True) for i, _, _ in missing_rows(method, scored)}
+    missing = {json.dumps(GRIDS[method][i], sort_keys=True)
+               for i, _, _ in missing_rows(method, scored)}
     complete = scored[~scored["config"].isin(missing)]
     return common_cells(complete if len(complete) else scored)
 

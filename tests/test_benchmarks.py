@@ -508,7 +508,8 @@ def test_a_configuration_enters_the_ranking_once_its_planned_rows_are_all_in():
 def test_tuned_references_run_the_rules_choice_from_the_committed_sweep(method):
     """``<method>_tuned`` in config/diagonal.yaml runs the configuration the blind rule ranks
     first over the committed ``reference_sweep_<method>.csv`` (``ranked_rows``: the
-    configurations whose planned rows are all in, on the cells every one of them holds), so a tuned reference cannot go stale when grid rows land."""
+    configurations whose planned rows are all in, on the cells every one of them holds), so a
+    tuned reference cannot go stale when grid rows land."""
     import json
 
     import pandas as pd
