@@ -384,6 +384,29 @@ def test_docs_diagonal_tables_are_the_committed_benchmark():
         _assert_doc_holds(bench.headline_markdown(stale), "docs/diagonal.md")
 
 
+@pytest.mark.parametrize("config, stem", [("diagonal.yaml", "diagonal"),
+                                          ("link_fraction.yaml", "link_fraction")])
+def test_committed_diagonal_pages_are_written_from_the_committed_rows(tmp_path, config, stem):
+    """Every page and table ``bench_diagonal.py --report-only`` writes beside a committed
+    benchmark CSV (headline, verdicts, claims, ablation pages, the link-fraction curve's table)
+    is the committed one, so no page keeps a step label or a number the rows and the code no
+    longer give. The figure is left out: its bytes follow matplotlib's build."""
+    results = BENCH / "results"
+    out = tmp_path / f"{stem}.csv"
+    out.write_bytes((results / out.name).read_bytes())
+    run = subprocess.run([sys.executable, str(BENCH / "bench_diagonal.py"), "--config",
+                          str(BENCH.parent / "config" / config), "--out", str(out),
+                          "--report-only"], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = sorted(p.name for p in tmp_path.iterdir() if p.suffix in {".md", ".csv"})
+    assert len(written) >= 6, written
+    stale = [name for name in written
+             if (results / name).read_text() != (tmp_path / name).read_text()]
+    assert not stale, (f"{stale} differ from what the committed {out.name} gives: run "
+                       f"bench_diagonal.py --config config/{config} --out "
+                       f"benchmarks/results/{out.name} --report-only and commit the pages")
+
+
 def test_readme_glue_tuning_count_is_the_committed_sweep():
     """README's count of GLUE's tuning rows ("GLUE N asked, R of their T rows done") is that of
     the committed ``reference_sweep_glue.csv`` and of the grid in ``bench_reference_sweep.py``
