@@ -64,7 +64,7 @@ from dmmvae.compare import (  # noqa: E402
     summary,
 )
 from dmmvae.config import ConfigError, Run, check_local_paths, expand_models, load_config  # noqa: E402
-from dmmvae.io import atomic_path  # noqa: E402
+from dmmvae.io import InputError, atomic_path  # noqa: E402
 
 CONFIG = ROOT / "config" / "diagonal.yaml"
 OUT_CSV = ROOT / "benchmarks" / "results" / "diagonal.csv"
@@ -706,7 +706,7 @@ def main() -> None:
     for name in sorted(set(rows["dataset"]) & set(config["datasets"]) - set(pairs)):
         try:
             pairs[name] = dataset_kinds(config, name)
-        except (ConfigError, OSError) as err:
+        except (ConfigError, InputError, OSError) as err:
             print(f"{name}: settings not checked, its data is not here ({err})")
     stale = stale_runs(rows, config, models, pairs)
     report(drop_runs(rows, stale), args.out, sorted(stale))
